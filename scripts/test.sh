@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The one test command (README "Run the tests"; .ci/run calls exactly this).
+# Installs what the tests need into the current Python, then runs the whole suite.
+# Servers the tests need (an S3 server) are started by the tests themselves on 127.0.0.1;
+# PostgreSQL and Redis are expected at 127.0.0.1:5432 / :6379 (DELTAHUB_TEST_PG_URL, DELTAHUB_TEST_REDIS_URL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+python3 -m ruff check .
+python3 -m pytest -q "$@"

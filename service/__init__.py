@@ -1,0 +1,1 @@
+"""deltahub HTTP service and command line."""

@@ -1,0 +1,1 @@
+"""deltahub storage: the pure core (safetensors parsing, tensor codecs, frames) and the stores under it."""

@@ -1,0 +1,70 @@
+"""One error hierarchy for deltahub.
+
+Every error knows the HTTP status it maps to and the CLI exit code it ends with. The class docstring is
+the message template; raise with keyword arguments that fill it, e.g.
+``raise HeaderTooLarge(length=..., limit=...)``. Vendor exceptions (boto3, SQLAlchemy) never cross a
+module boundary: adapters turn them into one of these.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DeltahubError(Exception):
+    """{detail}"""
+
+    status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1
+    # The value of the X-Error-Code header the Hugging Face client understands, where one applies.
+    error_code: ClassVar[str | None] = None
+
+    def __init__(self, message: str | None = None, **fields: Any) -> None:
+        self.fields = fields
+        if message is None:
+            template = (self.__doc__ or "{detail}").strip().splitlines()[0]
+            message = template.format(**fields)
+        super().__init__(message)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidInput(DeltahubError):
+    """invalid input: {detail}"""
+
+    status = 400
+    exit_code = 2
+
+
+class NotFound(DeltahubError):
+    """not found: {detail}"""
+
+    status = 404
+    exit_code = 3
+
+
+class Conflict(DeltahubError):
+    """conflict: {detail}"""
+
+    status = 409
+    exit_code = 4
+
+
+class IntegrityError(DeltahubError):
+    """stored data failed an integrity check: {detail}"""
+
+    status = 500
+    exit_code = 5
+
+
+class StoreError(DeltahubError):
+    """object store error: {detail}"""
+
+    status = 503
+    exit_code = 6
+
+
+class TransientStoreError(StoreError):
+    """object store temporarily unavailable: {detail}"""

@@ -1,0 +1,1 @@
+"""deltahub background jobs (ingest, rebase, gc, verify) and the Celery app that runs them."""
