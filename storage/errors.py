@@ -68,3 +68,45 @@ class StoreError(DeltahubError):
 
 class TransientStoreError(StoreError):
     """object store temporarily unavailable: {detail}"""
+
+
+class RepoNotFound(NotFound):
+    """repository {repo_id!r} not found"""
+
+    error_code = "RepoNotFound"
+
+
+class RevisionNotFound(NotFound):
+    """revision {revision!r} not found in repository {repo_id!r}"""
+
+    error_code = "RevisionNotFound"
+
+
+class EntryNotFound(NotFound):
+    """{path!r} not found at revision {revision!r} of repository {repo_id!r}"""
+
+    error_code = "EntryNotFound"
+
+
+class FileNotStored(NotFound):
+    """no file with sha256 {sha256} is stored"""
+
+
+class InvalidRepoName(InvalidInput):
+    """invalid repository name {repo_id!r}: {reason}"""
+
+
+class InvalidPath(InvalidInput):
+    """invalid file path {path!r}: {reason}"""
+
+
+class UploadMismatch(InvalidInput):
+    """upload does not match what was declared: {detail}"""
+
+
+class RepoExists(Conflict):
+    """repository {repo_id!r} already exists"""
+
+
+class StaleParent(Conflict):
+    """branch {branch!r} moved: expected parent {expected}, head is {head}"""
