@@ -1,0 +1,1 @@
+"""Alembic migrations of the catalog; run them with ``storage.catalog.db.upgrade(url)``."""

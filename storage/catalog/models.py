@@ -1,0 +1,302 @@
+"""The SQL catalog: what is stored where, portable across SQLite and PostgreSQL.
+
+Portability rules: byte sizes and offsets are BIGINT (files and packs exceed 2 GiB); enumerations are
+short strings with CHECK constraints (no native ENUM types to migrate); shapes and codec configs are
+JSON; times are timezone-aware UTC; every constraint has a name from ``NAMING_CONVENTION`` so a
+migration can drop or alter it by name on both databases.
+
+Deletion rules: rows that belong to one owner go with it (a commit's tree entries and refs' repository,
+a file's segments, a tensor's frames: CASCADE). Shared, content-addressed things (file objects, tensors,
+store objects) are deleted only by GC, so anything referencing them is RESTRICT: a delete that would
+orphan a reference fails instead of silently losing data.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    CHAR,
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on both databases.
+
+    SQLite has no time zones: values are normalised to UTC before they are written and tagged as UTC
+    when read, so the same comparison works on either database.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the catalog stores aware UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class FileKind(StrEnum):
+    SAFETENSORS = "safetensors"
+    BLOB = "blob"
+
+
+class FileState(StrEnum):
+    STAGED = "staged"
+    STORED = "stored"
+    FAILED = "failed"
+
+
+class StoreObjectKind(StrEnum):
+    PACK = "pack"
+    FRAME = "frame"
+    STAGING = "staging"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def one_of(column: str, values: type[StrEnum], name: str) -> CheckConstraint:
+    allowed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=name)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+def sha256_column(*args: Any, **kwargs: Any) -> Mapped[Any]:
+    return mapped_column(CHAR(64), *args, **kwargs)
+
+
+class Repository(Base):
+    __tablename__ = "repositories"
+    __table_args__ = (UniqueConstraint("namespace", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(96))
+    name: Mapped[str] = mapped_column(String(96))
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Commit(Base):
+    __tablename__ = "commits"
+
+    oid: Mapped[str] = mapped_column(CHAR(40), primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"), index=True)
+    # NO ACTION: a commit with children cannot be deleted alone, but a whole history can (one statement).
+    parent_oid: Mapped[str | None] = mapped_column(ForeignKey("commits.oid"))
+    message: Mapped[str] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Ref(Base):
+    """A branch: its name points at one commit of its repository."""
+
+    __tablename__ = "refs"
+
+    repo_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # NO ACTION, not RESTRICT: deleting a repository removes its refs and commits in one statement.
+    commit_oid: Mapped[str] = mapped_column(ForeignKey("commits.oid"))
+
+
+class TreeEntry(Base):
+    """Each commit stores its full tree: listing a revision is one indexed query, no history walk."""
+
+    __tablename__ = "tree_entries"
+
+    commit_oid: Mapped[str] = mapped_column(ForeignKey("commits.oid", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    # Indexed: GC asks "does any tree still reference this file?".
+    file_sha256: Mapped[str] = mapped_column(
+        ForeignKey("file_objects.sha256", ondelete="RESTRICT"), index=True
+    )
+
+
+class FileObject(Base):
+    """A whole file, addressed by the sha256 of its bytes (the hub's LFS oid)."""
+
+    __tablename__ = "file_objects"
+    __table_args__ = (
+        one_of("kind", FileKind, "kind"),
+        one_of("state", FileState, "state"),
+        CheckConstraint("size >= 0", name="size_nonnegative"),
+    )
+
+    sha256: Mapped[str] = sha256_column(primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    staging_key: Mapped[str | None] = mapped_column(String(512))
+    family_id: Mapped[int | None] = mapped_column(ForeignKey("families.id", ondelete="SET NULL"), index=True)
+    # The file this one is delta-coded against.
+    base_sha256: Mapped[str | None] = mapped_column(ForeignKey("file_objects.sha256", ondelete="RESTRICT"))
+    # The base named at upload (parameter, config, model card): a hint to check, not a fact.
+    declared_base: Mapped[str | None] = mapped_column(Text)
+    # Architecture fingerprint (tensor names, dtypes, shapes): candidates for a base share it.
+    fingerprint: Mapped[str | None] = mapped_column(CHAR(64), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stored_at: Mapped[datetime | None] = mapped_column()
+
+
+class FileSegment(Base):
+    """One run of a file's bytes (the header, a tensor, or the bytes between tensors), in file order."""
+
+    __tablename__ = "file_segments"
+    __table_args__ = (CheckConstraint('"offset" >= 0 AND length >= 0', name="extent_nonnegative"),)
+
+    file_sha256: Mapped[str] = mapped_column(
+        ForeignKey("file_objects.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    length: Mapped[int] = mapped_column(BigInteger)
+    tensor_id: Mapped[str] = mapped_column(ForeignKey("tensors.id", ondelete="RESTRICT"), index=True)
+    # The tensor's name in the header, or '__header__'.
+    name: Mapped[str | None] = mapped_column(Text)
+
+
+class Tensor(Base):
+    """A unique run of bytes, addressed by their sha256, stored once with one codec."""
+
+    __tablename__ = "tensors"
+    __table_args__ = (
+        CheckConstraint("nbytes >= 0", name="nbytes_nonnegative"),
+        CheckConstraint("chain_depth >= 0", name="chain_depth_nonnegative"),
+    )
+
+    id: Mapped[str] = sha256_column(primary_key=True)
+    dtype: Mapped[str] = mapped_column(String(16))
+    shape: Mapped[list[int]] = mapped_column(JSON)
+    nbytes: Mapped[int] = mapped_column(BigInteger)
+    codec: Mapped[str] = mapped_column(String(32))
+    codec_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    base_tensor_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tensors.id", ondelete="RESTRICT"), index=True
+    )
+    # Number of bases below this tensor; bounded by settings.max_chain_depth.
+    chain_depth: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Frame(Base):
+    """An independently decodable slice of a tensor, and where its encoded bytes live."""
+
+    __tablename__ = "frames"
+    __table_args__ = (
+        CheckConstraint(
+            "raw_offset >= 0 AND raw_length >= 0 AND object_offset >= 0 AND object_length >= 0",
+            name="extent_nonnegative",
+        ),
+    )
+
+    tensor_id: Mapped[str] = mapped_column(ForeignKey("tensors.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    raw_offset: Mapped[int] = mapped_column(BigInteger)
+    raw_length: Mapped[int] = mapped_column(BigInteger)
+    object_key: Mapped[str] = mapped_column(ForeignKey("store_objects.key", ondelete="RESTRICT"), index=True)
+    object_offset: Mapped[int] = mapped_column(BigInteger)
+    object_length: Mapped[int] = mapped_column(BigInteger)
+    # crc32 of the decoded bytes: unsigned 32-bit, so BIGINT.
+    checksum: Mapped[int] = mapped_column(BigInteger)
+
+
+class StoreObject(Base):
+    __tablename__ = "store_objects"
+    __table_args__ = (one_of("kind", StoreObjectKind, "kind"),)
+
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Family(Base):
+    """Models whose tensors are bitwise close; members share an architecture fingerprint."""
+
+    __tablename__ = "families"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = sha256_column(index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    # Not a foreign key: file_objects already references families, and a cycle would need deferred
+    # constraints that SQLite cannot add after the fact.
+    root_sha256: Mapped[str | None] = mapped_column(CHAR(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IngestJob(Base):
+    __tablename__ = "ingest_jobs"
+    __table_args__ = (one_of("state", JobState, "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_sha256: Mapped[str] = mapped_column(
+        ForeignKey("file_objects.sha256", ondelete="CASCADE"), index=True
+    )
+    repo_id: Mapped[int | None] = mapped_column(ForeignKey("repositories.id", ondelete="SET NULL"))
+    path: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Token(Base):
+    """An API token; only its sha256 is kept, so a leaked catalog leaks no usable token."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    token_hash: Mapped[str] = sha256_column(unique=True)
+    can_write: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
