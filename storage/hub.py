@@ -11,11 +11,32 @@ upload completes: it is served from staging until ingest has stored it in reduce
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-FileState = Literal["staged", "stored", "failed"]
+from storage.catalog import jobs, repos
+from storage.catalog.accounting import storage_report
+from storage.catalog.db import make_engine, session_factory, session_scope, unique_conflicts, upgrade
+from storage.catalog.models import Commit, FileKind, FileObject, FileState, Repository
+from storage.declared import base_from_config, base_from_model_card
+from storage.errors import Conflict, FileNotStored, InvalidInput, RepoExists
+from storage.names import check_branch, check_path, check_sha256, is_commit_oid
+from storage.objectstore import ObjectStore
+from storage.reader import Reader
+from storage.settings import Settings
+from storage.staging import read_safetensors_header, sniff_safetensors, stage
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
+
+FileStateName = Literal["staged", "stored", "failed"]
+
+# Decoded frames kept for reuse: a base's frames are read once per fine-tune frame that needs them;
+# 256 MiB holds 64 default-size frames, one model layer's worth for 7B-class models.
+FRAME_CACHE_BYTES = 256 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +66,7 @@ class FileInfo:
     sha256: str
     size: int
     kind: Literal["safetensors", "blob"]
-    state: FileState
+    state: FileStateName
     error: str | None = None
 
 
@@ -130,3 +151,249 @@ class HubApi(Protocol):
     def stats(self) -> dict[str, object]:
         """Storage accounting: logical vs physical bytes, savings by source, per repository and family."""
         ...
+
+
+class Hub:
+    """The concrete hub over a SQL catalog and an object store (see HubApi for the contract)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        store: ObjectStore | None = None,
+        queue: IngestQueue | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(settings.resolved_database_url)
+        self.sessions = session_factory(self.engine)
+        self.store = store or open_store(settings)
+        # No queue: jobs are recorded and left for someone to run (tests, `admin ingest`).
+        self.queue = queue
+        self.reader = Reader(self.store, self.sessions, cache_bytes=FRAME_CACHE_BYTES)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, migrate: bool = False) -> Hub:
+        if migrate:
+            upgrade(settings.resolved_database_url)
+        return cls(settings)
+
+    def session(self) -> AbstractContextManager[Session]:
+        return session_scope(self.sessions)
+
+    # Repositories
+
+    def create_repo(self, repo_id: str, *, private: bool = False, exist_ok: bool = False) -> RepoInfo:
+        try:
+            with self.session() as s:
+                return _repo_info(repos.create_repo(s, repo_id, private=private))
+        except RepoExists:
+            if not exist_ok:
+                raise
+            return self.get_repo(repo_id)
+
+    def get_repo(self, repo_id: str) -> RepoInfo:
+        with self.session() as s:
+            return _repo_info(repos.find_repo(s, repo_id))
+
+    def list_repos(self) -> list[RepoInfo]:
+        with self.session() as s:
+            return [_repo_info(r) for r in repos.list_repos(s)]
+
+    def set_private(self, repo_id: str, private: bool) -> RepoInfo:
+        with self.session() as s:
+            repo = repos.find_repo(s, repo_id)
+            repo.private = private
+            return _repo_info(repo)
+
+    def delete_repo(self, repo_id: str) -> None:
+        with self.session() as s:
+            repos.delete_repo(s, repos.find_repo(s, repo_id))
+
+    # Revisions and trees
+
+    def resolve(self, repo_id: str, revision: str) -> CommitInfo:
+        with self.session() as s:
+            return _commit_info(repos.resolve(s, repos.find_repo(s, repo_id), repo_id, revision))
+
+    def list_branches(self, repo_id: str) -> dict[str, str]:
+        with self.session() as s:
+            return repos.branches(s, repos.find_repo(s, repo_id))
+
+    def list_commits(self, repo_id: str, revision: str) -> list[CommitInfo]:
+        with self.session() as s:
+            head = repos.resolve(s, repos.find_repo(s, repo_id), repo_id, revision)
+            return [_commit_info(c) for c in repos.history(s, head)]
+
+    def list_tree(self, repo_id: str, commit_oid: str) -> list[TreeEntry]:
+        with self.session() as s:
+            return [TreeEntry(path, _file_info(f)) for path, f in repos.tree(s, commit_oid)]
+
+    def get_entry(self, repo_id: str, commit_oid: str, path: str) -> TreeEntry:
+        with self.session() as s:
+            return TreeEntry(path, _file_info(repos.entry(s, repo_id, commit_oid, path)))
+
+    # Writes
+
+    def has_file(self, sha256: str) -> bool:
+        with self.session() as s:
+            return s.get(FileObject, check_sha256(sha256)) is not None
+
+    def upload(
+        self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None
+    ) -> FileInfo:
+        if expected_sha256 is not None:
+            check_sha256(expected_sha256)
+            if self.has_file(expected_sha256):
+                # Drain nothing: the caller's body is dropped; the bytes are already held.
+                return self.file_info(expected_sha256)
+        staged = stage(
+            self.store,
+            chunks,
+            expected_sha256=expected_sha256,
+            expected_size=expected_size,
+            max_bytes=self.settings.max_upload_bytes,
+        )
+        is_st = sniff_safetensors(self.store, staged.key, staged.size, self.settings.max_header_bytes)
+        created = False
+        try:
+            with self.session() as s, unique_conflicts("file uploaded concurrently"):
+                if s.get(FileObject, staged.sha256) is None:
+                    kind = FileKind.SAFETENSORS if is_st else FileKind.BLOB
+                    s.add(
+                        FileObject(
+                            sha256=staged.sha256, size=staged.size, kind=kind,
+                            state=FileState.STAGED, staging_key=staged.key,
+                        )
+                    )
+                    s.flush()
+                    created = True
+        except Conflict:
+            created = False  # an identical upload won the race: keep theirs
+        finally:
+            if not created:
+                self.store.delete(staged.key)
+        return self.file_info(staged.sha256)
+
+    def commit(
+        self,
+        repo_id: str,
+        branch: str,
+        *,
+        message: str,
+        additions: Sequence[FileAddition] = (),
+        deletions: Sequence[str] = (),
+        parent_oid: str | None = None,
+        author: str | None = None,
+        declared_base: str | None = None,
+    ) -> CommitInfo:
+        check_branch(branch)
+        for path in [a.path for a in additions] + list(deletions):
+            check_path(path.rstrip("/") if path.endswith("/") else path)
+        if parent_oid is not None and not is_commit_oid(parent_oid):
+            raise InvalidInput(detail=f"parent commit {parent_oid!r} is not a 40-hex commit id")
+        declared_base = declared_base or self._declared_base(additions)
+        with self.session() as s:
+            repo = repos.find_repo(s, repo_id)
+            head = repos.branch_head(s, repo, branch)
+            files = repos.tree_files(s, head.oid) if head else {}
+            added: list[tuple[str, str]] = []
+            for addition in additions:
+                file = s.get(FileObject, check_sha256(addition.sha256))
+                if file is None:
+                    raise FileNotStored(sha256=addition.sha256)
+                if addition.path.endswith(".safetensors") and file.kind != FileKind.SAFETENSORS:
+                    self._explain_bad_safetensors(file)
+                if declared_base and file.kind == FileKind.SAFETENSORS and file.declared_base is None:
+                    file.declared_base = declared_base
+                added.append((addition.path, addition.sha256))
+            repos.apply_changes(files, added, deletions)
+            commit = repos.new_commit(
+                s, repo, branch, files=files, message=message, author=author,
+                parent=head, expected_parent=parent_oid,
+            )
+            job_ids = jobs.queue_ingest(s, repo.id, added)
+            info = _commit_info(commit)
+        for job_id in job_ids:
+            if self.queue is not None:
+                self.queue.enqueue(job_id)
+        return info
+
+    def _explain_bad_safetensors(self, file: FileObject) -> None:
+        """A .safetensors path whose bytes do not parse: say why (SafetensorsError, a 400)."""
+        if file.staging_key is None:
+            raise InvalidInput(detail=f"file {file.sha256} is not a safetensors file")
+        read_safetensors_header(self.store, file.staging_key, file.size, self.settings.max_header_bytes)
+        raise InvalidInput(detail=f"file {file.sha256} is not a safetensors file")
+
+    def _declared_base(self, additions: Sequence[FileAddition]) -> str | None:
+        """The base an upload claims, from the model card or config.json in the same commit."""
+        by_name = {a.path.rsplit("/", 1)[-1]: a.sha256 for a in additions}
+        for name, parse in (("README.md", base_from_model_card), ("config.json", base_from_config)):
+            sha = by_name.get(name)
+            if sha is None:
+                continue
+            info = self.file_info(sha)
+            if info.size > 1 << 20:
+                continue
+            claim = parse(b"".join(self.read(sha)))
+            if claim:
+                return claim
+        return None
+
+    # Reads
+
+    def file_info(self, sha256: str) -> FileInfo:
+        with self.session() as s:
+            file = s.get(FileObject, check_sha256(sha256))
+            if file is None:
+                raise FileNotStored(sha256=sha256)
+            return _file_info(file)
+
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        with self.session() as s:
+            file = s.get(FileObject, check_sha256(sha256))
+            if file is None:
+                raise FileNotStored(sha256=sha256)
+            state, staging_key, size = file.state, file.staging_key, file.size
+        end = size if end is None else min(end, size)
+        if not 0 <= start <= end:
+            raise InvalidInput(detail=f"byte range [{start}, {end}) is outside the file of {size} bytes")
+        if state != FileState.STORED and staging_key is not None:
+            return self.store.iter_range(staging_key, start, end)
+        return self.reader.read_file(sha256, start, end)
+
+    def stats(self) -> dict[str, object]:
+        with self.session() as s:
+            return storage_report(s)
+
+
+def _repo_info(repo: Repository) -> RepoInfo:
+    return RepoInfo(repo.id, repo.namespace, repo.name, repo.private, repo.created_at)
+
+
+def _commit_info(commit: Commit) -> CommitInfo:
+    return CommitInfo(commit.oid, commit.parent_oid, commit.message, commit.author, commit.created_at)
+
+
+def _file_info(file: FileObject) -> FileInfo:
+    return FileInfo(file.sha256, file.size, file.kind, file.state, file.error)  # type: ignore[arg-type]
+
+
+def open_store(settings: Settings) -> ObjectStore:
+    """The object store the settings name: a local directory (embedded) or an S3 bucket."""
+    if settings.store_backend == "s3":
+        from storage.objectstore.s3 import S3ObjectStore
+
+        secret = settings.s3_secret_access_key
+        return S3ObjectStore(
+            settings.s3_bucket or "",
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=secret.get_secret_value() if secret else None,
+        )
+    from storage.objectstore.local import LocalObjectStore
+
+    return LocalObjectStore(settings.resolved_store_dir)

@@ -1,0 +1,99 @@
+"""Catalog queries for ingest jobs: queueing, claiming, finishing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from storage.catalog.models import FileObject, FileState, IngestJob, JobState, utcnow
+
+UNFINISHED = (JobState.QUEUED, JobState.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    id: int
+    file_sha256: str
+    repo_id: int | None
+    path: str | None
+    state: str
+    attempts: int
+    error: str | None
+
+
+def _view(job: IngestJob) -> JobView:
+    return JobView(job.id, job.file_sha256, job.repo_id, job.path, job.state, job.attempts, job.error)
+
+
+def queue_ingest(session: Session, repo_id: int, added: Sequence[tuple[str, str]]) -> list[int]:
+    """A job for each added file that is not stored yet and has no unfinished job."""
+    job_ids: list[int] = []
+    seen: set[str] = set()
+    for path, sha256 in added:
+        if sha256 in seen:
+            continue
+        seen.add(sha256)
+        file = session.get(FileObject, sha256)
+        if file is None or file.state == FileState.STORED:
+            continue
+        pending = session.scalar(
+            select(IngestJob.id).where(IngestJob.file_sha256 == sha256, IngestJob.state.in_(UNFINISHED))
+        )
+        if pending is not None:
+            continue
+        if file.state == FileState.FAILED:
+            file.state, file.error = FileState.STAGED, None
+        job = IngestJob(file_sha256=sha256, repo_id=repo_id, path=path, state=JobState.QUEUED)
+        session.add(job)
+        session.flush()
+        job_ids.append(job.id)
+    return job_ids
+
+
+def get_job(session: Session, job_id: int) -> JobView | None:
+    job = session.get(IngestJob, job_id)
+    return _view(job) if job else None
+
+
+def start_job(session: Session, job_id: int) -> JobView | None:
+    """Mark a job running and count the attempt; None when it is already done (a redelivery)."""
+    job = session.get(IngestJob, job_id)
+    if job is None or job.state == JobState.DONE:
+        return None
+    job.state = JobState.RUNNING
+    job.attempts += 1
+    job.updated_at = utcnow()
+    session.flush()
+    return _view(job)
+
+
+def finish_job(session: Session, job_id: int) -> None:
+    session.execute(
+        update(IngestJob).where(IngestJob.id == job_id).values(state=JobState.DONE, error=None, updated_at=utcnow())
+    )
+
+
+def fail_job(session: Session, job_id: int, error: str, *, final: bool) -> None:
+    """Record an attempt's error; a final failure marks the file failed (its staged bytes stay served)."""
+    job = session.get(IngestJob, job_id)
+    if job is None:
+        return
+    job.error = error
+    job.updated_at = utcnow()
+    job.state = JobState.FAILED if final else JobState.QUEUED
+    if final:
+        file = session.get(FileObject, job.file_sha256)
+        if file is not None and file.state != FileState.STORED:
+            file.state, file.error = FileState.FAILED, error
+
+
+def jobs_for_file(session: Session, sha256: str) -> list[JobView]:
+    rows = session.scalars(select(IngestJob).where(IngestJob.file_sha256 == sha256).order_by(IngestJob.id))
+    return [_view(j) for j in rows]
+
+
+def unfinished_jobs(session: Session) -> list[int]:
+    return list(session.scalars(select(IngestJob.id).where(IngestJob.state.in_(UNFINISHED)).order_by(IngestJob.id)))
