@@ -1,0 +1,229 @@
+"""Catalog queries and writes for stored files, tensors, frames and families (used by ingest and GC)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.catalog.models import (
+    Family,
+    FileKind,
+    FileObject,
+    FileSegment,
+    FileState,
+    Frame,
+    Repository,
+    StoreObject,
+    Tensor,
+    utcnow,
+)
+from storage.errors import FileNotStored
+
+
+@dataclass(frozen=True, slots=True)
+class FileSnapshot:
+    sha256: str
+    size: int
+    kind: str
+    state: str
+    staging_key: str | None
+    declared_base: str | None
+    fingerprint: str | None
+    base_sha256: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewFrame:
+    seq: int
+    raw_offset: int
+    raw_length: int
+    object_key: str
+    object_offset: int
+    object_length: int
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewTensor:
+    id: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    codec: str
+    codec_config: dict[str, Any]
+    base_id: str | None
+    chain_depth: int
+    frames: tuple[NewFrame, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NewObject:
+    key: str
+    size: int
+    kind: str
+
+
+@dataclass
+class Written:
+    """What an ingest (or a rebase) wrote to the store and must now record."""
+
+    tensors: list[NewTensor] = field(default_factory=list)
+    objects: list[NewObject] = field(default_factory=list)
+
+
+def snapshot(session: Session, sha256: str) -> FileSnapshot:
+    f = session.get(FileObject, sha256)
+    if f is None:
+        raise FileNotStored(sha256=sha256)
+    return FileSnapshot(f.sha256, f.size, f.kind, f.state, f.staging_key, f.declared_base, f.fingerprint,
+                        f.base_sha256)
+
+
+def existing_tensors(session: Session, ids: Iterable[str]) -> set[str]:
+    ids = list(set(ids))
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        found.update(session.scalars(select(Tensor.id).where(Tensor.id.in_(ids[start : start + 500]))))
+    return found
+
+
+def family_members(session: Session, fingerprint: str, *, exclude: str, limit: int) -> list[FileSnapshot]:
+    """Stored safetensors files with this fingerprint, most recent first."""
+    rows = session.scalars(
+        select(FileObject)
+        .where(
+            FileObject.fingerprint == fingerprint,
+            FileObject.state == FileState.STORED,
+            FileObject.kind == FileKind.SAFETENSORS,
+            FileObject.sha256 != exclude,
+        )
+        .order_by(FileObject.stored_at.desc())
+        .limit(limit)
+    )
+    return [snapshot(session, f.sha256) for f in rows]
+
+
+def repo_name(session: Session, repo_id: int | None) -> str | None:
+    repo = session.get(Repository, repo_id) if repo_id is not None else None
+    if repo is None:
+        return None
+    return f"{repo.namespace}/{repo.name}" if repo.namespace else repo.name
+
+
+def files_declaring(session: Session, fingerprint: str, declared: str) -> list[FileSnapshot]:
+    rows = session.scalars(
+        select(FileObject.sha256).where(
+            FileObject.fingerprint == fingerprint,
+            FileObject.declared_base == declared,
+            FileObject.state == FileState.STORED,
+        )
+    )
+    return [snapshot(session, sha) for sha in rows]
+
+
+def record_written(session: Session, written: Written) -> None:
+    """Store objects, then tensors and their frames, skipping what a concurrent ingest recorded first."""
+    for obj in written.objects:
+        if session.get(StoreObject, obj.key) is None:
+            session.add(StoreObject(key=obj.key, size=obj.size, kind=obj.kind))
+    session.flush()
+    for t in written.tensors:
+        if session.get(Tensor, t.id) is not None:
+            continue  # stored meanwhile by another file's ingest; our frames become garbage for GC
+        session.add(
+            Tensor(id=t.id, dtype=t.dtype, shape=list(t.shape), nbytes=t.nbytes, codec=t.codec,
+                   codec_config=t.codec_config, base_tensor_id=t.base_id, chain_depth=t.chain_depth)
+        )
+        session.flush()
+        session.add_all(
+            Frame(tensor_id=t.id, seq=f.seq, raw_offset=f.raw_offset, raw_length=f.raw_length,
+                  object_key=f.object_key, object_offset=f.object_offset, object_length=f.object_length,
+                  checksum=f.checksum)
+            for f in t.frames
+        )
+    session.flush()
+
+
+def mark_stored(
+    session: Session,
+    sha256: str,
+    segments: Sequence[tuple[int, int, int, str, str | None]],
+    *,
+    fingerprint: str | None,
+    base_sha256: str | None,
+) -> None:
+    """The file's segments (seq, offset, length, tensor id, name) and its new state, family and base."""
+    file = session.get(FileObject, sha256)
+    if file is None:
+        raise FileNotStored(sha256=sha256)
+    if file.state == FileState.STORED:
+        return
+    session.add_all(
+        FileSegment(file_sha256=sha256, seq=seq, offset=offset, length=length, tensor_id=tensor_id, name=name)
+        for seq, offset, length, tensor_id, name in segments
+    )
+    if fingerprint is not None:
+        family = session.scalar(select(Family).where(Family.fingerprint == fingerprint).limit(1))
+        if family is None:
+            family = Family(fingerprint=fingerprint, root_sha256=sha256)
+            session.add(family)
+            session.flush()
+        file.family_id = family.id
+        file.fingerprint = fingerprint
+    file.base_sha256 = base_sha256
+    file.state = FileState.STORED
+    file.staging_key = None
+    file.error = None
+    file.stored_at = utcnow()
+    session.flush()
+
+
+def tensor_dependents(session: Session, tensor_id: str) -> list[tuple[str, int]]:
+    """Tensors delta-coded against `tensor_id`, directly or through others: (id, chain depth)."""
+    out: list[tuple[str, int]] = []
+    frontier = [tensor_id]
+    while frontier:
+        rows = session.execute(
+            select(Tensor.id, Tensor.chain_depth).where(Tensor.base_tensor_id.in_(frontier))
+        ).all()
+        out.extend((r[0], r[1]) for r in rows)
+        frontier = [r[0] for r in rows]
+    return out
+
+
+def replace_encoding(session: Session, new: NewTensor, depth_shift: int) -> bool:
+    """Swap a tensor's codec, base and frames for a new encoding of the same bytes (a rebase).
+
+    Dependents' chain depths move by `depth_shift`. Returns False when the tensor is gone (GC'd).
+    """
+    tensor = session.get(Tensor, new.id, with_for_update=True)
+    if tensor is None:
+        return False
+    for frame in session.scalars(select(Frame).where(Frame.tensor_id == new.id)):
+        session.delete(frame)
+    session.flush()
+    tensor.codec, tensor.codec_config = new.codec, new.codec_config
+    tensor.base_tensor_id, tensor.chain_depth = new.base_id, new.chain_depth
+    session.add_all(
+        Frame(tensor_id=new.id, seq=f.seq, raw_offset=f.raw_offset, raw_length=f.raw_length,
+              object_key=f.object_key, object_offset=f.object_offset, object_length=f.object_length,
+              checksum=f.checksum)
+        for f in new.frames
+    )
+    if depth_shift:
+        for dep_id, depth in tensor_dependents(session, new.id):
+            dep = session.get(Tensor, dep_id)
+            if dep is not None:
+                dep.chain_depth = depth + depth_shift
+    session.flush()
+    return True
+
+
+def set_file_base(session: Session, sha256: str, base_sha256: str | None) -> None:
+    file = session.get(FileObject, sha256)
+    if file is not None:
+        file.base_sha256 = base_sha256

@@ -1,0 +1,60 @@
+"""Garbage collection: delete what nothing references and what is older than the grace period.
+
+Catalog rows go first (in transactions, where foreign keys stop a concurrent ingest from referencing
+what is being removed), store objects after. See docs/format.md, "Garbage collection".
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from storage.catalog import gc as catalog_gc
+from storage.hub import Hub
+
+log = logging.getLogger(__name__)
+
+PREFIXES = ("packs/", "frames/", "staging/")
+
+
+@dataclass
+class GcReport:
+    files: int = 0
+    tensors: int = 0
+    objects: int = 0
+    orphans: int = 0
+    bytes_freed: int = 0
+    deleted_keys: list[str] = field(default_factory=list)
+
+
+def collect_garbage(hub: Hub, *, dry_run: bool = False, grace_seconds: float | None = None) -> GcReport:
+    grace = hub.settings.gc_grace_seconds if grace_seconds is None else grace_seconds
+    cutoff = datetime.now(UTC) - timedelta(seconds=grace)
+    report = GcReport()
+    with hub.session() as s:
+        staging_keys = catalog_gc.drop_unreferenced_files(s, cutoff)
+        report.tensors = catalog_gc.drop_unreferenced_tensors(s)
+        object_keys = catalog_gc.drop_unreferenced_objects(s, cutoff)
+        report.files = len(staging_keys)
+        if dry_run:
+            s.rollback()
+    doomed = list(staging_keys) + list(object_keys)
+    with hub.session() as s:
+        known = catalog_gc.known_keys(s)
+    for prefix in PREFIXES:
+        for info in hub.store.list(prefix):
+            if info.key not in known and info.last_modified < cutoff and info.key not in doomed:
+                doomed.append(info.key)
+                report.orphans += 1
+    report.objects = len(object_keys)
+    for key in doomed:
+        info = hub.store.head(key)
+        if info is None:
+            continue
+        report.bytes_freed += info.size
+        report.deleted_keys.append(key)
+        if not dry_run:
+            hub.store.delete(key)
+    log.info("gc%s: %s", " (dry run)" if dry_run else "", report)
+    return report

@@ -1,0 +1,179 @@
+"""Families at ingest time: choosing a new file's base, recording it, and rebasing older relatives.
+
+A declared base is only a hint: every candidate is measured on sampled tensor slices and the nearest
+wins; nothing is delta-coded against a model that does not measurably help (unrelated runs).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from storage.catalog import files, plans, repos
+from storage.catalog.files import FileSnapshot, Written
+from storage.dtypes import DTYPES
+from storage.errors import InvalidInput, NotFound
+from storage.families import MAX_BASE_SCORE, base_score, fingerprint, sample_spans
+from storage.hub import Hub
+from storage.safetensors import SafetensorsHeader
+from workers.encoding import BaseTensors, ObjectWriter, encode_windows
+from workers.segments import HEADER_SEGMENT, Segment
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+# Family members measured as candidates per ingest (besides the declared base): the most recent ones.
+MAX_CANDIDATES = 8
+
+
+def _declared_files(hub: Hub, declared: str | None, fp: str) -> list[FileSnapshot]:
+    """Files of the declared base repository's main branch that share the fingerprint."""
+    if not declared:
+        return []
+    with hub.session() as s:
+        try:
+            repo = repos.find_repo(s, declared)
+        except (NotFound, InvalidInput):  # an unknown or invalid name is a bad hint, not an error
+            return []
+        head = repos.branch_head(s, repo, "main")
+        if head is None:
+            return []
+        out = []
+        for sha in set(repos.tree_files(s, head.oid).values()):
+            snap = files.snapshot(s, sha)
+            if snap.fingerprint == fp and snap.state == "stored":
+                out.append(snap)
+        return out
+
+
+def _base_tensors(hub: Hub, sha256: str, score: float) -> BaseTensors:
+    with hub.session() as s:
+        segs = plans.segments(s, sha256)
+        tensor_plans = plans.tensor_plans(s, {seg.tensor_id for seg in segs})
+    by_name = {seg.name: tensor_plans[seg.tensor_id] for seg in segs if seg.name and seg.name != HEADER_SEGMENT}
+    return BaseTensors(sha256, score, by_name, tensor_plans)
+
+
+def choose_base(
+    hub: Hub, sha256: str, header: SafetensorsHeader, staging_key: str, *, repo_id: int | None
+) -> BaseTensors | None:
+    fp = fingerprint(header.tensors)
+    with hub.session() as s:
+        me = files.repo_name(s, repo_id)
+        declared = files.snapshot(s, sha256).declared_base
+        members = files.family_members(s, fp, exclude=sha256, limit=MAX_CANDIDATES)
+    candidates = {c.sha256: c for c in _declared_files(hub, declared, fp) + members if c.sha256 != sha256}
+    # A file that names this repository as its base will be rebased onto us: never the other way round.
+    candidates = {k: c for k, c in candidates.items() if me is None or c.declared_base != me}
+    if not candidates:
+        return None
+    infos = {t.name: t for t in header.tensors}
+    spans = sample_spans(header.tensors)
+    targets = [
+        hub.store.get(staging_key, header.data_offset + infos[sp.name].start + sp.start,
+                      header.data_offset + infos[sp.name].start + sp.end)
+        for sp in spans
+    ]
+    best: BaseTensors | None = None
+    for sha in sorted(candidates):
+        base = _base_tensors(hub, sha, 1.0)
+        pairs = []
+        for sp, target in zip(spans, targets, strict=True):
+            plan = base.by_name.get(sp.name)
+            if plan is None or plan.nbytes != infos[sp.name].nbytes:
+                continue
+            pairs.append((target, hub.reader.read_tensor(base.plans, plan.id, sp.start, sp.end), infos[sp.name].dtype))
+        score = base_score(pairs) if pairs else 1.0
+        log.info("base candidate %s for %s scores %.3f", sha, sha256, score)
+        if score < MAX_BASE_SCORE and (best is None or score < best.score):
+            best = BaseTensors(base.sha256, score, base.by_name, base.plans)
+    return best
+
+
+def commit_file(
+    session: Session,
+    sha256: str,
+    segments: Sequence[Segment],
+    digests: Sequence[str],
+    written: Written,
+    *,
+    header: SafetensorsHeader | None,
+    base: BaseTensors | None,
+) -> None:
+    files.record_written(session, written)
+    files.mark_stored(
+        session,
+        sha256,
+        [(seg.seq, seg.offset, seg.length, digest, seg.name) for seg, digest in zip(segments, digests, strict=True)],
+        fingerprint=fingerprint(header.tensors) if header is not None else None,
+        base_sha256=base.sha256 if base else None,
+    )
+
+
+def rebase_dependents(hub: Hub, sha256: str, *, repo_id: int | None) -> list[str]:
+    """Re-encode stored files that declare this file's repository as their base against this file."""
+    with hub.session() as s:
+        me = files.repo_name(s, repo_id)
+        fp = files.snapshot(s, sha256).fingerprint
+        dependents = files.files_declaring(s, fp, me) if (me and fp) else []
+    rebased = []
+    for dep in dependents:
+        if dep.base_sha256 != sha256 and dep.sha256 != sha256 and rebase_file(hub, dep.sha256, sha256):
+            rebased.append(dep.sha256)
+    return rebased
+
+
+def rebase_file(hub: Hub, sha256: str, onto: str) -> bool:
+    """Re-encode the tensors of `sha256` against those of `onto` where that is smaller; swap atomically.
+
+    The old frames' objects become unreferenced and are left to GC.
+    """
+    me = _base_tensors(hub, sha256, 1.0)
+    base = _base_tensors(hub, onto, 0.0)
+    max_depth = hub.settings.max_chain_depth
+    writer = ObjectWriter(hub)
+    swaps: list[tuple[files.NewTensor, int]] = []
+    for name, tensor in me.by_name.items():
+        candidate = base.by_name.get(name)
+        if candidate is None or candidate.id == tensor.id or candidate.nbytes != tensor.nbytes:
+            continue
+        if candidate.dtype != tensor.dtype or _chain_contains(base.plans, candidate.id, tensor.id):
+            continue
+        with hub.session() as s:
+            dependents = files.tensor_dependents(s, tensor.id)
+        height = max((d - tensor.chain_depth for _, d in dependents), default=0)
+        if candidate.chain_depth + 1 + height > max_depth:
+            continue
+        new = encode_windows(
+            hub, writer, tensor_id=tensor.id, dtype=DTYPES[tensor.dtype], shape=tensor.shape, nbytes=tensor.nbytes,
+            read_raw=lambda a, b, t=tensor.id: hub.reader.read_tensor(me.plans, t, a, b),
+            read_base=lambda a, b, c=candidate.id: hub.reader.read_tensor(base.plans, c, a, b),
+            base=candidate,
+        )
+        old_size = sum(f.object_length for f in tensor.frames)
+        new_size = sum(f.object_length for f in new.frames)
+        if new.base_id is not None and new_size < old_size:
+            swaps.append((new, new.chain_depth - tensor.chain_depth))
+    writer.flush(seal=True)
+    if not swaps:
+        return False
+    with hub.session() as s:
+        files.record_written(s, Written(objects=writer.objects))
+        for new, shift in swaps:
+            files.replace_encoding(s, new, shift)
+        files.set_file_base(s, sha256, onto)
+    log.info("rebased %d tensors of %s onto %s", len(swaps), sha256, onto)
+    return True
+
+
+def _chain_contains(tensor_plans: dict[str, plans.TensorPlan], start: str, needle: str) -> bool:
+    current: str | None = start
+    while current is not None:
+        if current == needle:
+            return True
+        plan = tensor_plans.get(current)
+        current = plan.base_id if plan else None
+    return False
