@@ -33,10 +33,9 @@ def collect_garbage(hub: Hub, *, dry_run: bool = False, grace_seconds: float | N
     cutoff = datetime.now(UTC) - timedelta(seconds=grace)
     report = GcReport()
     with hub.session() as s:
-        staging_keys = catalog_gc.drop_unreferenced_files(s, cutoff)
+        report.files, staging_keys = catalog_gc.drop_unreferenced_files(s, cutoff)
         report.tensors = catalog_gc.drop_unreferenced_tensors(s)
         object_keys = catalog_gc.drop_unreferenced_objects(s, cutoff)
-        report.files = len(staging_keys)
         if dry_run:
             s.rollback()
     doomed = list(staging_keys) + list(object_keys)

@@ -19,8 +19,8 @@ from storage.catalog.models import (
 )
 
 
-def drop_unreferenced_files(session: Session, cutoff: datetime) -> list[str]:
-    """Files no tree names, older than `cutoff`, with no unfinished job; returns their staging keys."""
+def drop_unreferenced_files(session: Session, cutoff: datetime) -> tuple[int, list[str]]:
+    """Files no tree names, older than `cutoff`, with no unfinished job: (how many, their staging keys)."""
     rows = session.execute(
         select(FileObject.sha256, FileObject.staging_key).where(
             FileObject.created_at < cutoff,
@@ -39,7 +39,7 @@ def drop_unreferenced_files(session: Session, cutoff: datetime) -> list[str]:
         session.execute(delete(FileSegment).where(FileSegment.file_sha256.in_(chunk)))
         session.execute(delete(IngestJob).where(IngestJob.file_sha256.in_(chunk)))
         session.execute(delete(FileObject).where(FileObject.sha256.in_(chunk)))
-    return [r[1] for r in rows if r[1]]
+    return len(shas), [r[1] for r in rows if r[1]]
 
 
 def drop_unreferenced_tensors(session: Session) -> int:
