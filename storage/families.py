@@ -24,8 +24,12 @@ SAMPLE_TENSORS = 32
 
 
 def fingerprint(tensors: Sequence[TensorInfo]) -> str:
-    """Architecture fingerprint: SHA-256 over the sorted (name, dtype, shape) of every tensor."""
-    items = sorted((t.name, t.dtype.name, list(t.shape)) for t in tensors)
+    """Architecture fingerprint: SHA-256 over the sorted (name, shape) of every tensor.
+
+    The dtype is left out on purpose: an F32 checkpoint and its BF16 release are one family, and the
+    BF16 tensors are predicted from the F32 ones (storage/casts.py).
+    """
+    items = sorted((t.name, list(t.shape)) for t in tensors)
     return hashlib.sha256(json.dumps(items, separators=(",", ":")).encode()).hexdigest()
 
 

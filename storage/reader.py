@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from storage import casts
 from storage.catalog import plans
 from storage.catalog.db import session_scope
+from storage.dtypes import DTYPES, DType
 from storage.errors import FileNotStored, IntegrityError
 from storage.objectstore import ObjectStore
 
@@ -99,6 +101,18 @@ class Reader:
             out.append(raw[lo - frame.raw_offset : hi - frame.raw_offset])
         return b"".join(out)
 
+    def base_range_reader(
+        self, tensors: dict[str, plans.TensorPlan], base_id: str, target: DType
+    ) -> Callable[[int, int], bytes]:
+        """Read [a, b) of a base in the target's dtype: cast-predicted when the base is wider."""
+        base_dtype = DTYPES[tensors[base_id].dtype]
+        r = casts.ratio(base_dtype, target)
+
+        def read(a: int, b: int) -> bytes:
+            return casts.predict(self.read_tensor(tensors, base_id, a * r, b * r), base_dtype, target)
+
+        return read
+
     def _pieces(self, plan: plans.FilePlan, start: int, end: int) -> Iterator[Callable[[], bytes]]:
         """One callable per frame slice covering [start, end), in file order."""
         for seg in plan.segments:
@@ -138,8 +152,9 @@ class Reader:
                 f"needs {frame.object_length} bytes at {frame.object_offset}, got {len(blob)}"
             )
         base = None
-        if tensor.base_id is not None:
-            base = self.read_tensor(tensors, tensor.base_id, frame.raw_offset, frame.raw_end)
+        if tensor.base_id is not None and _frame_needs_base(blob):
+            read_base = self.base_range_reader(tensors, tensor.base_id, DTYPES[tensor.dtype])
+            base = read_base(frame.raw_offset, frame.raw_end)
         from storage.frames import decode_frame
 
         raw = decode_frame(blob, base)
@@ -162,6 +177,15 @@ def _slice_of(
         return raw if (a, b) == (0, len(raw)) else raw[a:b]
 
     return piece
+
+
+def _frame_needs_base(blob: bytes) -> bool:
+    """Frames say their codec: a window coded plain inside a delta tensor needs no base read."""
+    from storage.codecs import get_codec
+    from storage.frames import read_frame_header
+
+    header = read_frame_header(blob)
+    return get_codec(header.codec_id).needs_base
 
 
 def _checked(stream: Iterator[bytes], sha256: str) -> Iterator[bytes]:

@@ -11,12 +11,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from storage.codecs import get_codec
 from storage.frames import encode_tensor
 
+from storage import casts
 from storage.catalog import files, plans
 from storage.catalog.plans import TensorPlan
-from storage.dtypes import DType
+from storage.codecs import get_codec
+from storage.dtypes import DTYPES, DType
 from storage.hub import Hub
 from storage.packs import PackBuilder
 from workers.segments import Segment
@@ -103,9 +104,9 @@ class BaseTensors:
 
     def for_segment(self, segment: Segment, max_depth: int) -> TensorPlan | None:
         candidate = self.by_name.get(segment.name or "")
-        # Same bytes length and dtype, or no delta; a chain at its bound hands over to its own base.
+        # Same shape in a dtype that predicts ours, or no delta; a chain at its bound hands over to its base.
         while candidate is not None:
-            if candidate.nbytes != segment.length or candidate.dtype != segment.dtype.name:
+            if not predictable(candidate, segment.dtype, segment.length):
                 return None
             if candidate.chain_depth + 1 <= max_depth:
                 return candidate
@@ -163,7 +164,7 @@ def encode_and_write(hub: Hub, staging_key: str, jobs: Sequence[TensorJob]) -> f
 
         read_base = None
         if job.base is not None and job.base_plans is not None:
-            read_base = _base_reader(hub, job.base_plans, job.base.id)
+            read_base = base_reader(hub, job.base_plans, job.base.id, seg.dtype)
         tensors.append(
             encode_windows(
                 hub, writer, tensor_id=job.tensor_id, dtype=seg.dtype, shape=seg.shape, nbytes=seg.length,
@@ -174,11 +175,15 @@ def encode_and_write(hub: Hub, staging_key: str, jobs: Sequence[TensorJob]) -> f
     return files.Written(tensors=tensors, objects=writer.objects)
 
 
-def _base_reader(hub: Hub, base_plans: dict[str, TensorPlan], base_id: str) -> ReadRange:
-    def read(a: int, b: int) -> bytes:
-        return hub.reader.read_tensor(base_plans, base_id, a, b)
+def predictable(base: TensorPlan, dtype: DType, nbytes: int) -> bool:
+    """Whether `base` can serve as the base of a tensor of this dtype and byte length."""
+    base_dtype = DTYPES[base.dtype]
+    return casts.can_predict(base_dtype, dtype) and base.nbytes == nbytes * casts.ratio(base_dtype, dtype)
 
-    return read
+
+def base_reader(hub: Hub, base_plans: dict[str, TensorPlan], base_id: str, dtype: DType) -> ReadRange:
+    """Bytes [a, b) of the base as the target's dtype sees them (cast-predicted when dtypes differ)."""
+    return hub.reader.base_range_reader(base_plans, base_id, dtype)
 
 
 def load_tensor_plans(hub: Hub, ids: set[str]) -> dict[str, TensorPlan]:

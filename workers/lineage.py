@@ -17,7 +17,7 @@ from storage.errors import InvalidInput, NotFound
 from storage.families import MAX_BASE_SCORE, base_score, fingerprint, sample_spans
 from storage.hub import Hub
 from storage.safetensors import SafetensorsHeader
-from workers.encoding import BaseTensors, ObjectWriter, encode_windows
+from workers.encoding import BaseTensors, ObjectWriter, base_reader, encode_windows, predictable
 from workers.segments import HEADER_SEGMENT, Segment
 
 if TYPE_CHECKING:
@@ -83,9 +83,10 @@ def choose_base(
         pairs = []
         for sp, target in zip(spans, targets, strict=True):
             plan = base.by_name.get(sp.name)
-            if plan is None or plan.nbytes != infos[sp.name].nbytes:
+            dtype = infos[sp.name].dtype
+            if plan is None or not predictable(plan, dtype, infos[sp.name].nbytes):
                 continue
-            pairs.append((target, hub.reader.read_tensor(base.plans, plan.id, sp.start, sp.end), infos[sp.name].dtype))
+            pairs.append((target, base_reader(hub, base.plans, plan.id, dtype)(sp.start, sp.end), dtype))
         score = base_score(pairs) if pairs else 1.0
         log.info("base candidate %s for %s scores %.3f", sha, sha256, score)
         if score < MAX_BASE_SCORE and (best is None or score < best.score):
@@ -138,9 +139,10 @@ def rebase_file(hub: Hub, sha256: str, onto: str) -> bool:
     swaps: list[tuple[files.NewTensor, int]] = []
     for name, tensor in me.by_name.items():
         candidate = base.by_name.get(name)
-        if candidate is None or candidate.id == tensor.id or candidate.nbytes != tensor.nbytes:
+        dtype = DTYPES[tensor.dtype]
+        if candidate is None or candidate.id == tensor.id or not predictable(candidate, dtype, tensor.nbytes):
             continue
-        if candidate.dtype != tensor.dtype or _chain_contains(base.plans, candidate.id, tensor.id):
+        if _chain_contains(base.plans, candidate.id, tensor.id):
             continue
         with hub.session() as s:
             dependents = files.tensor_dependents(s, tensor.id)
@@ -148,9 +150,9 @@ def rebase_file(hub: Hub, sha256: str, onto: str) -> bool:
         if candidate.chain_depth + 1 + height > max_depth:
             continue
         new = encode_windows(
-            hub, writer, tensor_id=tensor.id, dtype=DTYPES[tensor.dtype], shape=tensor.shape, nbytes=tensor.nbytes,
+            hub, writer, tensor_id=tensor.id, dtype=dtype, shape=tensor.shape, nbytes=tensor.nbytes,
             read_raw=lambda a, b, t=tensor.id: hub.reader.read_tensor(me.plans, t, a, b),
-            read_base=lambda a, b, c=candidate.id: hub.reader.read_tensor(base.plans, c, a, b),
+            read_base=base_reader(hub, base.plans, candidate.id, dtype),
             base=candidate,
         )
         old_size = sum(f.object_length for f in tensor.frames)

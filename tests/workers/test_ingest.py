@@ -94,6 +94,23 @@ def test_nearest_relative_wins_and_unrelated_is_plain(hub: Hub) -> None:
         assert read_all(hub, sha(data)) == data
 
 
+def test_lower_precision_release_is_predicted_from_the_f32_model(hub: Hub) -> None:
+    w = make_weights(8)
+    f32, bf16 = to_safetensors(w, "F32"), to_safetensors(w, "BF16")
+    tuned_bf16 = to_safetensors(finetune(w, 9), "BF16")
+    ingest_all(hub, push(hub, "m/f32", {"model.safetensors": f32}))
+    ingest_all(hub, push(hub, "m/bf16", {"model.safetensors": bf16}))
+    ingest_all(hub, push(hub, "m/tuned-bf16", {"model.safetensors": tuned_bf16}))
+    f32_tensors, bf16_tensors = tensors_of(hub, sha(f32)), tensors_of(hub, sha(bf16))
+    weights = [n for n in bf16_tensors if n != "__header__"]
+    assert all(bf16_tensors[n].base_id == f32_tensors[n].id for n in weights)
+    encoded = sum(f.object_length for n in weights for f in bf16_tensors[n].frames)
+    assert encoded < len(bf16) / 50  # the rounding predicts nearly every bit
+    for data in (f32, bf16, tuned_bf16):
+        assert read_all(hub, sha(data)) == data
+        assert read_all(hub, sha(data), 1001, 30_000) == data[1001:30_000]
+
+
 def test_dedup_and_idempotence(hub: Hub) -> None:
     w = make_weights(5)
     data = to_safetensors(w)
