@@ -1,0 +1,23 @@
+"""Lossless tensor codecs. Importing this package registers every codec, so any stored id decodes."""
+
+from storage.codecs import plain
+from storage.codecs.base import (
+    BadCodecConfig,
+    Codec,
+    CorruptFrame,
+    UnknownCodec,
+    get_codec,
+    register_codec,
+    registered_codecs,
+)
+
+__all__ = [
+    "BadCodecConfig",
+    "Codec",
+    "CorruptFrame",
+    "UnknownCodec",
+    "get_codec",
+    "plain",
+    "register_codec",
+    "registered_codecs",
+]
