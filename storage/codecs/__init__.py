@@ -1,6 +1,6 @@
 """Lossless tensor codecs. Importing this package registers every codec, so any stored id decodes."""
 
-from storage.codecs import plain
+from storage.codecs import delta, plain
 from storage.codecs.base import (
     BadCodecConfig,
     Codec,
@@ -16,6 +16,7 @@ __all__ = [
     "Codec",
     "CorruptFrame",
     "UnknownCodec",
+    "delta",
     "get_codec",
     "plain",
     "register_codec",
