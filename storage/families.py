@@ -24,12 +24,14 @@ SAMPLE_TENSORS = 32
 
 
 def fingerprint(tensors: Sequence[TensorInfo]) -> str:
-    """Architecture fingerprint: SHA-256 over the sorted (name, shape) of every tensor.
+    """Architecture fingerprint: SHA-256 over the sorted (name, shape) of the floating-point tensors.
 
     The dtype is left out on purpose: an F32 checkpoint and its BF16 release are one family, and the
-    BF16 tensors are predicted from the F32 ones (storage/casts.py).
+    BF16 tensors are predicted from the F32 ones (storage/casts.py). Integer tensors are left out too:
+    they are buffers (position ids, batch counters) that one export keeps and another drops, as the
+    MiniLM base and its fine-tune in the dev corpus do.
     """
-    items = sorted((t.name, list(t.shape)) for t in tensors)
+    items = sorted((t.name, list(t.shape)) for t in tensors if t.dtype.kind in ("float", "complex"))
     return hashlib.sha256(json.dumps(items, separators=(",", ":")).encode()).hexdigest()
 
 

@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 MAX_CANDIDATES = 8
 
 
-def _declared_files(hub: Hub, declared: str | None, fp: str) -> list[FileSnapshot]:
-    """Files of the declared base repository's main branch that share the fingerprint."""
+def _declared_files(hub: Hub, declared: str | None) -> list[FileSnapshot]:
+    """Stored safetensors files on the declared base repository's main branch (any fingerprint:
+    the declaration is the hint, the measurement decides)."""
     if not declared:
         return []
     with hub.session() as s:
@@ -41,12 +42,8 @@ def _declared_files(hub: Hub, declared: str | None, fp: str) -> list[FileSnapsho
         head = repos.branch_head(s, repo, "main")
         if head is None:
             return []
-        out = []
-        for sha in set(repos.tree_files(s, head.oid).values()):
-            snap = files.snapshot(s, sha)
-            if snap.fingerprint == fp and snap.state == "stored":
-                out.append(snap)
-        return out
+        snaps = [files.snapshot(s, sha) for sha in set(repos.tree_files(s, head.oid).values())]
+    return [x for x in snaps if x.state == "stored" and x.kind == "safetensors"]
 
 
 def _base_tensors(hub: Hub, sha256: str, score: float) -> BaseTensors:
@@ -65,7 +62,7 @@ def choose_base(
         me = files.repo_name(s, repo_id)
         declared = files.snapshot(s, sha256).declared_base
         members = files.family_members(s, fp, exclude=sha256, limit=MAX_CANDIDATES)
-    candidates = {c.sha256: c for c in _declared_files(hub, declared, fp) + members if c.sha256 != sha256}
+    candidates = {c.sha256: c for c in _declared_files(hub, declared) + members if c.sha256 != sha256}
     # A file that names this repository as its base will be rebased onto us: never the other way round.
     candidates = {k: c for k, c in candidates.items() if me is None or c.declared_base != me}
     if not candidates:
