@@ -1,0 +1,84 @@
+"""Who is calling: bearer tokens, checked by an injected token store.
+
+Writes need a token that may write. Reads of public repositories need none; a private repository is
+answered with RepoNotFound to anyone without a valid token, so its existence does not leak.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from service.errors import INVALID_CREDENTIALS, Forbidden, Unauthorized
+from storage.errors import RepoNotFound
+from storage.hub import HubApi, RepoInfo
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    name: str
+    can_write: bool
+
+
+class TokenStore(Protocol):
+    def verify(self, token: str) -> TokenInfo | None:
+        """The token's owner and rights, or None when the token is unknown or revoked."""
+        ...
+
+
+class StaticTokenStore:
+    """Tokens fixed at start-up (development, tests, one admin token from the environment).
+
+    Only digests are kept, and lookup is by digest: the time taken says nothing about how much of a
+    guess matched.
+    """
+
+    def __init__(self, tokens: Mapping[str, TokenInfo]) -> None:
+        self._by_digest = {_digest(token): info for token, info in tokens.items()}
+
+    def verify(self, token: str) -> TokenInfo | None:
+        return self._by_digest.get(_digest(token))
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; Unauthorized for any other scheme."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized(INVALID_CREDENTIALS)
+    return token
+
+
+def identify(tokens: TokenStore, authorization: str | None) -> TokenInfo | None:
+    """None for an anonymous caller; Unauthorized for a token the store does not know."""
+    token = bearer_token(authorization)
+    if token is None:
+        return None
+    info = tokens.verify(token)
+    if info is None:
+        raise Unauthorized(INVALID_CREDENTIALS)
+    return info
+
+
+def require_writer(caller: TokenInfo | None) -> TokenInfo:
+    if caller is None:
+        raise Unauthorized(detail="this operation needs a write token (Authorization: Bearer <token>)")
+    if not caller.can_write:
+        raise Forbidden(detail=f"token {caller.name!r} is read-only")
+    return caller
+
+
+def readable_repo(hub: HubApi, repo_id: str, caller: TokenInfo | None) -> RepoInfo:
+    """The repository if the caller may read it; RepoNotFound otherwise, exactly as if it did not exist."""
+    repo = hub.get_repo(repo_id)
+    if repo.private and caller is None:
+        raise RepoNotFound(repo_id=repo_id)
+    return repo

@@ -1,0 +1,121 @@
+"""Request dependencies: the hub, the caller, the repository, revision and path of the route.
+
+Routes declare what they need by type (``hub: HubDep``, ``caller: WriterDep``); everything here is read
+from the app state that ``create_app`` fills, so tests and replicas build apps side by side.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.auth import TokenInfo, TokenStore, identify, require_writer
+from service.options import ServiceOptions
+from service.paths import param, repo_id_from
+from service.signing import UploadSigner
+from storage.hub import HubApi
+
+
+@dataclass
+class TransferCounters:
+    """What crossed the wire, so dedup before transfer and resumed downloads can be seen (and tested)."""
+
+    lfs_objects_offered: int = 0
+    lfs_objects_already_held: int = 0
+    lfs_put_requests: int = 0
+    lfs_put_bytes: int = 0
+    inline_files: int = 0
+    inline_bytes: int = 0
+    download_requests: int = 0
+    download_bytes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **amounts: int) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                setattr(self, name, getattr(self, name) + amount)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {name: value for name, value in vars(self).items() if not name.startswith("_")}
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    hub: HubApi
+    tokens: TokenStore
+    options: ServiceOptions
+    signer: UploadSigner
+    counters: TransferCounters
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.deltahub
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_hub(state: StateDep) -> HubApi:
+    return state.hub
+
+
+def get_options(state: StateDep) -> ServiceOptions:
+    return state.options
+
+
+HubDep = Annotated[HubApi, Depends(get_hub)]
+OptionsDep = Annotated[ServiceOptions, Depends(get_options)]
+
+# Declared for the OpenAPI schema; the header itself is parsed by `identify`, which also rejects
+# other schemes instead of treating them as anonymous.
+_bearer = HTTPBearer(auto_error=False, description="A deltahub access token (HF_TOKEN on the client).")
+
+
+def get_caller(
+    request: Request,
+    state: StateDep,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> TokenInfo | None:
+    return identify(state.tokens, request.headers.get("authorization"))
+
+
+CallerDep = Annotated[TokenInfo | None, Depends(get_caller)]
+
+
+def get_writer(caller: CallerDep) -> TokenInfo:
+    return require_writer(caller)
+
+
+WriterDep = Annotated[TokenInfo, Depends(get_writer)]
+
+
+def get_repo_id(request: Request) -> str:
+    return repo_id_from(request.path_params)
+
+
+def get_revision(request: Request) -> str:
+    return param(request.path_params["revision"])
+
+
+def get_file_path(request: Request) -> str:
+    return param(request.path_params.get("path", ""))
+
+
+RepoIdDep = Annotated[str, Depends(get_repo_id)]
+RevisionDep = Annotated[str, Depends(get_revision)]
+FilePathDep = Annotated[str, Depends(get_file_path)]
+
+
+def get_base_url(request: Request, options: OptionsDep) -> str:
+    """Where clients reach this service: URLs we hand out (commit, next page, upload) start with it."""
+    if options.public_url:
+        return options.public_url.rstrip("/")
+    return str(request.base_url).rstrip("/")
+
+
+BaseUrlDep = Annotated[str, Depends(get_base_url)]

@@ -1,0 +1,95 @@
+"""The JSON shapes the Hugging Face client parses, built from the hub's records.
+
+Every file is content-addressed by its SHA-256, so every file is described the way the Hub describes an
+LFS file: its ``oid`` is the git blob id of its LFS pointer, and ``lfs`` carries the SHA-256 and size.
+That keeps listings cheap (no file is read to compute a git SHA-1) and lets the client copy any file by
+reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from storage.hub import CommitInfo, RepoInfo, TreeEntry
+
+
+def git_blob_sha1(content: bytes) -> str:
+    """The id git gives a blob (what the client compares for files it sends inline)."""
+    return hashlib.sha1(b"blob %d\x00" % len(content) + content, usedforsecurity=False).hexdigest()
+
+
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
+def hub_time(moment: datetime) -> str:
+    """The one timestamp format the client parses: UTC, milliseconds, 'Z'."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # the catalog stores UTC; SQLite drops the zone
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def tree_file(entry: TreeEntry) -> dict[str, Any]:
+    sha, size = entry.file.sha256, entry.file.size
+    pointer = lfs_pointer(sha, size)
+    return {
+        "type": "file",
+        "oid": git_blob_sha1(pointer),
+        "size": size,
+        "path": entry.path,
+        "lfs": {"oid": sha, "size": size, "pointerSize": len(pointer)},
+    }
+
+
+def tree_directory(path: str, oid: str) -> dict[str, Any]:
+    return {"type": "directory", "oid": oid, "size": 0, "path": path}
+
+
+def sibling(entry: TreeEntry, *, blobs: bool) -> dict[str, Any]:
+    if not blobs:
+        return {"rfilename": entry.path}
+    described = tree_file(entry)
+    lfs = described["lfs"]
+    return {
+        "rfilename": entry.path,
+        "size": entry.file.size,
+        "blobId": described["oid"],
+        "lfs": {"sha256": lfs["oid"], "size": lfs["size"], "pointerSize": lfs["pointerSize"]},
+    }
+
+
+def model_info(repo: RepoInfo, commit: CommitInfo | None, entries: list[TreeEntry], *, blobs: bool) -> dict[str, Any]:
+    return {
+        "_id": str(repo.id),
+        "id": repo.repo_id,
+        "modelId": repo.repo_id,
+        "author": repo.namespace or None,
+        "sha": commit.oid if commit else None,
+        "lastModified": hub_time(commit.created_at if commit else repo.created_at),
+        "createdAt": hub_time(repo.created_at),
+        "private": repo.private,
+        "gated": False,
+        "disabled": False,
+        "downloads": 0,
+        "likes": 0,
+        "tags": [],
+        "siblings": [sibling(e, blobs=blobs) for e in entries],
+        "usedStorage": sum(e.file.size for e in entries) if blobs else None,
+    }
+
+
+def commit_item(commit: CommitInfo) -> dict[str, Any]:
+    title, _, body = commit.message.partition("\n")
+    return {
+        "id": commit.oid,
+        "authors": [{"user": commit.author}] if commit.author else [],
+        "date": hub_time(commit.created_at),
+        "title": title,
+        "message": body.strip("\n"),
+    }
+
+
+def ref_item(branch: str, oid: str) -> dict[str, str]:
+    return {"name": branch, "ref": f"refs/heads/{branch}", "targetCommit": oid}

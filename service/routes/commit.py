@@ -1,0 +1,139 @@
+"""Uploads through commits: which transfer each file takes (preupload), then the commit itself."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from service.commit_payload import CommitHeader, Deletion, InlineFile, LfsFile, Operation, parse_line
+from service.deps import BaseUrlDep, HubDep, OptionsDep, RepoIdDep, RevisionDep, StateDep, WriterDep
+from service.errors import NotSupported
+from service.hf_json import git_blob_sha1
+from service.streams import ndjson_lines
+from storage.errors import InvalidInput, RevisionNotFound, UploadMismatch
+from storage.hub import FileAddition, FileInfo, HubApi
+
+router = APIRouter(tags=["huggingface-compatible"])
+
+REPO = "/api/models/{namespace}/{name}"
+COMMIT_ID_LENGTH = 40
+
+
+class PreuploadFile(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    path: str
+    size: int = Field(ge=0)
+    sample: str = ""
+
+
+class Preupload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    files: list[PreuploadFile] = Field(max_length=10_000)
+
+
+def _no_pull_requests(create_pr: bool) -> None:
+    if create_pr:
+        raise NotSupported(detail="pull requests (create_pr); commit to a branch instead")
+
+
+def _branch_files(hub: HubApi, repo_id: str, revision: str) -> dict[str, FileInfo]:
+    try:
+        head = hub.resolve(repo_id, revision)
+    except RevisionNotFound:
+        return {}  # a new branch: the commit creates it
+    return {entry.path: entry.file for entry in hub.list_tree(repo_id, head.oid)}
+
+
+@router.post(REPO + "/preupload/{revision}", summary="Choose inline or LFS transfer per file (uploads)")
+def preupload(
+    hub: HubDep,
+    writer: WriterDep,
+    options: OptionsDep,
+    repo_id: RepoIdDep,
+    revision: RevisionDep,
+    body: Annotated[Preupload, Body()],
+    create_pr: Annotated[bool, Query()] = False,
+) -> dict:
+    _no_pull_requests(create_pr)
+    hub.get_repo(repo_id)
+    remote = _branch_files(hub, repo_id, revision)
+    answers = []
+    for file in body.files:
+        mode = "regular" if file.size <= options.regular_file_max_bytes else "lfs"
+        held, oid = remote.get(file.path), None
+        # The oid lets the client drop unchanged files from the commit; it compares a SHA-256 for LFS
+        # files and a git blob id for inline ones (computed here only for files small enough to inline).
+        if held is not None and held.size == file.size:
+            oid = held.sha256 if mode == "lfs" else git_blob_sha1(b"".join(hub.read(held.sha256)))
+        answers.append({"path": file.path, "uploadMode": mode, "shouldIgnore": False, "oid": oid})
+    return {"files": answers}
+
+
+@router.post(REPO + "/commit/{revision}", summary="Create a commit from an ndjson payload (create_commit)")
+async def commit(
+    request: Request,
+    state: StateDep,
+    writer: WriterDep,
+    base_url: BaseUrlDep,
+    repo_id: RepoIdDep,
+    revision: RevisionDep,
+    create_pr: Annotated[bool, Query()] = False,
+) -> dict:
+    _no_pull_requests(create_pr)
+    if len(revision) == COMMIT_ID_LENGTH and all(c in "0123456789abcdef" for c in revision):
+        raise InvalidInput(detail=f"commits are made on a branch, not on commit {revision}")
+    hub, options = state.hub, state.options
+    await run_in_threadpool(hub.get_repo, repo_id)  # 404 before reading any of the body
+
+    header: CommitHeader | None = None
+    additions: list[FileAddition] = []
+    deletions: list[str] = []
+    number = 0
+    lines = ndjson_lines(request.stream(), max_line=options.max_commit_line_bytes, max_total=options.max_commit_bytes)
+    async for line in lines:
+        number += 1
+        item = parse_line(number, line)
+        if isinstance(item, CommitHeader):
+            header = item
+        else:
+            await _apply(state, item, additions, deletions)
+    if header is None:
+        raise InvalidInput(detail="empty commit payload: line 1 must be the header")
+
+    created = await run_in_threadpool(
+        lambda: hub.commit(
+            repo_id,
+            revision,
+            message=header.message,
+            additions=additions,
+            deletions=deletions,
+            parent_oid=header.parent_oid,
+            author=writer.name,
+        )
+    )
+    return {
+        "success": True,
+        "commitUrl": f"{base_url}/{repo_id}/commit/{created.oid}",
+        "commitOid": created.oid,
+        "pullRequestUrl": None,
+    }
+
+
+async def _apply(state: StateDep, op: Operation, additions: list[FileAddition], deletions: list[str]) -> None:
+    if isinstance(op, Deletion):
+        deletions.append(op.path)
+    elif isinstance(op, InlineFile):
+        info = await run_in_threadpool(lambda: state.hub.upload([op.content], expected_size=len(op.content)))
+        state.counters.add(inline_files=1, inline_bytes=len(op.content))
+        additions.append(FileAddition(op.path, info.sha256))
+    elif isinstance(op, LfsFile):
+        if op.size is not None:
+            info = await run_in_threadpool(state.hub.file_info, op.sha256)
+            if info.size != op.size:
+                raise UploadMismatch(detail=f"{op.path!r}: {op.sha256} has {info.size} bytes, not {op.size}")
+        additions.append(FileAddition(op.path, op.sha256))

@@ -1,0 +1,152 @@
+"""Repository reads the Hugging Face client makes: model info, tree listings, paths info, refs, commits."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from service import hf_json
+from service.auth import TokenInfo, readable_repo
+from service.deps import CallerDep, FilePathDep, HubDep, OptionsDep, RepoIdDep, RevisionDep
+from service.errors import PayloadTooLarge
+from service.tree import list_tree, page_after
+from storage.errors import EntryNotFound, InvalidInput, RevisionNotFound
+from storage.hub import CommitInfo, HubApi
+
+router = APIRouter(tags=["huggingface-compatible"])
+
+REPO = "/api/models/{namespace}/{name}"
+DEFAULT_BRANCH = "main"
+MAX_PATHS_INFO_BYTES = 4 * 1024 * 1024
+
+
+def self_link(request: Request, options: OptionsDep, **query: Any) -> str:
+    """This URL with a new query (the client follows ``Link: <...>; rel="next"`` as given).
+
+    The path is the raw one, so an encoded revision or directory stays encoded in the next request.
+    """
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    origin = (options.public_url or f"{request.url.scheme}://{request.url.netloc}").rstrip("/")
+    return f"{origin}{raw.decode('latin-1')}?{urlencode(query)}"
+
+
+def _model_info(hub: HubApi, caller: TokenInfo | None, repo_id: str, revision: str | None, blobs: bool) -> dict:
+    repo = readable_repo(hub, repo_id, caller)
+    commit: CommitInfo | None
+    if revision is None:
+        try:
+            commit = hub.resolve(repo_id, DEFAULT_BRANCH)
+        except RevisionNotFound:
+            commit = None  # a repository nothing was pushed to yet
+    else:
+        commit = hub.resolve(repo_id, revision)
+    entries = hub.list_tree(repo_id, commit.oid) if commit else []
+    return hf_json.model_info(repo, commit, entries, blobs=blobs)
+
+
+@router.get(REPO, summary="Model info at the default branch (model_info, repo_info)")
+def model_info(hub: HubDep, caller: CallerDep, repo_id: RepoIdDep, blobs: Annotated[bool, Query()] = False) -> dict:
+    return _model_info(hub, caller, repo_id, None, blobs)
+
+
+@router.get(REPO + "/revision/{revision}", summary="Model info at a revision (snapshot_download)")
+def model_info_at(
+    hub: HubDep,
+    caller: CallerDep,
+    repo_id: RepoIdDep,
+    revision: RevisionDep,
+    blobs: Annotated[bool, Query()] = False,
+) -> dict:
+    return _model_info(hub, caller, repo_id, revision, blobs)
+
+
+@router.get(REPO + "/tree/{revision}", summary="List the root of a tree (list_repo_tree, list_repo_files)")
+@router.get(REPO + "/tree/{revision}/{path:path}", summary="List a directory of a tree")
+def tree(
+    request: Request,
+    response: Response,
+    hub: HubDep,
+    caller: CallerDep,
+    options: OptionsDep,
+    repo_id: RepoIdDep,
+    revision: RevisionDep,
+    path: FilePathDep,
+    recursive: Annotated[bool, Query()] = False,
+    expand: Annotated[bool, Query()] = False,
+    cursor: Annotated[str | None, Query(description="Path after which the page starts")] = None,
+) -> list[dict]:
+    readable_repo(hub, repo_id, caller)
+    commit = hub.resolve(repo_id, revision)
+    items = list_tree(hub.list_tree(repo_id, commit.oid), path, recursive=recursive)
+    if items is None:
+        raise EntryNotFound(path=path, revision=revision, repo_id=repo_id)
+    page, next_cursor = page_after(items, cursor, options.tree_page_size)
+    if next_cursor is not None:
+        link = self_link(request, options, recursive=recursive, expand=expand, cursor=next_cursor)
+        response.headers["Link"] = f'<{link}>; rel="next"'
+    return page
+
+
+@router.post(REPO + "/paths-info/{revision}", summary="Describe some paths of a tree (get_paths_info)")
+async def paths_info(
+    request: Request, hub: HubDep, caller: CallerDep, repo_id: RepoIdDep, revision: RevisionDep
+) -> list[dict]:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_PATHS_INFO_BYTES:
+            raise PayloadTooLarge(detail=f"paths-info accepts at most {MAX_PATHS_INFO_BYTES} bytes")
+    wanted = _form_paths(request.headers.get("content-type", ""), bytes(body))
+    return await run_in_threadpool(_describe_paths, hub, caller, repo_id, revision, wanted)
+
+
+def _form_paths(content_type: str, body: bytes) -> list[str]:
+    if "json" in content_type:
+        try:
+            paths = json.loads(body).get("paths", [])
+        except (ValueError, AttributeError) as exc:
+            raise InvalidInput(detail="paths-info body is not a JSON object") from exc
+    else:
+        paths = parse_qs(body.decode("utf-8", "replace")).get("paths", [])
+    return [paths] if isinstance(paths, str) else [str(p) for p in paths]
+
+
+def _describe_paths(hub: HubApi, caller: TokenInfo | None, repo_id: str, revision: str, wanted: list[str]) -> list:
+    readable_repo(hub, repo_id, caller)
+    commit = hub.resolve(repo_id, revision)
+    everything = list_tree(hub.list_tree(repo_id, commit.oid), "", recursive=True) or []
+    by_path = {item["path"]: item for item in everything}
+    return [by_path[p.strip("/")] for p in dict.fromkeys(wanted) if p.strip("/") in by_path]
+
+
+@router.get(REPO + "/refs", summary="Branches of a repository (list_repo_refs)")
+def refs(hub: HubDep, caller: CallerDep, repo_id: RepoIdDep, include_prs: Annotated[bool, Query()] = False) -> dict:
+    readable_repo(hub, repo_id, caller)
+    branches = [hf_json.ref_item(name, oid) for name, oid in sorted(hub.list_branches(repo_id).items())]
+    out: dict[str, list] = {"branches": branches, "converts": [], "tags": []}
+    if include_prs:
+        out["pullRequests"] = []
+    return out
+
+
+@router.get(REPO + "/commits/{revision}", summary="History of a revision, newest first (list_repo_commits)")
+def commits(
+    request: Request,
+    response: Response,
+    hub: HubDep,
+    caller: CallerDep,
+    options: OptionsDep,
+    repo_id: RepoIdDep,
+    revision: RevisionDep,
+    p: Annotated[int, Query(ge=0, description="Page number")] = 0,
+) -> list[dict]:
+    readable_repo(hub, repo_id, caller)
+    history = hub.list_commits(repo_id, revision)
+    size = options.commits_page_size
+    if (p + 1) * size < len(history):
+        response.headers["Link"] = f'<{self_link(request, options, p=p + 1)}>; rel="next"'
+    return [hf_json.commit_item(c) for c in history[p * size : (p + 1) * size]]

@@ -1,0 +1,120 @@
+"""Git LFS uploads: the batch API (dedup before transfer), signed PUTs, verify.
+
+The batch answer omits ``actions`` for every object the hub already holds, so the client sends
+nothing for it: re-uploading a known model costs one request. Objects that must travel get a signed
+URL on this service; the PUT body is streamed into the hub, never held whole. Multipart transfer is
+never offered, so every object arrives as one streamed PUT.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.deps import BaseUrlDep, HubDep, RepoIdDep, StateDep, WriterDep
+from service.errors import NotSupported
+from service.streams import upload_body
+from storage.errors import FileNotStored, UploadMismatch
+
+router = APIRouter(tags=["git-lfs"])
+
+LFS_MEDIA_TYPE = "application/vnd.git-lfs+json"
+_HEX = frozenset("0123456789abcdef")
+
+
+class LfsObject(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    oid: str
+    size: int
+
+
+class LfsBatch(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    operation: Literal["upload", "download"]
+    transfers: list[str] = ["basic"]
+    objects: list[LfsObject] = Field(max_length=10_000)
+    hash_algo: str = "sha256"
+
+
+class Verify(BaseModel):
+    oid: str
+    size: int
+
+
+def _object_error(obj: LfsObject, max_bytes: int) -> str | None:
+    if len(obj.oid) != 64 or not set(obj.oid) <= _HEX:
+        return f"oid {obj.oid!r} is not a lowercase hex SHA-256"
+    if not 0 <= obj.size <= max_bytes:
+        return f"size {obj.size} is outside 0..{max_bytes} bytes"
+    return None
+
+
+@router.post("/{namespace}/{name}.git/info/lfs/objects/batch", summary="LFS batch: where to upload what")
+def batch(
+    state: StateDep, writer: WriterDep, base_url: BaseUrlDep, repo_id: RepoIdDep, body: Annotated[LfsBatch, Body()]
+) -> JSONResponse:
+    if body.operation != "upload":
+        raise NotSupported(detail="LFS downloads through the batch API; use /resolve/")
+    if body.hash_algo != "sha256":
+        raise NotSupported(detail=f"hash algorithm {body.hash_algo!r}")
+    state.hub.get_repo(repo_id)
+    answers = []
+    for obj in body.objects:
+        problem = _object_error(obj, state.options.max_upload_bytes)
+        if problem is not None:
+            answers.append({"oid": obj.oid, "size": obj.size, "error": {"code": 422, "message": problem}})
+        elif state.hub.has_file(obj.oid):
+            answers.append({"oid": obj.oid, "size": obj.size})
+        else:
+            expires, signature = state.signer.sign(obj.oid, obj.size, time.time())
+            query = f"size={obj.size}&expires={expires}&signature={signature}"
+            answers.append(
+                {
+                    "oid": obj.oid,
+                    "size": obj.size,
+                    "authenticated": True,
+                    "actions": {
+                        "upload": {"href": f"{base_url}/api/v1/lfs/objects/{obj.oid}?{query}"},
+                        "verify": {"href": f"{base_url}/api/v1/lfs/verify"},
+                    },
+                }
+            )
+    held = sum(1 for a in answers if "actions" not in a and "error" not in a)
+    state.counters.add(lfs_objects_offered=len(body.objects), lfs_objects_already_held=held)
+    return JSONResponse({"transfer": "basic", "objects": answers, "hash_algo": "sha256"}, media_type=LFS_MEDIA_TYPE)
+
+
+@router.put("/api/v1/lfs/objects/{oid}", summary="Upload one LFS object to a signed URL (streamed)")
+async def put_object(
+    request: Request,
+    state: StateDep,
+    oid: str,
+    size: Annotated[int, Query(ge=0)],
+    expires: Annotated[int, Query()],
+    signature: Annotated[str, Query()],
+) -> dict:
+    state.signer.check(oid, size, expires, signature, time.time())
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) != size:
+        raise UploadMismatch(detail=f"Content-Length {declared} differs from the {size} bytes signed for")
+    info, received = await upload_body(
+        request.stream(), state.hub, sha256=oid, size=size, limit=state.options.max_upload_bytes
+    )
+    state.counters.add(lfs_put_requests=1, lfs_put_bytes=received)
+    return {"oid": info.sha256, "size": info.size}
+
+
+@router.post("/api/v1/lfs/verify", summary="Confirm an LFS object arrived whole")
+def verify(hub: HubDep, writer: WriterDep, body: Annotated[Verify, Body()]) -> dict:
+    if not hub.has_file(body.oid):
+        raise FileNotStored(sha256=body.oid)
+    info = hub.file_info(body.oid)
+    if info.size != body.size:
+        raise UploadMismatch(detail=f"{body.oid} has {info.size} bytes, not {body.size}")
+    return {"oid": info.sha256, "size": info.size}

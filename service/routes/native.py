@@ -1,0 +1,144 @@
+"""deltahub's own API under /api/v1: health, repositories, commits, files and their ingest state, stats."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from service.auth import readable_repo
+from service.deps import CallerDep, HubDep, RepoIdDep, StateDep
+from service.errors import Unauthorized
+from storage.hub import CommitInfo, FileInfo, RepoInfo
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1", tags=["deltahub"])
+
+# A SHA-256 no upload can have: looking it up touches the catalog and nothing else.
+PROBE_SHA256 = "0" * 64
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    catalog: bool = Field(description="The SQL catalog answered a query")
+    store: bool = Field(description="The object store answered a request")
+
+
+class Repo(BaseModel):
+    repo_id: str
+    namespace: str
+    name: str
+    private: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, repo: RepoInfo) -> Repo:
+        return cls(
+            repo_id=repo.repo_id,
+            namespace=repo.namespace,
+            name=repo.name,
+            private=repo.private,
+            created_at=repo.created_at,
+        )
+
+
+class RepoDetail(Repo):
+    branches: dict[str, str] = Field(description="Branch name → head commit id")
+
+
+class Commit(BaseModel):
+    oid: str
+    parent_oid: str | None
+    message: str
+    author: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, commit: CommitInfo) -> Commit:
+        return cls(
+            oid=commit.oid,
+            parent_oid=commit.parent_oid,
+            message=commit.message,
+            author=commit.author,
+            created_at=commit.created_at,
+        )
+
+
+class File(BaseModel):
+    sha256: str
+    size: int
+    kind: Literal["safetensors", "blob"]
+    state: Literal["staged", "stored", "failed"] = Field(
+        description="staged: served from the upload as sent; stored: ingested in reduced form; failed: see error"
+    )
+    error: str | None
+
+    @classmethod
+    def of(cls, info: FileInfo) -> File:
+        return cls(sha256=info.sha256, size=info.size, kind=info.kind, state=info.state, error=info.error)
+
+
+class Stats(BaseModel):
+    storage: dict[str, Any] = Field(description="Logical vs physical bytes and where the savings came from")
+    transfers: dict[str, int] = Field(description="Traffic seen by this API process since it started")
+
+
+def _works(check: Callable[[], object], what: str) -> bool:
+    try:
+        check()
+    except Exception:
+        log.warning("health check: %s unreachable", what, exc_info=True)
+        return False
+    return True
+
+
+@router.get(
+    "/health",
+    response_model=Health,
+    summary="Whether this process can serve requests",
+    responses={503: {"model": Health, "description": "The catalog or the store is unreachable"}},
+)
+def health(hub: HubDep) -> JSONResponse:
+    catalog = _works(lambda: hub.has_file(PROBE_SHA256), "catalog")
+    # The store is not part of the hub protocol; the concrete hub exposes it.
+    store_handle = getattr(hub, "store", None)
+    store = store_handle is None or _works(lambda: store_handle.exists("health-probe"), "object store")
+    report = Health(status="ok" if catalog and store else "unavailable", catalog=catalog, store=store)
+    return JSONResponse(report.model_dump(), status_code=200 if report.status == "ok" else 503)
+
+
+@router.get("/repos", response_model=list[Repo], summary="Repositories the caller can see")
+def list_repos(hub: HubDep, caller: CallerDep) -> list[Repo]:
+    return [Repo.of(r) for r in hub.list_repos() if caller is not None or not r.private]
+
+
+@router.get("/repos/{namespace}/{name}", response_model=RepoDetail, summary="One repository and its branches")
+def get_repo(hub: HubDep, caller: CallerDep, repo_id: RepoIdDep) -> RepoDetail:
+    repo = readable_repo(hub, repo_id, caller)
+    return RepoDetail(**Repo.of(repo).model_dump(), branches=hub.list_branches(repo_id))
+
+
+@router.get("/repos/{namespace}/{name}/commits", response_model=list[Commit], summary="History, newest first")
+def list_commits(
+    hub: HubDep, caller: CallerDep, repo_id: RepoIdDep, revision: Annotated[str, Query()] = "main"
+) -> list[Commit]:
+    readable_repo(hub, repo_id, caller)
+    return [Commit.of(c) for c in hub.list_commits(repo_id, revision)]
+
+
+@router.get("/files/{sha256}", response_model=File, summary="A stored file and its ingest state (needs a token)")
+def file_info(hub: HubDep, caller: CallerDep, sha256: str) -> File:
+    if caller is None:
+        # Without a token anyone could probe whether some private content is held.
+        raise Unauthorized(detail="file lookups need a token")
+    return File.of(hub.file_info(sha256))
+
+
+@router.get("/stats", response_model=Stats, summary="Storage accounting and transfer counters")
+def stats(state: StateDep) -> Stats:
+    return Stats(storage=dict(state.hub.stats()), transfers=state.counters.snapshot())

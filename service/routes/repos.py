@@ -1,0 +1,107 @@
+"""Repository administration and account routes of the Hugging Face client."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+from service.deps import BaseUrlDep, CallerDep, HubDep, RepoIdDep, WriterDep
+from service.errors import NotSupported, Unauthorized, error_response
+from storage.errors import RepoExists
+
+router = APIRouter(tags=["huggingface-compatible"])
+
+XET_HINT = "Xet transfers; set HF_HUB_DISABLE_XET=1 on the client so it uses the LFS routes"
+
+
+class RepoRef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    organization: str | None = None
+    type: str | None = "model"
+
+
+class CreateRepo(RepoRef):
+    visibility: Literal["public", "private", "protected"] | None = None
+    private: bool | None = None
+
+
+class RepoSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    visibility: Literal["public", "private", "protected"] | None = None
+    private: bool | None = None
+    gated: Literal["auto", "manual", False] | None = None
+
+
+def _models_only(kind: str | None) -> None:
+    if kind not in (None, "model"):
+        raise NotSupported(detail=f"{kind} repositories (deltahub stores models)")
+
+
+def _repo_id(ref: RepoRef, caller_name: str) -> str:
+    # The Hub puts a repository created without an organization in the caller's own namespace.
+    return f"{ref.organization or caller_name}/{ref.name}"
+
+
+@router.post("/api/repos/create", summary="Create a repository (create_repo); 409 if it exists", response_model=None)
+def create_repo(
+    hub: HubDep, writer: WriterDep, base_url: BaseUrlDep, body: Annotated[CreateRepo, Body()]
+) -> dict | JSONResponse:
+    _models_only(body.type)
+    private = body.visibility in ("private", "protected") if body.visibility else bool(body.private)
+    repo_id = _repo_id(body, writer.name)
+    try:
+        repo = hub.create_repo(repo_id, private=private)
+    except RepoExists as err:
+        # create_repo(exist_ok=True) accepts the 409 and then reads the URL from this very body.
+        return error_response(err, body={"url": f"{base_url}/{repo_id}"})
+    return {"url": f"{base_url}/{repo.repo_id}", "name": repo.repo_id, "id": str(repo.id)}
+
+
+@router.delete("/api/repos/delete", summary="Delete a repository (delete_repo)")
+def delete_repo(hub: HubDep, writer: WriterDep, body: Annotated[RepoRef, Body()]) -> dict:
+    _models_only(body.type)
+    hub.delete_repo(_repo_id(body, writer.name))
+    return {}
+
+
+@router.put("/api/models/{namespace}/{name}/settings", summary="Change visibility (update_repo_settings)")
+def repo_settings(hub: HubDep, writer: WriterDep, repo_id: RepoIdDep, body: Annotated[RepoSettings, Body()]) -> dict:
+    if body.gated:
+        raise NotSupported(detail="gated repositories")
+    private = body.visibility in ("private", "protected") if body.visibility else body.private
+    if private is not None:
+        hub.set_private(repo_id, private)  # type: ignore[attr-defined]
+    repo = hub.get_repo(repo_id)
+    return {"private": repo.private, "visibility": "private" if repo.private else "public"}
+
+
+@router.get("/api/whoami-v2", summary="The caller's identity (whoami)")
+def whoami(caller: CallerDep) -> dict:
+    if caller is None:
+        raise Unauthorized(detail="whoami needs a token")
+    role = "write" if caller.can_write else "read"
+    return {
+        "type": "user",
+        "name": caller.name,
+        "fullname": caller.name,
+        "orgs": [],
+        "auth": {"type": "access_token", "accessToken": {"displayName": caller.name, "role": role}},
+    }
+
+
+@router.post("/api/validate-yaml", summary="Model card metadata check (called before README.md uploads)")
+async def validate_yaml() -> dict:
+    # Model cards are stored as they are; their metadata is read, as a hint, only at ingest.
+    return {"errors": [], "warnings": []}
+
+
+@router.get("/api/models/{namespace}/{name}/xet-write-token/{revision}", include_in_schema=False)
+@router.get("/api/models/{namespace}/{name}/xet-read-token/{revision}", include_in_schema=False)
+async def xet_token() -> None:
+    raise NotSupported(detail=XET_HINT)

@@ -1,0 +1,75 @@
+"""Downloads: ``HEAD``/``GET /{namespace}/{name}/resolve/{revision}/{path}``.
+
+``hf_hub_download`` first sends HEAD and keeps ``X-Repo-Commit``, the ETag (the file's SHA-256, which
+names the blob in its cache) and the size; then GET, with a ``Range`` when it resumes. Bodies are
+streamed from the hub a piece at a time, whatever the file size.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from service.auth import readable_repo
+from service.deps import CallerDep, FilePathDep, RepoIdDep, RevisionDep, StateDep
+from service.errors import RangeNotSatisfiable, error_response
+from service.ranges import parse_range
+from storage.errors import EntryNotFound
+
+router = APIRouter(tags=["huggingface-compatible"])
+
+
+RESOLVE = "/{namespace}/{name}/resolve/{revision}/{path:path}"
+
+
+@router.get(
+    RESOLVE, summary="Download a file (whole or one byte range); HEAD gives its metadata", response_class=Response
+)
+def resolve_file(
+    request: Request,
+    state: StateDep,
+    caller: CallerDep,
+    repo_id: RepoIdDep,
+    revision: RevisionDep,
+    path: FilePathDep,
+) -> Response:
+    hub = state.hub
+    readable_repo(hub, repo_id, caller)
+    commit = hub.resolve(repo_id, revision)
+    try:
+        file = hub.get_entry(repo_id, commit.oid, path).file
+    except EntryNotFound as err:
+        # The client caches "absent at this commit" under the commit id it finds here.
+        return error_response(err, {"X-Repo-Commit": commit.oid})
+
+    etag = f'"{file.sha256}"'
+    headers = {
+        "X-Repo-Commit": commit.oid,
+        "ETag": etag,
+        "X-Linked-Etag": etag,
+        "X-Linked-Size": str(file.size),
+        "Accept-Ranges": "bytes",
+    }
+    if_range = request.headers.get("if-range")
+    try:
+        wanted = parse_range(request.headers.get("range"), file.size)
+    except RangeNotSatisfiable as err:
+        return error_response(err, {**headers, "Content-Range": f"bytes */{file.size}"})
+    if wanted is not None and if_range is not None and if_range.strip() != etag:
+        wanted = None  # the client's partial copy is of another version: send it all
+
+    status, start, end = 200, 0, file.size
+    if wanted is not None:
+        status, start, end = 206, wanted.start, wanted.end
+        headers["Content-Range"] = wanted.content_range(file.size)
+    headers["Content-Length"] = str(end - start)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+    state.counters.add(download_requests=1, download_bytes=end - start)
+    return StreamingResponse(
+        hub.read(file.sha256, start, end), status_code=status, headers=headers, media_type="application/octet-stream"
+    )
+
+
+# HEAD shares the handler; one documented operation is enough.
+router.add_api_route(RESOLVE, resolve_file, methods=["HEAD"], include_in_schema=False)

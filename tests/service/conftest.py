@@ -1,0 +1,113 @@
+"""A real deltahub API server on 127.0.0.1 (uvicorn in a thread) over a real Hub in tmp_path, and the
+unmodified huggingface_hub client pointed at it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+import huggingface_hub
+import huggingface_hub.constants as hf_constants
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from service.app import create_app
+from service.auth import StaticTokenStore, TokenInfo
+from service.options import ServiceOptions
+from storage.hub import Hub
+from storage.settings import load_settings
+
+WRITE_TOKEN = "dh-write-alice"
+READ_TOKEN = "dh-read-bob"
+TOKENS = StaticTokenStore({WRITE_TOKEN: TokenInfo("alice", True), READ_TOKEN: TokenInfo("bob", False)})
+
+# Small enough that a few test files page the tree listing, and that a file of a few KiB goes by LFS.
+TEST_OPTIONS = ServiceOptions(tree_page_size=3, commits_page_size=2, regular_file_max_bytes=4096)
+
+
+@dataclass
+class RunningService:
+    url: str
+    hub: Hub
+    app: FastAPI
+    http: httpx.Client
+
+    def counters(self) -> dict[str, int]:
+        return self.http.get("/api/v1/stats").json()["transfers"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(tmp_path: Path, options: ServiceOptions) -> Iterator[RunningService]:
+    hub = Hub.from_settings(load_settings(data_dir=tmp_path / "hub"), migrate=True)
+    app = create_app(hub, hub.settings, TOKENS, options=options)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.01)
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, timeout=30) as http:
+        yield RunningService(url, hub, app, http)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def hf_client_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private HF_HOME, no implicit token, LFS instead of Xet, online.
+
+    The client reads these at import time, so its constants are patched as well as the environment.
+    """
+    home = tmp_path / "hf-home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    huggingface_hub.utils.disable_progress_bars()
+    return home / "hub"
+
+
+@pytest.fixture
+def service(tmp_path: Path, hf_client_env: Path) -> Iterator[RunningService]:
+    yield from start_service(tmp_path, TEST_OPTIONS)
+
+
+@pytest.fixture
+def make_service(tmp_path: Path, hf_client_env: Path) -> Iterator:
+    """Start a service with other options: make_service(max_commit_bytes=...)."""
+    stack: list[Iterator[RunningService]] = []
+
+    def make(**changes: object) -> RunningService:
+        runner = start_service(tmp_path / f"s{len(stack)}", replace(TEST_OPTIONS, **changes))
+        stack.append(runner)
+        return next(runner)
+
+    yield make
+    for runner in stack:
+        next(runner, None)
+
+
+@pytest.fixture
+def api(service: RunningService) -> huggingface_hub.HfApi:
+    return huggingface_hub.HfApi(endpoint=service.url, token=WRITE_TOKEN)
