@@ -75,7 +75,7 @@ def plain_error(status: int, message: str) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DeltahubError)
     async def deltahub_error(_: Request, err: DeltahubError) -> JSONResponse:
-        if err.status >= 500:
+        if err.status >= 500 and not isinstance(err, NotSupported):
             log.error("request failed: %s", err.message, exc_info=err)
         return error_response(err)
 

@@ -22,6 +22,8 @@ from service.auth import StaticTokenStore, TokenInfo
 from service.options import ServiceOptions
 from storage.hub import Hub
 from storage.settings import load_settings
+from workers.inprocess import InProcessQueue
+from workers.runtime import open_hub
 
 WRITE_TOKEN = "dh-write-alice"
 READ_TOKEN = "dh-read-bob"
@@ -48,8 +50,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(tmp_path: Path, options: ServiceOptions) -> Iterator[RunningService]:
-    hub = Hub.from_settings(load_settings(data_dir=tmp_path / "hub"), migrate=True)
+def start_service(tmp_path: Path, options: ServiceOptions, *, ingest: bool = False) -> Iterator[RunningService]:
+    """Serve a new hub; with `ingest`, commits are ingested by the embedded worker, as `deltahub serve` does."""
+    settings = load_settings(data_dir=tmp_path / "hub")
+    hub = open_hub(settings) if ingest else Hub.from_settings(settings, migrate=True)
     app = create_app(hub, hub.settings, TOKENS, options=options)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -65,6 +69,8 @@ def start_service(tmp_path: Path, options: ServiceOptions) -> Iterator[RunningSe
         yield RunningService(url, hub, app, http)
     server.should_exit = True
     thread.join(timeout=10)
+    if isinstance(hub.queue, InProcessQueue):
+        hub.queue.shutdown()
 
 
 @pytest.fixture
@@ -91,6 +97,11 @@ def hf_client_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def service(tmp_path: Path, hf_client_env: Path) -> Iterator[RunningService]:
     yield from start_service(tmp_path, TEST_OPTIONS)
+
+
+@pytest.fixture
+def ingesting_service(tmp_path: Path, hf_client_env: Path) -> Iterator[RunningService]:
+    yield from start_service(tmp_path, TEST_OPTIONS, ingest=True)
 
 
 @pytest.fixture
