@@ -89,5 +89,5 @@ def tensor_pairs(draw: st.DrawFn, dtype: DType) -> tuple[bytes, bytes]:
         if relation == "ulps":
             words[picked] += rng.integers(-3, 4, len(picked)).astype(word)  # wraps: still just bits
         else:
-            words[picked] ^= (word.type(1) << rng.integers(0, word.itemsize * 8, len(picked)).astype(word))
+            words[picked] ^= word.type(1) << rng.integers(0, word.itemsize * 8, len(picked)).astype(word)
     return words.tobytes() + raw[whole:], raw
