@@ -5,6 +5,9 @@
 # PostgreSQL and Redis are expected at 127.0.0.1:5432 / :6379 (DELTAHUB_TEST_PG_URL, DELTAHUB_TEST_REDIS_URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# torch first, and pinned: the tests that load models through transformers/safetensors.torch need it,
+# and this exact version is the CPU build the machines carry locally (no CUDA download).
+python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 python3 -m ruff check .
 python3 -m pytest -q "$@"
