@@ -22,6 +22,7 @@ from storage.catalog.db import make_engine, session_factory, session_scope, uniq
 from storage.catalog.models import Commit, FileKind, FileObject, FileState, Repository
 from storage.declared import base_from_config, base_from_model_card
 from storage.errors import Conflict, FileNotStored, InvalidInput, RepoExists
+from storage.faults import crash_point
 from storage.names import check_branch, check_path, check_sha256, is_commit_oid
 from storage.objectstore import ObjectStore
 from storage.reader import Reader
@@ -255,6 +256,7 @@ class Hub:
             max_bytes=self.settings.max_upload_bytes,
         )
         is_st = sniff_safetensors(self.store, staged.key, staged.size, self.settings.max_header_bytes)
+        crash_point("upload.before_file_row")
         created = False
         try:
             with self.session() as s, unique_conflicts("file uploaded concurrently"):
@@ -273,6 +275,7 @@ class Hub:
         finally:
             if not created:
                 self.store.delete(staged.key)
+        crash_point("upload.after_file_row")
         return self.file_info(staged.sha256)
 
     def commit(
@@ -293,6 +296,7 @@ class Hub:
         if parent_oid is not None and not is_commit_oid(parent_oid):
             raise InvalidInput(detail=f"parent commit {parent_oid!r} is not a 40-hex commit id")
         declared_base = declared_base or self._declared_base(additions)
+        crash_point("commit.before_transaction")
         with self.session() as s:
             repo = repos.find_repo(s, repo_id)
             head = repos.branch_head(s, repo, branch)
@@ -314,6 +318,8 @@ class Hub:
             )
             job_ids = jobs.queue_ingest(s, repo.id, added)
             info = _commit_info(commit)
+            crash_point("commit.in_transaction")
+        crash_point("commit.after_transaction")
         for job_id in job_ids:
             if self.queue is not None:
                 self.queue.enqueue(job_id)

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from storage.errors import InvalidInput, UploadMismatch
+from storage.faults import crash_point
 from storage.objectstore import ObjectStore
 from storage.safetensors import (
     HeaderTruncated,
@@ -44,6 +45,7 @@ class _Counted:
             if self._limit is not None and self.size > self._limit:
                 raise UploadMismatch(detail=f"more than the declared or allowed {self._limit} bytes")
             self.hash.update(chunk)
+            crash_point("upload.mid_stream")
             yield chunk
 
 
@@ -62,6 +64,7 @@ def stage(
     key = f"{STAGING_PREFIX}{uuid.uuid4().hex}"
     counted = _Counted(chunks, limit)
     store.put_stream(key, counted)
+    crash_point("upload.after_staging_put")
     sha256 = counted.hash.hexdigest()
     problem = None
     if expected_size is not None and counted.size != expected_size:

@@ -18,6 +18,7 @@ from storage.catalog import files, plans
 from storage.catalog.plans import TensorPlan
 from storage.codecs import get_codec
 from storage.dtypes import DTYPES, DType
+from storage.faults import crash_point
 from storage.hub import Hub
 from storage.packs import PackBuilder
 from workers.segments import Segment
@@ -65,6 +66,7 @@ class ObjectWriter:
             self.packer.seal()
         for obj in self.packer.take_sealed():
             self.hub.store.put_if_absent(obj.key, obj.data)
+            crash_point("ingest.after_object_write")
             self.objects.append(files.NewObject(obj.key, len(obj.data), obj.kind))
 
     def frames(self, pending: Sequence[PendingFrame]) -> tuple[files.NewFrame, ...]:
@@ -143,6 +145,7 @@ def encode_windows(
         delta_used = delta_used or get_codec(encoded.codec_id, encoded.config).needs_base
         for (a, b), blob, checksum in zip(encoded.spans, encoded.frames, encoded.checksums, strict=True):
             pending.append(PendingFrame(len(pending), start + a, b - a, writer.add(blob), checksum))
+            crash_point("ingest.mid_encode")
     codec = codec_bytes.most_common(1)[0][0] if codec_bytes else "plain"
     writer.flush(seal=True)
     return files.NewTensor(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from storage.catalog import gc as catalog_gc
+from storage.faults import crash_point
 from storage.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,10 @@ def collect_garbage(hub: Hub, *, dry_run: bool = False, grace_seconds: float | N
         report.files, staging_keys = catalog_gc.drop_unreferenced_files(s, cutoff)
         report.tensors = catalog_gc.drop_unreferenced_tensors(s)
         object_keys = catalog_gc.drop_unreferenced_objects(s, cutoff)
+        crash_point("gc.mid_catalog_deletes")
         if dry_run:
             s.rollback()
+    crash_point("gc.after_catalog_deletes")
     doomed = list(staging_keys) + list(object_keys)
     with hub.session() as s:
         known = catalog_gc.known_keys(s)
@@ -55,5 +58,6 @@ def collect_garbage(hub: Hub, *, dry_run: bool = False, grace_seconds: float | N
         report.deleted_keys.append(key)
         if not dry_run:
             hub.store.delete(key)
+            crash_point("gc.mid_object_deletes")
     log.info("gc%s: %s", " (dry run)" if dry_run else "", report)
     return report

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from storage.catalog import files, jobs
 from storage.catalog.models import FileKind, FileState
 from storage.errors import DeltahubError, TransientStoreError
+from storage.faults import crash_point
 from storage.hub import Hub
 from storage.staging import read_safetensors_header
 from workers import encoding, lineage
@@ -44,6 +45,7 @@ def run_ingest(hub: Hub, job_id: int, *, final_attempt: bool | None = None) -> I
         job = jobs.start_job(s, job_id)
     if job is None:
         return None
+    crash_point("ingest.after_start_job")
     try:
         result = ingest_file(hub, job.file_sha256, repo_id=job.repo_id)
     except Exception as exc:
@@ -54,6 +56,7 @@ def run_ingest(hub: Hub, job_id: int, *, final_attempt: bool | None = None) -> I
         with hub.session() as s:
             jobs.fail_job(s, job_id, message, final=final)
         raise
+    crash_point("ingest.before_finish_job")
     with hub.session() as s:
         jobs.finish_job(s, job_id)
     return result
@@ -73,10 +76,12 @@ def ingest_file(hub: Hub, sha256: str, *, repo_id: int | None = None) -> IngestR
     else:
         segments = blob_segments(size)
     digests = hash_segments(hub.store.iter_range(key, 0, size), segments, size, sha256)
+    crash_point("ingest.after_hashing")
 
     base = None
     if header is not None:
         base = lineage.choose_base(hub, sha256, header, key, repo_id=repo_id)
+    crash_point("ingest.after_choose_base")
     plan = encoding.plan_tensors(hub, segments, digests, base)
     written = encoding.encode_and_write(hub, key, plan)
     result = IngestResult(
@@ -95,7 +100,9 @@ def ingest_file(hub: Hub, sha256: str, *, repo_id: int | None = None) -> IngestR
         raise TransientStoreError(detail=f"ingest of {sha256} outlived half the GC grace period; retrying")
     with hub.session() as s:
         lineage.commit_file(s, sha256, segments, digests, written, header=header, base=base)
+    crash_point("ingest.after_catalog_commit")
     hub.store.delete(key)
+    crash_point("ingest.after_staging_delete")
     if header is not None:
         result.rebased = lineage.rebase_dependents(hub, sha256, repo_id=repo_id)
     log.info("stored %s: %s", sha256, result)

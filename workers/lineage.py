@@ -15,6 +15,7 @@ from storage.catalog.files import FileSnapshot, Written
 from storage.dtypes import DTYPES
 from storage.errors import InvalidInput, NotFound
 from storage.families import MAX_BASE_SCORE, base_score, fingerprint, sample_spans
+from storage.faults import crash_point
 from storage.hub import Hub
 from storage.safetensors import SafetensorsHeader
 from workers.encoding import BaseTensors, ObjectWriter, base_reader, encode_windows, predictable
@@ -102,6 +103,7 @@ def commit_file(
     base: BaseTensors | None,
 ) -> None:
     files.record_written(session, written)
+    crash_point("ingest.before_mark_stored")
     files.mark_stored(
         session,
         sha256,
@@ -109,6 +111,7 @@ def commit_file(
         fingerprint=fingerprint(header.tensors) if header is not None else None,
         base_sha256=base.sha256 if base else None,
     )
+    crash_point("ingest.before_catalog_commit")
 
 
 def rebase_dependents(hub: Hub, sha256: str, *, repo_id: int | None) -> list[str]:
@@ -157,13 +160,16 @@ def rebase_file(hub: Hub, sha256: str, onto: str) -> bool:
         if new.base_id is not None and new_size < old_size:
             swaps.append((new, new.chain_depth - tensor.chain_depth))
     writer.flush(seal=True)
+    crash_point("rebase.after_objects_written")
     if not swaps:
         return False
     with hub.session() as s:
         files.record_written(s, Written(objects=writer.objects))
         for new, shift in swaps:
             files.replace_encoding(s, new, shift)
+            crash_point("rebase.mid_swap")
         files.set_file_base(s, sha256, onto)
+    crash_point("rebase.after_swap")
     log.info("rebased %d tensors of %s onto %s", len(swaps), sha256, onto)
     return True
 

@@ -14,6 +14,7 @@ from service.errors import NotSupported
 from service.hf_json import git_blob_sha1
 from service.streams import ndjson_lines
 from storage.errors import InvalidInput, RevisionNotFound, UploadMismatch
+from storage.faults import crash_point
 from storage.hub import FileAddition, FileInfo, HubApi
 
 router = APIRouter(tags=["huggingface-compatible"])
@@ -105,6 +106,7 @@ async def commit(
     if header is None:
         raise InvalidInput(detail="empty commit payload: line 1 must be the header")
 
+    crash_point("api.commit_parsed")
     created = await run_in_threadpool(
         lambda: hub.commit(
             repo_id,
@@ -116,6 +118,7 @@ async def commit(
             author=writer.name,
         )
     )
+    crash_point("api.commit_done")
     return {
         "success": True,
         "commitUrl": f"{base_url}/{repo_id}/commit/{created.oid}",

@@ -19,6 +19,7 @@ from service.deps import BaseUrlDep, HubDep, RepoIdDep, StateDep, WriterDep
 from service.errors import NotSupported
 from service.streams import upload_body
 from storage.errors import FileNotStored, UploadMismatch
+from storage.faults import crash_point
 
 router = APIRouter(tags=["git-lfs"])
 
@@ -107,6 +108,7 @@ async def put_object(
         request.stream(), state.hub, sha256=oid, size=size, limit=state.options.max_upload_bytes
     )
     state.counters.add(lfs_put_requests=1, lfs_put_bytes=received)
+    crash_point("api.lfs_put_received")
     return {"oid": info.sha256, "size": info.size}
 
 
