@@ -10,7 +10,8 @@ upload completes: it is served from staging until ingest has stored it in reduce
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,8 @@ from storage.staging import read_safetensors_header, sniff_safetensors, stage
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
 
 FileStateName = Literal["staged", "stored", "failed"]
 
@@ -151,6 +154,11 @@ class HubApi(Protocol):
 
     def stats(self) -> dict[str, object]:
         """Storage accounting: logical vs physical bytes, savings by source, per repository and family."""
+        ...
+
+    def set_private(self, repo_id: str, private: bool) -> RepoInfo: ...
+    def health(self) -> dict[str, bool]:
+        """Whether the catalog and the object store answer."""
         ...
 
 
@@ -374,6 +382,19 @@ class Hub:
     def stats(self) -> dict[str, object]:
         with self.session() as s:
             return storage_report(s)
+
+    def health(self) -> dict[str, bool]:
+        return {"catalog": _answers(lambda: self.has_file("0" * 64)),
+                "store": _answers(lambda: self.store.head("health/probe"))}
+
+
+def _answers(probe: Callable[[], object]) -> bool:
+    try:
+        probe()
+    except Exception:
+        log.warning("health probe failed", exc_info=True)
+        return False
+    return True
 
 
 def _repo_info(repo: Repository) -> RepoInfo:

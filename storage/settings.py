@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     # None: ingest runs in an in-process worker (embedded mode); else a Celery broker URL.
     broker_url: str | None = None
 
+    # Signs LFS upload URLs (the client PUTs without its token); every API replica must share it.
+    # None: a random key per process, which only fits a single process (embedded mode).
+    secret_key: SecretStr | None = None
+    # The URL clients reach the service at, behind a proxy; None: the Host header of each request.
+    public_url: str | None = None
+
     # The safetensors reference parser refuses headers above 100 MB (its MAX_HEADER_SIZE); a header that
     # big is already ~1M tensors, so anything larger is refused before it is read into memory.
     max_header_bytes: int = Field(default=100_000_000, gt=0)
@@ -105,6 +111,9 @@ class Settings(BaseSettings):
             # One writer at a time and a file on one machine's disk: API replicas and workers elsewhere
             # would each see a different catalog.
             raise ValueError("production needs a PostgreSQL database_url, not SQLite")
+        if self.secret_key is None:
+            # Each replica would sign upload URLs with its own random key and refuse the others'.
+            raise ValueError("production needs secret_key (shared by every API replica)")
         if self.store_backend == "s3" and self.s3_access_key_id is None:
             raise ValueError("production with store_backend 's3' needs s3_access_key_id/s3_secret_access_key")
         if self.store_backend == "local" and not self.resolved_store_dir.is_absolute():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -20,7 +19,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["deltahub"])
 
 # A SHA-256 no upload can have: looking it up touches the catalog and nothing else.
-PROBE_SHA256 = "0" * 64
 
 
 class Health(BaseModel):
@@ -88,15 +86,6 @@ class Stats(BaseModel):
     transfers: dict[str, int] = Field(description="Traffic seen by this API process since it started")
 
 
-def _works(check: Callable[[], object], what: str) -> bool:
-    try:
-        check()
-    except Exception:
-        log.warning("health check: %s unreachable", what, exc_info=True)
-        return False
-    return True
-
-
 @router.get(
     "/health",
     response_model=Health,
@@ -104,10 +93,8 @@ def _works(check: Callable[[], object], what: str) -> bool:
     responses={503: {"model": Health, "description": "The catalog or the store is unreachable"}},
 )
 def health(hub: HubDep) -> JSONResponse:
-    catalog = _works(lambda: hub.has_file(PROBE_SHA256), "catalog")
-    # The store is not part of the hub protocol; the concrete hub exposes it.
-    store_handle = getattr(hub, "store", None)
-    store = store_handle is None or _works(lambda: store_handle.exists("health-probe"), "object store")
+    answers = hub.health()
+    catalog, store = answers["catalog"], answers["store"]
     report = Health(status="ok" if catalog and store else "unavailable", catalog=catalog, store=store)
     return JSONResponse(report.model_dump(), status_code=200 if report.status == "ok" else 503)
 

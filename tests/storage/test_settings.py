@@ -16,6 +16,7 @@ PRODUCTION = {
     "environment": "production",
     "database_url": "postgresql://deltahub@db/deltahub",
     "data_dir": Path("/var/lib/deltahub"),
+    "secret_key": "a-shared-signing-key",
 }
 
 
@@ -154,6 +155,7 @@ def test_production_accepts_a_complete_configuration() -> None:
     ("changes", "message"),
     [
         ({"database_url": None}, "PostgreSQL"),
+        ({"secret_key": None}, "secret_key"),
         ({"database_url": "sqlite:////var/lib/deltahub/catalog.sqlite3"}, "PostgreSQL"),
         ({"database_url": "sqlite+pysqlite:////var/lib/deltahub/c.sqlite3"}, "PostgreSQL"),
         ({"store_backend": "s3", "s3_bucket": "models"}, "s3_access_key_id"),
