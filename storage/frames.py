@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import zstandard
 
-from storage.codecs import Codec, CorruptFrame, get_codec
+from storage.codecs import Codec, CorruptFrame, get_codec, kernels
 from storage.codecs.base import Buffer
 from storage.codecs.choose import choose_codec
 from storage.dtypes import DTYPES, DType
@@ -100,18 +100,20 @@ def encode_frame(codec: Codec, raw: Buffer, dtype: DType, base: Buffer | None = 
     raw_view = memoryview(raw).cast("B")
     if len(raw_view) > MAX_FRAME_BYTES:
         raise InvalidInput(detail=f"frame of {len(raw_view)} bytes exceeds {MAX_FRAME_BYTES}")
-    return _assemble(codec, raw_view, dtype, codec.encode(raw_view, dtype, base))
+    return _assemble(codec, len(raw_view), dtype, codec.encode_parts(raw_view, dtype, base), checksum(raw_view))
 
 
-def _assemble(codec: Codec, raw_view: memoryview, dtype: DType, payload: bytes) -> bytes:
+def _assemble(codec: Codec, raw_size: int, dtype: DType, payload: Sequence[Buffer], crc: int) -> bytes:
+    """Header and payload pieces joined once: the only copy of the payload an encode makes."""
     codec_id, dtype_name, config = codec.codec_id.encode(), dtype.name.encode(), _canonical(codec.get_config())
+    payload_size = sum(memoryview(piece).nbytes for piece in payload)
     fixed = _FIXED.pack(
         FRAME_MAGIC, FRAME_VERSION, 0, len(codec_id), len(dtype_name), len(config),
-        len(raw_view), len(payload), checksum(raw_view), 0,
+        raw_size, payload_size, crc, 0,
     )  # fmt: skip
     variable = codec_id + dtype_name + config
     header_crc = zlib.crc32(variable, zlib.crc32(fixed[:_CRC_AT]))
-    return b"".join([fixed[:_CRC_AT], header_crc.to_bytes(4, "little"), variable, payload])
+    return b"".join([fixed[:_CRC_AT], header_crc.to_bytes(4, "little"), variable, *payload])
 
 
 def read_frame_header(blob: Buffer) -> FrameHeader:
@@ -148,21 +150,32 @@ def read_frame_header(blob: Buffer) -> FrameHeader:
     return FrameHeader(version, codec_id, dtype_name, config, raw_size, payload_size, data_crc, header_size)
 
 
-def decode_frame(blob: Buffer, base: Buffer | None = None) -> bytes:
+def decode_frame(blob: Buffer, base: Buffer | None = None, *, out: Buffer | None = None) -> Buffer:
     """The raw bytes of one frame, checked against its length and crc; CorruptFrame if anything is off.
-    `base` is the base tensor's bytes for this frame's range; ignored by codecs that need none."""
-    header = read_frame_header(blob)
-    codec = get_codec(header.codec_id, header.config)
-    payload = memoryview(blob).cast("B")[header.header_size :]
-    try:
-        raw = codec.decode(payload, DTYPES[header.dtype], header.raw_size, base if codec.needs_base else None)
-    except (ValueError, TypeError, IndexError, OverflowError, struct.error, zstandard.ZstdError) as error:
-        raise CorruptFrame(detail=f"payload does not decode: {error}") from None
-    if len(raw) != header.raw_size:
-        raise CorruptFrame(detail=f"payload decoded to {len(raw)} bytes, header says {header.raw_size}")
+    `base` is the base tensor's bytes for this frame's range; ignored by codecs that need none. With `out`
+    (a writable buffer of exactly the frame's raw size) the bytes are decoded into it and it is returned;
+    otherwise they are a new `bytes`."""
+    header, raw = _decode(blob, base, out)
     if checksum(raw) != header.checksum:
         raise CorruptFrame(detail="decoded bytes fail the frame checksum")
     return raw
+
+
+def _decode(blob: Buffer, base: Buffer | None, out: Buffer | None) -> tuple[FrameHeader, Buffer]:
+    """A frame's header and decoded bytes, every check but the data crc done."""
+    header = read_frame_header(blob)
+    if out is not None and memoryview(out).nbytes != header.raw_size:
+        raise InvalidInput(detail=f"output buffer has {memoryview(out).nbytes} bytes, the frame {header.raw_size}")
+    codec = get_codec(header.codec_id, header.config)
+    payload = memoryview(blob).cast("B")[header.header_size :]
+    base = base if codec.needs_base else None
+    try:
+        raw = codec.decode(payload, DTYPES[header.dtype], header.raw_size, base, out=out)
+    except (ValueError, TypeError, IndexError, OverflowError, struct.error, zstandard.ZstdError) as error:
+        raise CorruptFrame(detail=f"payload does not decode: {error}") from None
+    if memoryview(raw).nbytes != header.raw_size:
+        raise CorruptFrame(detail=f"payload decoded to {memoryview(raw).nbytes} bytes, header says {header.raw_size}")
+    return header, raw
 
 
 def _map(function: Callable[[int], T], count: int, workers: int) -> list[T]:
@@ -191,43 +204,70 @@ def encode_tensor(
         raise InvalidInput(detail=f"base has {len(base_view)} bytes, the tensor {len(view)}")
     spans = frame_spans(len(view), dtype, frame_bytes)
     codec, whole_payload = choose_codec(view, dtype, base_view, candidates)
+    checksums = [checksum(view[a:b]) for a, b in spans]
 
     def base_for(i: int) -> memoryview | None:
-        a, b = spans[i]
-        return base_view[a:b] if codec.needs_base and base_view is not None else None
+        return _slice(base_view, spans[i]) if codec.needs_base else None
 
     def encode(i: int) -> bytes:
         a, b = spans[i]
-        return encode_frame(codec, view[a:b], dtype, base_for(i))
+        parts = codec.encode_parts(view[a:b], dtype, base_for(i))
+        return _assemble(codec, b - a, dtype, parts, checksums[i])
 
     if whole_payload is not None and len(spans) == 1:
-        frames = [_assemble(codec, view, dtype, whole_payload)]  # the trial encoded the whole tensor
+        frames = [_assemble(codec, len(view), dtype, [whole_payload], checksums[0])]  # the trial coded it all
     else:
         frames = _map(encode, len(spans), workers)
     if verify:
 
         def check(i: int) -> None:
+            # Equal to the original implies the crc in the header matches, so the decode skips it.
             a, b = spans[i]
-            if decode_frame(frames[i], base_for(i)) != view[a:b]:
+            _, decoded = _decode(frames[i], base_for(i), kernels.empty(b - a))
+            if decoded != view[a:b]:
                 raise IntegrityError(detail=f"frame {i} of a {codec.codec_id} encoding does not decode back")
 
         _map(check, len(spans), workers)
-    return EncodedTensor(
-        codec.codec_id, codec.get_config(), spans, frames,
-        [checksum(view[a:b]) for a, b in spans],
-    )  # fmt: skip
+    return EncodedTensor(codec.codec_id, codec.get_config(), spans, frames, checksums)
 
 
 def decode_frames(
     frames: Sequence[Buffer], spans: Sequence[tuple[int, int]], base: Buffer | None = None, *, workers: int = 1
-) -> list[bytes]:
+) -> list[Buffer]:
     """Each frame decoded, with the base's bytes for its span; frames decode in parallel with workers > 1."""
     base_view = memoryview(base).cast("B") if base is not None else None
     return _map(lambda i: decode_frame(frames[i], _slice(base_view, spans[i])), len(frames), workers)
 
 
-def decode_tensor(encoded: EncodedTensor, base: Buffer | None = None, *, workers: int = 1) -> bytes:
-    return b"".join(decode_frames(encoded.frames, encoded.spans, base, workers=workers))
+def decode_frames_into(
+    frames: Sequence[Buffer],
+    spans: Sequence[tuple[int, int]],
+    out: Buffer,
+    base: Buffer | None = None,
+    *,
+    workers: int = 1,
+) -> None:
+    """Decode frames straight into `out`, frame i into `out[spans[i][0] - spans[0][0] : ...]`: no
+    per-frame buffers and no join. `base` covers the same raw range as the spans (from spans[0][0])."""
+    if not spans:
+        return
+    origin, target = spans[0][0], memoryview(out).cast("B")
+    if len(target) != spans[-1][1] - origin:
+        raise InvalidInput(detail=f"output has {len(target)} bytes, the frames cover {spans[-1][1] - origin}")
+    base_view = memoryview(base).cast("B") if base is not None else None
+
+    def decode(i: int) -> None:
+        a, b = spans[i][0] - origin, spans[i][1] - origin
+        decode_frame(frames[i], _slice(base_view, (a, b)), out=target[a:b])
+
+    _map(decode, len(frames), workers)
+
+
+def decode_tensor(encoded: EncodedTensor, base: Buffer | None = None, *, workers: int = 1) -> bytearray:
+    """The whole tensor, every frame decoded in place into one new buffer."""
+    out = kernels.empty(encoded.raw_size)
+    decode_frames_into(encoded.frames, encoded.spans, out, base, workers=workers)
+    return out
 
 
 def decode_tensor_range(
@@ -244,10 +284,15 @@ def decode_tensor_range(
     if not 0 <= start <= end <= total:
         raise InvalidInput(detail=f"range [{start}, {end}) is outside [0, {total})")
     wanted = [i for i, (a, b) in enumerate(spans) if a < end and b > start]
-    parts = decode_frames([frames[i] for i in wanted], [spans[i] for i in wanted], base, workers=workers)
-    data = b"".join(parts)
-    offset = spans[wanted[0]][0] if wanted else start
-    return data[start - offset : end - offset]
+    if not wanted:
+        return b""
+    covered = [spans[i] for i in wanted]
+    out = kernels.empty(covered[-1][1] - covered[0][0])
+    base_view = memoryview(base).cast("B") if base is not None else None
+    decode_frames_into([frames[i] for i in wanted], covered, out, _slice(base_view, (covered[0][0], covered[-1][1])),
+                       workers=workers)  # fmt: skip
+    offset = covered[0][0]
+    return bytes(memoryview(out)[start - offset : end - offset])
 
 
 def _slice(view: memoryview | None, span: tuple[int, int]) -> memoryview | None:

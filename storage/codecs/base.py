@@ -49,9 +49,17 @@ class Codec(ABC):
     def encode(self, raw: Buffer, dtype: DType, base: Buffer | None = None) -> bytes:
         """The payload for `raw` (elements of `dtype`; `base` is the same byte range of the base tensor)."""
 
+    def encode_parts(self, raw: Buffer, dtype: DType, base: Buffer | None = None) -> list[Buffer]:
+        """The payload as pieces whose concatenation is `encode(...)`, so a frame is joined only once."""
+        return [self.encode(raw, dtype, base)]
+
     @abstractmethod
-    def decode(self, payload: Buffer, dtype: DType, raw_size: int, base: Buffer | None = None) -> bytes:
-        """Exactly `raw_size` bytes, or CorruptFrame; never allocates much more than `raw_size`."""
+    def decode(
+        self, payload: Buffer, dtype: DType, raw_size: int, base: Buffer | None = None, *, out: Buffer | None = None
+    ) -> Buffer:
+        """Exactly `raw_size` bytes, or CorruptFrame; never allocates much more than `raw_size`. With `out`
+        (a writable buffer of `raw_size` bytes) the bytes are written there and `out` is returned;
+        otherwise they are a new `bytes`."""
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and other.get_config() == self.get_config()  # type: ignore[union-attr]

@@ -13,33 +13,24 @@ Measured on the MiniLM BF16 fine-tune (sizes / tensor bytes, zstd literal coding
 0.182, diff+group 0.164; ZipLLM's reference (XOR, exponent and sign+mantissa streams, zstd-3) 0.219.
 
 Every mapping here is a bijection on integer words, so NaN payloads, -0, ±inf and denormals round-trip.
-Bytes past the last whole word are XORed with the base's.
+Bytes past the last whole word are XORed with the base's. The transforms run in `_kernels.c`; their
+numpy specification is `reference.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
-from storage.codecs.base import BadCodecConfig, Buffer, Codec, CorruptFrame, read_config, read_int, register_codec
-from storage.codecs.plain import MAX_SKIP, decode_words, encode_words, read_level, words_to_bytes
-from storage.codecs.planes import as_words, word_dtype
+from storage.codecs import kernels
+from storage.codecs.base import BadCodecConfig, Buffer, read_config, read_int, register_codec
+from storage.codecs.plain import MAX_SKIP, PlaneCodec, read_level
+from storage.codecs.planes import has_sign_bit, word_bytes
 from storage.dtypes import DType
 
 
-def _writable(words: np.ndarray) -> np.ndarray:
-    # 1-byte words come back as a view of the payload; everything wider is a fresh array.
-    return words if words.flags.writeable else words.copy()
-
-
-def _xor_tail(tail: Buffer, base_tail: Buffer) -> bytes:
-    return (np.frombuffer(tail, np.uint8) ^ np.frombuffer(base_tail, np.uint8)).tobytes()
-
-
 @register_codec
-class BitxCodec(Codec):
+class BitxCodec(PlaneCodec):
     codec_id = "bitx"
     needs_base = True
 
@@ -55,68 +46,17 @@ class BitxCodec(Codec):
         values = read_config(cls.codec_id, config, {"skip": 1, "level": None})
         return cls(skip=values["skip"], level=values["level"])
 
-    def encode(self, raw: Buffer, dtype: DType, base: Buffer | None = None) -> bytes:
-        base_view = self.check_base(memoryview(raw).nbytes, base)
-        words, tail = as_words(raw, dtype)
-        base_words, base_tail = as_words(base_view, dtype)  # type: ignore[arg-type]
-        return encode_words(words ^ base_words, _xor_tail(tail, base_tail), self.skip, self.level)
+    def split(self, raw: memoryview, dtype: DType, base: memoryview | None) -> bytearray:
+        return kernels.split(raw, word_bytes(dtype), self.skip, base)
 
-    def decode(self, payload: Buffer, dtype: DType, raw_size: int, base: Buffer | None = None) -> bytes:
-        base_view = self.check_base(raw_size, base)
-        words, tail = decode_words(payload, word_dtype(dtype), raw_size, self.skip)
-        base_words, base_tail = as_words(base_view, dtype)  # type: ignore[arg-type]
-        words = _writable(words)
-        words ^= base_words
-        return words_to_bytes(words, _xor_tail(tail, base_tail))
-
-
-def has_sign_bit(dtype: DType) -> bool:
-    """Whether a word's top bit is a float sign (sub-byte packs and E8M0's unsigned scale are not)."""
-    return dtype.kind in ("float", "complex") and dtype.byte_aligned and dtype.name != "F8_E8M0"
-
-
-def float_key(words: np.ndarray) -> np.ndarray:
-    """Integers that sort like the floats whose bits `words` are (a bijection on words)."""
-    top = words.dtype.type(1 << (words.dtype.itemsize * 8 - 1))
-    flip = np.negative(words >> (words.dtype.itemsize * 8 - 1))
-    flip |= top
-    flip ^= words
-    return flip
-
-
-def float_from_key(keys: np.ndarray) -> np.ndarray:
-    """Undo `float_key` in place."""
-    bits = keys.dtype.itemsize * 8
-    flip = np.negative((keys >> (bits - 1)) ^ keys.dtype.type(1))
-    flip |= keys.dtype.type(1 << (bits - 1))
-    keys ^= flip
-    return keys
-
-
-def zigzag(delta: np.ndarray) -> np.ndarray:
-    """Small positive and negative (wrapped) differences as small unsigned numbers, in place."""
-    sign = np.negative(delta >> (delta.dtype.itemsize * 8 - 1))
-    delta <<= 1
-    delta ^= sign
-    return delta
-
-
-def unzigzag(coded: np.ndarray) -> np.ndarray:
-    sign = np.negative(coded & coded.dtype.type(1))
-    coded >>= 1
-    coded ^= sign
-    return coded
-
-
-def group_order(base_words: np.ndarray) -> np.ndarray:
-    """A stable order of elements by the base's exponent byte (the byte under the sign bit)."""
-    bits = base_words.dtype.itemsize * 8
-    context = base_words if bits == 8 else (base_words >> (bits - 9)).astype(np.uint8)
-    return np.argsort(context, kind="stable")
+    def merge(
+        self, planes: Sequence[Buffer], dtype: DType, raw_size: int, base: memoryview | None, out: Buffer | None
+    ) -> Buffer:
+        return kernels.merge(planes, raw_size, word_bytes(dtype), self.skip, base, out)
 
 
 @register_codec
-class DiffCodec(Codec):
+class DiffCodec(PlaneCodec):
     codec_id = "diff"
     needs_base = True
 
@@ -134,36 +74,10 @@ class DiffCodec(Codec):
         values = read_config(cls.codec_id, config, {"group": False, "level": None})
         return cls(group=values["group"], level=values["level"])
 
-    def encode(self, raw: Buffer, dtype: DType, base: Buffer | None = None) -> bytes:
-        base_view = self.check_base(memoryview(raw).nbytes, base)
-        words, tail = as_words(raw, dtype)
-        base_words, base_tail = as_words(base_view, dtype)  # type: ignore[arg-type]
-        if has_sign_bit(dtype):
-            delta = float_key(words)
-            delta -= float_key(base_words)
-        else:
-            delta = words - base_words
-        coded = zigzag(delta)
-        if self.group and len(coded):
-            coded = coded[group_order(base_words)]
-        return encode_words(coded, _xor_tail(tail, base_tail), 0, self.level)
+    def split(self, raw: memoryview, dtype: DType, base: memoryview | None) -> bytearray:
+        return kernels.split_diff(raw, base, word_bytes(dtype), has_sign_bit(dtype), self.group)
 
-    def decode(self, payload: Buffer, dtype: DType, raw_size: int, base: Buffer | None = None) -> bytes:
-        base_view = self.check_base(raw_size, base)
-        coded, tail = decode_words(payload, word_dtype(dtype), raw_size, 0)
-        coded = _writable(coded)
-        base_words, base_tail = as_words(base_view, dtype)  # type: ignore[arg-type]
-        if len(coded) != len(base_words):
-            raise CorruptFrame(detail="decoded word count differs from the base's")
-        if self.group and len(coded):
-            ordered = np.empty_like(coded)
-            ordered[group_order(base_words)] = coded
-            coded = ordered
-        delta = unzigzag(coded)
-        if has_sign_bit(dtype):
-            delta += float_key(base_words)
-            words = float_from_key(delta)
-        else:
-            words = delta
-            words += base_words
-        return words_to_bytes(words, _xor_tail(tail, base_tail))
+    def merge(
+        self, planes: Sequence[Buffer], dtype: DType, raw_size: int, base: memoryview | None, out: Buffer | None
+    ) -> Buffer:
+        return kernels.merge_diff(planes, raw_size, base, word_bytes(dtype), has_sign_bit(dtype), self.group, out)

@@ -14,6 +14,7 @@ bytes at ~1.4 GB/s against 0.1835 for level 1 and 0.2052 for level 3 (order-0 en
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Sequence
 
 import zstandard
@@ -37,18 +38,42 @@ MIN_LEVEL = -7
 MAX_LEVEL = 22
 
 
-def compressor(level: int | None) -> zstandard.ZstdCompressor:
-    """A zstd compressor for one encode call (zstd contexts are not shared between threads)."""
+def new_compressor(level: int | None) -> zstandard.ZstdCompressor:
     if level is None:
         return zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters(**LITERAL_PARAMS))
     return zstandard.ZstdCompressor(level=level, write_checksum=False, write_content_size=True)
 
 
-def encode_planes(planes: Sequence[Buffer], level: int | None) -> bytes:
-    """The payload holding `planes`, each compressed when that makes it smaller."""
+# zstd contexts, reused per thread: making one costs ~28 us (measured), as much as coding 40 KB, and the
+# chooser and small tensors would pay it dozens of times per tensor. A context is not thread-safe, and
+# `compress` resets it, so a reused context writes exactly the bytes a fresh one would.
+_contexts = threading.local()
+
+
+def compressor(level: int | None) -> zstandard.ZstdCompressor:
+    """This thread's zstd compressor for `level` (None: the plane-tuned parameters)."""
+    cache: dict[int | None, zstandard.ZstdCompressor] | None = getattr(_contexts, "compressors", None)
+    if cache is None:
+        cache = _contexts.compressors = {}
+    cctx = cache.get(level)
+    if cctx is None:
+        cctx = cache[level] = new_compressor(level)
+    return cctx
+
+
+def decompressor() -> zstandard.ZstdDecompressor:
+    dctx: zstandard.ZstdDecompressor | None = getattr(_contexts, "decompressor", None)
+    if dctx is None:
+        dctx = _contexts.decompressor = zstandard.ZstdDecompressor()
+    return dctx
+
+
+def pack_planes(planes: Sequence[Buffer], level: int | None) -> list[Buffer]:
+    """The payload holding `planes` as pieces to concatenate: the plane table, then each plane
+    compressed when that makes it smaller, else the plane itself (a view, not a copy)."""
     cctx = compressor(level)
     table = bytearray()
-    stored: list[Buffer] = []
+    stored: list[Buffer] = [table]
     for plane in planes:
         size = memoryview(plane).nbytes
         packed = cctx.compress(plane) if size else b""
@@ -58,7 +83,12 @@ def encode_planes(planes: Sequence[Buffer], level: int | None) -> bytes:
         else:
             table += _ENTRY.pack(RAW, size)
             stored.append(plane)
-    return b"".join([bytes(table), *stored])
+    return stored
+
+
+def encode_planes(planes: Sequence[Buffer], level: int | None) -> bytes:
+    """The payload holding `planes`, each compressed when that makes it smaller."""
+    return b"".join(pack_planes(planes, level))
 
 
 def decode_planes(payload: Buffer, sizes: Sequence[int]) -> list[Buffer]:
@@ -70,7 +100,7 @@ def decode_planes(payload: Buffer, sizes: Sequence[int]) -> list[Buffer]:
     entries = [_ENTRY.unpack_from(view, _ENTRY.size * i) for i in range(len(sizes))]
     if table_size + sum(length for _, length in entries) != len(view):
         raise CorruptFrame(detail="plane lengths do not add up to the payload length")
-    dctx = zstandard.ZstdDecompressor()
+    dctx = decompressor()
     planes: list[Buffer] = []
     offset = table_size
     for (mode, length), size in zip(entries, sizes, strict=True):

@@ -2,16 +2,19 @@
 
 Config: `skip` (top bits of each word left out of the first plane; 1 puts the exponent of a float there,
 0 is byte grouping) and `level` (None: zstd tuned for literal coding; an int: that zstd level).
+
+`PlaneCodec` is the pipeline every codec here shares: one kernel pass from raw bytes (and the base) to a
+plane buffer, then the entropy stage per plane; decoding reverses both, the kernel writing the raw bytes
+straight into the caller's buffer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
-from storage.codecs import entropy
+from storage.codecs import entropy, kernels
 from storage.codecs.base import (
     Buffer,
     Codec,
@@ -20,33 +23,10 @@ from storage.codecs.base import (
     read_int,
     register_codec,
 )
-from storage.codecs.planes import as_words, join_words, split_words, word_dtype
+from storage.codecs.planes import plane_sizes, plane_views, word_bytes
 from storage.dtypes import DType
 
 MAX_SKIP = 56
-
-
-def encode_words(words: np.ndarray, tail: Buffer, skip: int, level: int | None) -> bytes:
-    """The payload of `words` cut into planes, plus the tail bytes, entropy-coded."""
-    planes: list[Buffer] = [*split_words(words, skip), tail] if len(words) else [tail]
-    return entropy.encode_planes([p for p in planes if memoryview(p).nbytes], level)
-
-
-def decode_words(payload: Buffer, word: np.dtype, raw_size: int, skip: int) -> tuple[np.ndarray, Buffer]:
-    """The words and tail bytes that `encode_words` wrote for a raw size of `raw_size` bytes."""
-    count, tail_size = divmod(raw_size, word.itemsize)
-    sizes = [count] * word.itemsize if count else []
-    if tail_size:
-        sizes.append(tail_size)
-    planes = entropy.decode_planes(payload, sizes)
-    if not count:
-        return np.empty(0, dtype=word), planes[0] if tail_size else b""
-    arrays = [np.frombuffer(p, dtype=np.uint8) for p in planes[: word.itemsize]]
-    return join_words(arrays, word, skip), planes[-1] if tail_size else b""
-
-
-def words_to_bytes(words: np.ndarray, tail: Buffer) -> bytes:
-    return words.tobytes() + bytes(tail) if len(tail) else words.tobytes()
 
 
 def read_level(codec_id: str, value: Any) -> int | None:
@@ -55,8 +35,42 @@ def read_level(codec_id: str, value: Any) -> int | None:
     return read_int(codec_id, value, "level", entropy.MIN_LEVEL, entropy.MAX_LEVEL)
 
 
+class PlaneCodec(Codec):
+    """A per-element transform to a plane buffer (a kernel), then zstd per plane."""
+
+    level: int | None
+
+    @abstractmethod
+    def split(self, raw: memoryview, dtype: DType, base: memoryview | None) -> bytearray:
+        """The plane buffer of `raw` (and `base`, for the delta codecs)."""
+
+    @abstractmethod
+    def merge(
+        self, planes: Sequence[Buffer], dtype: DType, raw_size: int, base: memoryview | None, out: Buffer | None
+    ) -> Buffer:
+        """The raw bytes of `planes`, into `out` when given (else a new bytes)."""
+
+    def encode_parts(self, raw: Buffer, dtype: DType, base: Buffer | None = None) -> list[Buffer]:
+        view = memoryview(raw).cast("B")
+        base_view = self.check_base(len(view), base)
+        planes = self.split(view, dtype, base_view)
+        return entropy.pack_planes(plane_views(planes, word_bytes(dtype)), self.level)
+
+    def encode(self, raw: Buffer, dtype: DType, base: Buffer | None = None) -> bytes:
+        return b"".join(self.encode_parts(raw, dtype, base))
+
+    def decode(
+        self, payload: Buffer, dtype: DType, raw_size: int, base: Buffer | None = None, *, out: Buffer | None = None
+    ) -> Buffer:
+        base_view = self.check_base(raw_size, base)
+        if raw_size < 0:
+            raise CorruptFrame(detail=f"negative raw size {raw_size}")
+        planes = entropy.decode_planes(payload, plane_sizes(word_bytes(dtype), raw_size))
+        return self.merge(planes, dtype, raw_size, base_view, out)
+
+
 @register_codec
-class PlainCodec(Codec):
+class PlainCodec(PlaneCodec):
     codec_id = "plain"
     needs_base = False
 
@@ -72,14 +86,10 @@ class PlainCodec(Codec):
         values = read_config(cls.codec_id, config, {"skip": 1, "level": None})
         return cls(skip=values["skip"], level=values["level"])
 
-    def encode(self, raw: Buffer, dtype: DType, base: Buffer | None = None) -> bytes:
-        self.check_base(memoryview(raw).nbytes, base)
-        words, tail = as_words(raw, dtype)
-        return encode_words(words, tail, self.skip, self.level)
+    def split(self, raw: memoryview, dtype: DType, base: memoryview | None) -> bytearray:
+        return kernels.split(raw, word_bytes(dtype), self.skip, None)
 
-    def decode(self, payload: Buffer, dtype: DType, raw_size: int, base: Buffer | None = None) -> bytes:
-        self.check_base(raw_size, base)
-        if raw_size < 0:
-            raise CorruptFrame(detail=f"negative raw size {raw_size}")
-        words, tail = decode_words(payload, word_dtype(dtype), raw_size, self.skip)
-        return words_to_bytes(words, tail)
+    def merge(
+        self, planes: Sequence[Buffer], dtype: DType, raw_size: int, base: memoryview | None, out: Buffer | None
+    ) -> Buffer:
+        return kernels.merge(planes, raw_size, word_bytes(dtype), self.skip, None, out)

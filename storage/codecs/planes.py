@@ -15,7 +15,11 @@ rotation, not an arbitrary bit permutation, because it undoes in three integer o
 
 Words are the element for byte-aligned types, a component for complex types, and a byte for sub-byte
 packed types and 1-byte types. Bytes past the last whole word (a frame or tensor whose length is not a
-multiple of the word size) are the caller's tail, kept verbatim.
+multiple of the word size) are the tail, stored as the last plane.
+
+A **plane buffer** is what the kernels produce and consume: the word planes back to back, each
+`raw_size // word` bytes, then the tail. The per-element work is in C (`_kernels.c`); its numpy
+specification, which the tests hold the kernels to, is `reference.py`.
 """
 
 from __future__ import annotations
@@ -28,13 +32,18 @@ from storage.dtypes import DType
 _WORDS = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}
 
 
+def word_bytes(dtype: DType) -> int:
+    """Bytes per word: a component for complex types, 1 for 1-byte and sub-byte packed types."""
+    if dtype.kind == "complex":
+        return dtype.bits // 16
+    if not dtype.byte_aligned or dtype.bits < 8:
+        return 1
+    return dtype.bits // 8
+
+
 def word_dtype(dtype: DType) -> np.dtype:
     """The unsigned little-endian word a dtype's bits are handled as."""
-    if dtype.kind == "complex":
-        return np.dtype(_WORDS[dtype.bits // 2]).newbyteorder("<")
-    if not dtype.byte_aligned or dtype.bits < 8:
-        return np.dtype(np.uint8)
-    return np.dtype(_WORDS[dtype.bits]).newbyteorder("<")
+    return np.dtype(_WORDS[word_bytes(dtype) * 8]).newbyteorder("<")
 
 
 def as_words(raw: Buffer, dtype: DType) -> tuple[np.ndarray, memoryview]:
@@ -45,54 +54,28 @@ def as_words(raw: Buffer, dtype: DType) -> tuple[np.ndarray, memoryview]:
     return np.frombuffer(view[:whole], dtype=word), view[whole:]
 
 
+def has_sign_bit(dtype: DType) -> bool:
+    """Whether a word's top bit is a float sign (sub-byte packs and E8M0's unsigned scale are not)."""
+    return dtype.kind in ("float", "complex") and dtype.byte_aligned and dtype.name != "F8_E8M0"
+
+
 def effective_skip(word_bits: int, skip: int) -> int:
     """The rotation actually applied: modulo the word width, and none for 1-byte words (one plane)."""
     return 0 if word_bits == 8 else skip % word_bits
 
 
-def rotate_left(words: np.ndarray, skip: int) -> np.ndarray:
-    bits = words.dtype.itemsize * 8
-    skip = effective_skip(bits, skip)
-    if not skip:
-        return words
-    rotated = words << skip
-    rotated |= words >> (bits - skip)
-    return rotated
+def plane_sizes(word: int, raw_size: int) -> list[int]:
+    """The length of each non-empty plane of `raw_size` bytes cut into `word`-byte words."""
+    count, tail = divmod(raw_size, word)
+    sizes = [count] * word if count else []
+    return [*sizes, tail] if tail else sizes
 
 
-def rotate_right(words: np.ndarray, skip: int) -> np.ndarray:
-    """Undo `rotate_left` in place (the argument is a scratch array the caller owns)."""
-    bits = words.dtype.itemsize * 8
-    skip = effective_skip(bits, skip)
-    if not skip:
-        return words
-    low = words << (bits - skip)
-    words >>= skip
-    words |= low
-    return words
-
-
-def split_words(words: np.ndarray, skip: int) -> list[np.ndarray]:
-    """The uint8 planes of `words` rotated left by `skip`, most significant first."""
-    rotated = rotate_left(words, skip)
-    count = rotated.dtype.itemsize
-    if count == 1:
-        return [rotated]
-    return [(rotated >> (8 * k)).astype(np.uint8) for k in range(count - 1, 0, -1)] + [rotated.astype(np.uint8)]
-
-
-def join_words(planes: list[np.ndarray], word: np.dtype, skip: int) -> np.ndarray:
-    """The words that `split_words(words, skip)` cut into `planes` (all of the same length)."""
-    count = word.itemsize
-    if count == 1:
-        return planes[0]
-    out = np.empty(len(planes[0]), dtype=word)
-    # ufuncs with out= and a cast dtype keep the temporaries to one word array.
-    np.left_shift(planes[0], 8 * (count - 1), out=out, dtype=word)
-    if count > 2:
-        scratch = np.empty(len(planes[0]), dtype=word)
-        for k, plane in zip(range(count - 2, 0, -1), planes[1:-1], strict=True):
-            np.left_shift(plane, 8 * k, out=scratch, dtype=word)
-            out |= scratch
-    np.bitwise_or(out, planes[-1], out=out, dtype=word)
-    return rotate_right(out, skip)
+def plane_views(planes: Buffer, word: int) -> list[memoryview]:
+    """The non-empty planes of a plane buffer, as views into it."""
+    view = memoryview(planes).cast("B")
+    views, start = [], 0
+    for size in plane_sizes(word, len(view)):
+        views.append(view[start : start + size])
+        start += size
+    return views
