@@ -20,12 +20,12 @@ from rich.progress import (
 from rich.table import Table
 
 from service.cli_client import POLL_SECONDS, NativeClient, endpoint_options, hf_client, remote_errors
-from service.cli_common import IngestFailed, WaitTimedOut, console, err_console, human_bytes, percent
+from service.cli_common import IngestFailed, WaitTimedOut, console, human_bytes, percent
 from service.cli_upload import TrackedFile, TransferCount, hash_operations, list_local_files
 from storage.names import check_branch, split_repo_id
 
-# The route a server offers to record the declared base of a repository's next commits (if it does).
-BASE_ROUTE = "/api/v1/repos/{namespace}/{name}/base"
+# The commit route reads the declared base from this header (a hint the server measures, never trusts).
+BASE_HEADER = "X-Deltahub-Base-Model"
 
 
 def transfer_progress() -> Progress:
@@ -73,13 +73,11 @@ def push(
         split_repo_id(base)
     files = list_local_files(local_dir)
     total = sum(f.size for f in files)
-    api = hf_client(endpoint, token)
+    api = hf_client(endpoint, token, headers={BASE_HEADER: base} if base else None)
     with remote_errors(endpoint, repo, revision):
         api.create_repo(repo, private=private, exist_ok=True)
     native = NativeClient(endpoint, token)
     try:
-        if base is not None:
-            _declare_base(native, repo, base)
         with transfer_progress() as progress:
             count = TransferCount()
             hashing = progress.add_task("hashing", total=total, files=f"{len(files)} files")
@@ -121,17 +119,6 @@ def _unchanged(op: Any) -> bool:
     """
     remote = getattr(op, "_remote_oid", None)
     return remote is not None and remote == getattr(op, "_local_oid", None)
-
-
-def _declare_base(native: NativeClient, repo: str, base: str) -> None:
-    namespace, name = split_repo_id(repo)
-    if not native.route_exists("post", BASE_ROUTE):
-        err_console.print(
-            f"[yellow]warning:[/] this server takes no declared base; --base {base} is ignored. "
-            "Add `base_model: <repo>` to README.md's front matter (or config.json's _name_or_path) instead."
-        )
-        return
-    native.post(BASE_ROUTE.format(namespace=namespace, name=name), {"base_model": base})
 
 
 def _report_transfer(tracked: list[TrackedFile], total: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -16,6 +16,7 @@ from service.streams import ndjson_lines
 from storage.errors import InvalidInput, RevisionNotFound, UploadMismatch
 from storage.faults import crash_point
 from storage.hub import FileAddition, FileInfo, HubApi
+from storage.names import split_repo_id
 
 router = APIRouter(tags=["huggingface-compatible"])
 
@@ -59,8 +60,13 @@ def preupload(
     revision: RevisionDep,
     body: Annotated[Preupload, Body()],
     create_pr: Annotated[bool, Query()] = False,
+    base_model: Annotated[str | None, Header(alias="X-Deltahub-Base-Model")] = None,
 ) -> dict:
+    """`X-Deltahub-Base-Model` names the model this upload derives from (`deltahub push --base`): a hint
+    that ingest measures like any other candidate."""
     _no_pull_requests(create_pr)
+    if base_model is not None:
+        split_repo_id(base_model)
     hub.get_repo(repo_id)
     remote = _branch_files(hub, repo_id, revision)
     answers = []
@@ -84,8 +90,13 @@ async def commit(
     repo_id: RepoIdDep,
     revision: RevisionDep,
     create_pr: Annotated[bool, Query()] = False,
+    base_model: Annotated[str | None, Header(alias="X-Deltahub-Base-Model")] = None,
 ) -> dict:
+    """`X-Deltahub-Base-Model` names the model this upload derives from (`deltahub push --base`): a hint
+    that ingest measures like any other candidate."""
     _no_pull_requests(create_pr)
+    if base_model is not None:
+        split_repo_id(base_model)
     if len(revision) == COMMIT_ID_LENGTH and all(c in "0123456789abcdef" for c in revision):
         raise InvalidInput(detail=f"commits are made on a branch, not on commit {revision}")
     hub, options = state.hub, state.options
@@ -116,6 +127,7 @@ async def commit(
             deletions=deletions,
             parent_oid=header.parent_oid,
             author=writer.name,
+            declared_base=base_model,
         )
     )
     crash_point("api.commit_done")

@@ -215,3 +215,21 @@ def test_client_errors_exit_with_their_codes(server: Server, tmp_path: Path) -> 
     for result, code in cases:
         assert result.returncode == code, (result.args, result.stderr)
         assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
+
+
+def test_push_base_flag_records_the_declared_base(server: Server, tmp_path: Path) -> None:
+    import sqlite3
+
+    weights = make_weights(7, LAYOUT)
+    files = write_model(tmp_path / "tuned", finetune(weights, 8))
+    common = ("--endpoint", server.url, "--token", server.token)
+    pushed = deltahub("push", str(tmp_path / "tuned"), "org/declared", "--base", "org/some-base", *common,
+                      env=server.env)
+    assert pushed.returncode == 0, pushed.stderr + pushed.stdout
+    sha = hashlib.sha256(files["model.safetensors"]).hexdigest()
+    with sqlite3.connect(server.data_dir / "catalog.sqlite3") as db:
+        (declared,) = db.execute("SELECT declared_base FROM file_objects WHERE sha256 = ?", (sha,)).fetchone()
+    assert declared == "org/some-base"
+    rejected = deltahub("push", str(tmp_path / "tuned"), "org/declared", "--base", "not/a/repo", *common,
+                        env=server.env)
+    assert rejected.returncode != 0
