@@ -70,6 +70,14 @@ class TransientStoreError(StoreError):
     """object store temporarily unavailable: {detail}"""
 
 
+class CatalogUnavailable(TransientStoreError):
+    """the catalog database is unreachable: {detail}"""
+
+
+class CatalogNotMigrated(StoreError):
+    """the catalog has no schema (run `deltahub admin migrate`): {detail}"""
+
+
 class RepoNotFound(NotFound):
     """repository {repo_id!r} not found"""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +82,23 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     try:
         yield session
         session.commit()
-    except BaseException:
-        session.rollback()
+    except BaseException as exc:
+        with suppress(sqlalchemy.exc.DBAPIError):  # the connection is gone; the error below says so
+            session.rollback()
+        _raise_catalog_error(exc)
         raise
     finally:
         session.close()
+
+
+def _raise_catalog_error(exc: BaseException) -> None:
+    """Driver errors leave the catalog as deltahub errors that say what to do."""
+    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.ProgrammingError):
+        text_ = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc)
+        if "no such table" in text_ or ("relation" in text_ and "does not exist" in text_):
+            raise errors.CatalogNotMigrated(detail=text_.splitlines()[0]) from exc
+        if isinstance(exc, sqlalchemy.exc.OperationalError):
+            raise errors.CatalogUnavailable(detail=text_.splitlines()[0]) from exc
 
 
 def is_unique_violation(exc: BaseException) -> bool:

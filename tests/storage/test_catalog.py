@@ -341,3 +341,14 @@ def test_postgresql_urls_use_psycopg3(scheme: str) -> None:
 def test_unsupported_databases_are_refused(url: str) -> None:
     with pytest.raises(InvalidInput):
         normalize_url(url)
+
+
+def test_an_unmigrated_or_unreachable_catalog_says_what_to_do(tmp_path: Path) -> None:
+    from storage.errors import CatalogNotMigrated, CatalogUnavailable
+
+    empty = session_factory(make_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}"))
+    with pytest.raises(CatalogNotMigrated, match="run `deltahub admin migrate`"), session_scope(empty) as s:
+        s.query(Repository).count()
+    closed = session_factory(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/test"))
+    with pytest.raises(CatalogUnavailable, match="unreachable"), session_scope(closed) as s:
+        s.query(Repository).count()
