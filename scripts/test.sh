@@ -9,5 +9,10 @@ cd "$(dirname "$0")/.."
 # and this exact version is the CPU build the machines carry locally (no CUDA download).
 python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+# The real-model tests need the dev corpus; build it (PyPI downloads, cached) when shared/ is beside us.
+if [ -z "${DELTAHUB_CORPUS:-}" ] && [ -f ../shared/corpus/build_dev_corpus.py ]; then
+    export DELTAHUB_CORPUS="${XDG_CACHE_HOME:-$HOME/.cache}/deltahub-dev-corpus"
+    python3 ../shared/corpus/build_dev_corpus.py "$DELTAHUB_CORPUS"
+fi
 python3 -m ruff check .
 python3 -m pytest -q "$@"
