@@ -5,7 +5,10 @@ Crash-safety tests run a worker or the API in a subprocess with ``DELTAHUB_CRASH
 a power cut or the OOM killer would stop it: no ``finally`` blocks, no rollback, no flush. The restarted
 process must then find every committed file whole and leave nothing behind that GC cannot collect.
 
-The variable is read once, at import: in production it is unset and a crash point costs one string
+``DELTAHUB_CRASH_SIGNAL=SIGSTOP`` freezes the process there instead, once, so a test can cut off a
+service it depends on (the S3 server) at an exact step and then let it run on into the outage.
+
+The variables are read once, at import: in production they are unset and a crash point costs one string
 comparison. Every point in the code base is listed in :data:`CRASH_POINTS`, so tests can check that
 each one is placed and reached.
 """
@@ -17,6 +20,7 @@ import signal
 import threading
 
 ENV_VAR = "DELTAHUB_CRASH_AT"
+SIGNAL_ENV_VAR = "DELTAHUB_CRASH_SIGNAL"
 
 # Where the write path may be cut, in the order a push meets them (docs/reliability.md).
 CRASH_POINTS: tuple[str, ...] = (
@@ -63,6 +67,7 @@ def _parse(value: str | None) -> tuple[str | None, int]:
 
 
 _TARGET, _NTH = _parse(os.environ.get(ENV_VAR))
+_SIGNAL = signal.Signals[os.environ.get(SIGNAL_ENV_VAR) or "SIGKILL"]
 _hits = 0
 _lock = threading.Lock()
 
@@ -73,11 +78,11 @@ def armed() -> str | None:
 
 
 def crash_point(name: str) -> None:
-    """Die by SIGKILL if this is the armed point (and its n-th hit); otherwise do nothing."""
+    """Die by SIGKILL (or stop) if this is the armed point at its n-th hit; otherwise do nothing."""
     if name != _TARGET:
         return
     global _hits
     with _lock:
         _hits += 1
-        if _hits >= _NTH:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if _hits == _NTH:
+            os.kill(os.getpid(), _SIGNAL)
