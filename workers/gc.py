@@ -59,5 +59,9 @@ def collect_garbage(hub: Hub, *, dry_run: bool = False, grace_seconds: float | N
         if not dry_run:
             hub.store.delete(key)
             crash_point("gc.mid_object_deletes")
+    # Writes a crash cut short leave temporary files that no key names (the local store's tmp/).
+    sweep = getattr(hub.store, "remove_stale_temp_files", None)
+    if sweep is not None and not dry_run:
+        report.orphans += sweep(timedelta(seconds=grace))
     log.info("gc%s: %s", " (dry run)" if dry_run else "", report)
     return report
