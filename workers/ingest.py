@@ -67,7 +67,11 @@ def ingest_file(hub: Hub, sha256: str, *, repo_id: int | None = None) -> IngestR
     with hub.session() as s:
         snapshot = files.snapshot(s, sha256)
     if snapshot.state == FileState.STORED or snapshot.staging_key is None:
-        return IngestResult(sha256, snapshot.state)
+        done = IngestResult(sha256, snapshot.state)
+        if snapshot.state == FileState.STORED and snapshot.kind == FileKind.SAFETENSORS:
+            # A retry after a crash between the catalog commit and the rebase: the rebase is still owed.
+            done.rebased = lineage.rebase_dependents(hub, sha256, repo_id=repo_id)
+        return done
     key, size = snapshot.staging_key, snapshot.size
     header = None
     if snapshot.kind == FileKind.SAFETENSORS:
