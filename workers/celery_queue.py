@@ -1,0 +1,61 @@
+"""The ingest queue of distributed mode: each job id becomes a Celery message on the broker."""
+
+from __future__ import annotations
+
+import logging
+
+from kombu.exceptions import OperationalError as BrokerError
+
+from storage.catalog import jobs
+from storage.catalog.db import make_engine, session_factory, session_scope
+from storage.settings import Settings
+from workers.celery_app import DEFAULT_QUEUE, INGEST_TASK, create_app
+
+log = logging.getLogger(__name__)
+
+# A commit must not hang on a dead broker: three tries within ~1.5 s, then the job is left queued in
+# the catalog, where `requeue_unfinished` finds it.
+PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+
+class CeleryQueue:
+    """`IngestQueue` (storage/hub.py) over Celery: `enqueue` sends the `deltahub.ingest` task."""
+
+    def __init__(self, settings: Settings, *, queue: str = DEFAULT_QUEUE) -> None:
+        self.queue = queue
+        self.app = create_app(settings, queue=queue)
+
+    def enqueue(self, job_id: int) -> None:
+        try:
+            self.app.send_task(
+                INGEST_TASK, args=[job_id], queue=self.queue, retry=True, retry_policy=PUBLISH_RETRY_POLICY
+            )
+        except (BrokerError, OSError) as exc:
+            # The commit that queued the job has happened and its files are served from staging: fail
+            # loudly in the log, not in the user's request.
+            log.error("ingest job %s is queued in the catalog but not on the broker (%s); "
+                      "`requeue_unfinished` sends it again", job_id, exc)
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def requeue_unfinished(settings: Settings, *, queue: str = DEFAULT_QUEUE) -> int:
+    """Send a task for every queued or running job in the catalog; returns how many were sent.
+
+    Safe at any time: a job already on the broker gets a second message, and ingest is idempotent; a
+    message for a job that has finished by the time it is delivered does nothing.
+    """
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with session_scope(session_factory(engine)) as s:
+            pending = jobs.unfinished_jobs(s)
+    finally:
+        engine.dispose()
+    sender = CeleryQueue(settings, queue=queue)
+    try:
+        for job_id in pending:
+            sender.enqueue(job_id)
+    finally:
+        sender.close()
+    return len(pending)
