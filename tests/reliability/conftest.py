@@ -81,3 +81,7 @@ def reference_footprint(tmp_path_factory: pytest.TempPathFactory) -> dict[str, i
     result = footprint(hub)
     backend.close()
     return result
+
+
+# The unmodified Hugging Face client, isolated from the user's own cache and token.
+from tests.service.conftest import hf_client_env  # noqa: E402, F401

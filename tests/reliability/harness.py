@@ -70,14 +70,13 @@ def process_env(backend: Backend, crash_at: str | None = None, crash_signal: str
 
 def start_driver(backend: Backend, *args: str, crash_at: str | None = None, crash_signal: str | None = None,
                  log: Path | None = None, **extra: str) -> subprocess.Popen[bytes]:
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child holds it)
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.driver", *args],
-        cwd=REPO_ROOT,
-        env=process_env(backend, crash_at, crash_signal, **extra),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
+    command = [sys.executable, "-m", "tests.reliability.driver", *args]
+    env = process_env(backend, crash_at, crash_signal, **extra)
+    if log is None:
+        return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def run_driver(backend: Backend, *args: str, crash_at: str | None = None, log: Path | None = None) -> int:
