@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from storage.catalog import files, jobs
 from storage.catalog.models import FileKind, FileState
-from storage.errors import DeltahubError, TransientStoreError
+from storage.errors import DeltahubError, InvalidInput, TransientStoreError
 from storage.faults import crash_point
 from storage.hub import Hub
 from storage.staging import read_safetensors_header
@@ -49,7 +49,10 @@ def run_ingest(hub: Hub, job_id: int, *, final_attempt: bool | None = None) -> I
     try:
         result = ingest_file(hub, job.file_sha256, repo_id=job.repo_id)
     except Exception as exc:
-        final = final_attempt if final_attempt is not None else job.attempts >= MAX_ATTEMPTS
+        # Bad bytes stay bad: an InvalidInput is final at once, whoever runs the job.
+        final = isinstance(exc, InvalidInput) or (
+            final_attempt if final_attempt is not None else job.attempts >= MAX_ATTEMPTS
+        )
         # Only our own errors carry a message meant for users; anything else is logged in full.
         message = exc.message if isinstance(exc, DeltahubError) else f"{type(exc).__name__}: {exc}"
         log.exception("ingest job %s (file %s) failed (attempt %s)", job_id, job.file_sha256, job.attempts)

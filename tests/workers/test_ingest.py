@@ -195,3 +195,20 @@ def stored_finetune(tmp_path_factory: pytest.TempPathFactory) -> Stored:
     data = to_safetensors(finetune(w, 22), "BF16")
     ingest_all(hub, push(hub, "r/tuned", {"model.safetensors": data}))
     return Stored(hub, data)
+
+
+def test_bad_bytes_fail_at_once_and_stay_served(hub: Hub) -> None:
+    from storage.errors import InvalidInput
+
+    data = to_safetensors(make_weights(12))
+    jobs = push(hub, "bad/model", {"model.safetensors": data})
+    with hub.session() as s:
+        key = s.get(FileObject, sha(data)).staging_key
+    # The staged bytes no longer parse (a disk fault): retrying cannot help, so the first attempt is final.
+    garbage = b"\xff" * len(data)
+    hub.store.put(key, garbage)
+    with pytest.raises(InvalidInput):
+        run_ingest(hub, jobs[0])
+    info = hub.file_info(sha(data))
+    assert info.state == "failed" and "header length" in (info.error or "")
+    assert read_all(hub, sha(data)) == garbage  # still served from staging, as held
