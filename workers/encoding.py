@@ -11,14 +11,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from storage.frames import encode_tensor
-
 from storage import casts
 from storage.catalog import files, plans
 from storage.catalog.plans import TensorPlan
 from storage.codecs import get_codec
 from storage.dtypes import DTYPES, DType
 from storage.faults import crash_point
+from storage.frames import encode_tensor
 from storage.hub import Hub
 from storage.packs import PackBuilder
 from workers.segments import Segment
