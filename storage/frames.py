@@ -44,8 +44,9 @@ T = TypeVar("T")
 
 
 def checksum(data: Buffer) -> int:
-    """crc32 of a frame's decoded bytes (zlib's: ~6 GB/s here; whole files are also checked by sha256)."""
-    return zlib.crc32(data)
+    """crc32 of a frame's decoded bytes: zlib's polynomial, equal to `zlib.crc32(data)`, computed by the
+    kernels (~15 GB/s here against zlib's ~6; whole files are also checked by sha256)."""
+    return kernels.crc32(data)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ There is deliberately no numpy fallback on the production path: it would be 2-3x
 from __future__ import annotations
 
 try:
-    from storage.codecs._kernels import empty, merge, merge_diff, split, split_diff
+    from storage.codecs._kernels import crc32, empty, merge, merge_diff, split, split_diff
 except ImportError as error:  # pragma: no cover - only on a checkout whose extension was never built
     raise ImportError(
         "deltahub's compiled codec kernels (storage.codecs._kernels) are not built. From the repository "
@@ -16,4 +16,4 @@ except ImportError as error:  # pragma: no cover - only on a checkout whose exte
         "and the Python headers (Debian: apt-get install gcc python3-dev)."
     ) from error
 
-__all__ = ["empty", "merge", "merge_diff", "split", "split_diff"]
+__all__ = ["crc32", "empty", "merge", "merge_diff", "split", "split_diff"]

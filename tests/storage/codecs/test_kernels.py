@@ -7,6 +7,7 @@ import importlib
 import importlib.machinery
 import json
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,33 @@ def test_encoding_golden_inputs_reproduces_the_committed_frames(entry: dict) -> 
     dtype: DType = DTYPES[entry["dtype"]]
     blob = encode_frame(get_codec(entry["codec"], entry["config"]), raw, dtype, base)
     assert blob == (GOLDEN / entry["file"]).read_bytes()
+
+
+def _reflected_residue(exponent: int) -> int:
+    """x^exponent mod zlib's CRC polynomial, bit-reflected over 33 bits."""
+    residue = 1
+    for _ in range(exponent):
+        residue <<= 1
+        if residue >> 32 & 1:
+            residue ^= 0x104C11DB7
+    return int(f"{residue:033b}"[::-1], 2)
+
+
+def test_crc_fold_constants_follow_from_the_polynomial() -> None:
+    constants = _kernels.fold_constants()
+    if constants is None:
+        pytest.skip("no carry-less multiply path on this machine")
+    assert constants == tuple(_reflected_residue(d + s) for d in (512, 128) for s in (32, -32))
+
+
+@given(st.binary(max_size=600), st.integers(0, 15), st.integers(0, 2**32 - 1))
+def test_crc32_is_zlibs(data: bytes, offset: int, value: int) -> None:
+    view = memoryview(data)[min(offset, len(data)) :]  # unaligned starts
+    assert kernels.crc32(view, value) == zlib.crc32(view, value)
+    assert _kernels.crc32_portable(view, value) == zlib.crc32(view, value)
+    assert kernels.crc32(view) == zlib.crc32(view)
+
+
+def test_crc32_of_a_large_buffer_is_zlibs() -> None:
+    data = np.random.default_rng(5).bytes((4 << 20) + 13)
+    assert kernels.crc32(data) == zlib.crc32(data)
