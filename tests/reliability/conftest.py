@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_s3 import S3_TEST_REGION
 from tests.reliability import scenario
 from tests.reliability.figures import FIGURES, Figures
-from tests.reliability.harness import Backend
+from tests.reliability.harness import Backend, s3_overrides
 from tests.reliability.invariants import footprint
 from workers.gc import collect_garbage
 
@@ -45,17 +44,6 @@ def local_backend(tmp_path: Path) -> Iterator[Backend]:
     backend = Backend("sqlite-local", {"data_dir": tmp_path / "hub", **scenario.HUB_SETTINGS})
     yield backend
     backend.close()
-
-
-def s3_overrides(endpoint: str, bucket: str) -> dict[str, object]:
-    from storage.objectstore.s3 import S3ObjectStore
-
-    S3ObjectStore(bucket, endpoint_url=endpoint, region=S3_TEST_REGION, access_key_id="testing",
-                  secret_access_key="testing", create_bucket=True)
-    return {
-        "store_backend": "s3", "s3_endpoint_url": endpoint, "s3_bucket": bucket, "s3_prefix": "hub",
-        "s3_region": S3_TEST_REGION, "s3_access_key_id": "testing", "s3_secret_access_key": "testing",
-    }
 
 
 @pytest.fixture

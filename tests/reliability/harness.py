@@ -16,6 +16,7 @@ from pathlib import Path
 
 from storage.hub import Hub
 from storage.settings import Settings, load_settings
+from tests.fixtures_s3 import S3_TEST_REGION
 from workers.runtime import open_hub
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +54,18 @@ class Backend:
     def close(self) -> None:
         for hub in self.hubs:
             hub.engine.dispose()
+
+
+def s3_overrides(endpoint: str, bucket: str) -> dict[str, object]:
+    """Settings for a store in `bucket` of the S3 server at `endpoint` (the bucket is created)."""
+    from storage.objectstore.s3 import S3ObjectStore
+
+    S3ObjectStore(bucket, endpoint_url=endpoint, region=S3_TEST_REGION, access_key_id="testing",
+                  secret_access_key="testing", create_bucket=True)
+    return {
+        "store_backend": "s3", "s3_endpoint_url": endpoint, "s3_bucket": bucket, "s3_prefix": "hub",
+        "s3_region": S3_TEST_REGION, "s3_access_key_id": "testing", "s3_secret_access_key": "testing",
+    }
 
 
 def process_env(backend: Backend, crash_at: str | None = None, crash_signal: str | None = None,
