@@ -14,13 +14,18 @@ import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.codecs import CorruptFrame, UnknownCodec, get_codec
-from storage.dtypes import DTYPES
-from storage.errors import IntegrityError
+from storage.codecs import Codec, CorruptFrame, UnknownCodec, get_codec
+from storage.codecs.base import Buffer
+from storage.codecs.choose import candidates_for, choose_codec, sample_ranges
+from storage.codecs.plain import PlainCodec
+from storage.dtypes import DTYPES, DType
+from storage.errors import IntegrityError, InvalidInput
 from storage.frames import (
     FRAME_MAGIC,
     FRAME_VERSION,
     decode_frame,
+    decode_frames,
+    decode_frames_into,
     decode_tensor,
     decode_tensor_range,
     encode_frame,
@@ -141,3 +146,67 @@ def test_delta_frame_needs_its_base_range() -> None:
     assert decode_frame(blob, base) == raw
     with pytest.raises(CorruptFrame):
         decode_frame(blob, bytes(len(base)))  # the wrong base cannot pass the checksum
+
+
+@given(dtypes.flatmap(lambda d: st.tuples(st.just(d), tensor_pairs(d))), st.integers(1, 300))
+def test_frames_decode_into_the_callers_buffer(case, frame_bytes: int) -> None:
+    dtype, (raw, base) = case
+    encoded = encode_tensor(raw, dtype, base, frame_bytes=frame_bytes)
+    out = bytearray(b"\x5a" * len(raw))
+    decode_frames_into(encoded.frames, encoded.spans, out, base, workers=2)
+    assert out == raw
+    assert b"".join(decode_frames(encoded.frames, encoded.spans, base)) == raw
+    a, b = encoded.spans[-1]
+    target = memoryview(out)[a:b]
+    assert decode_frame(encoded.frames[-1], memoryview(base)[a:b], out=target) is target
+
+
+def test_decoding_into_a_wrong_sized_buffer_is_refused() -> None:
+    raw = np.arange(1000, dtype=np.uint16).tobytes()
+    blob = encode_frame(get_codec("plain"), raw, BF16)
+    with pytest.raises(InvalidInput):
+        decode_frame(blob, out=bytearray(len(raw) - 2))
+    encoded = encode_tensor(raw, BF16, frame_bytes=600)
+    with pytest.raises(InvalidInput):
+        decode_frames_into(encoded.frames, encoded.spans, bytearray(len(raw) + 1))
+    assert type(decode_frame(blob)) is bytes
+
+
+class _Miscoding(PlainCodec):
+    """A plain encoder that codes one byte wrong: what the write path's verify exists to catch."""
+
+    def encode_parts(self, raw: Buffer, dtype: DType, base: Buffer | None = None) -> list[Buffer]:
+        damaged = bytearray(raw)
+        damaged[len(damaged) // 2] ^= 1
+        return super().encode_parts(damaged, dtype, base)
+
+
+def test_verify_refuses_an_encoding_that_does_not_decode_back() -> None:
+    raw = np.random.default_rng(2).integers(0, 1 << 16, 3000, dtype=np.uint16).tobytes()
+    with pytest.raises(IntegrityError, match="does not decode back"):
+        encode_tensor(raw, BF16, candidates=[_Miscoding()], frame_bytes=2048)
+    encode_tensor(raw, BF16, candidates=[_Miscoding()], frame_bytes=2048, verify=False)  # unchecked: no error
+
+
+@pytest.mark.parametrize("name", ["BF16", "F32", "F16", "I32"])
+def test_screening_picks_what_trying_every_candidate_on_the_full_sample_picks(name: str) -> None:
+    # Weight-like tensors and fine-tunes of them, large enough to be sampled and screened.
+    dtype = DTYPES[name]
+    rng = np.random.default_rng(9)
+    base = rng.normal(0, 0.05, 300_000).astype(np.float32)
+    tuned = base + rng.normal(0, 0.002, base.size).astype(np.float32) * (rng.random(base.size) < 0.7)
+    encode = {
+        "BF16": lambda a: (a.view(np.uint32) >> 16).astype(np.uint16).tobytes(),
+        "F16": lambda a: a.astype(np.float16).tobytes(),
+        "F32": lambda a: a.tobytes(),
+        "I32": lambda a: (a * 1e4).astype(np.int32).tobytes(),
+    }[name]
+    raw, base_raw = encode(tuned), encode(base)
+    ranges = sample_ranges(len(raw), dtype.itemsize)
+    sample, base_sample = (b"".join(data[a:b] for a, b in ranges) for data in (raw, base_raw))
+
+    def sample_size(codec: Codec) -> int:
+        return len(codec.encode(sample, dtype, base_sample if codec.needs_base else None))
+
+    exhaustive = min(candidates_for(dtype, True), key=sample_size)  # the first of equals, as the chooser
+    assert choose_codec(raw, dtype, base_raw)[0] == exhaustive
