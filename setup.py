@@ -14,6 +14,12 @@ FLAGS = [] if sys.platform == "win32" else ["-O3", "-std=c99", "-Wall", "-Wextra
 
 setup(
     ext_modules=[
-        Extension("storage.codecs._kernels", sources=["storage/codecs/_kernels.c"], extra_compile_args=FLAGS),
+        Extension(
+            "storage.codecs._kernels",
+            sources=["storage/codecs/_kernels.c"],
+            # Included by _kernels.c; listed so a change rebuilds it and an sdist carries them.
+            depends=["storage/codecs/_kernels_planes.h", "storage/codecs/_kernels_crc32.h"],
+            extra_compile_args=FLAGS,
+        ),
     ],
 )
