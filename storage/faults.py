@@ -1,7 +1,7 @@
 """Named crash points for fault injection: the process kills itself where a test asks it to.
 
 Crash-safety tests run a worker or the API in a subprocess with ``DELTAHUB_CRASH_AT=<name>`` (or
-``<name>:<n>`` for the n-th time the point is reached) and expect it to die by SIGKILL there, the way
+``<name>:<n>`` for the n-th time the point is reached) and expect it to die by SIGKILL right there, the way
 a power cut or the OOM killer would stop it: no ``finally`` blocks, no rollback, no flush. The restarted
 process must then find every committed file whole and leave nothing behind that GC cannot collect.
 
@@ -85,4 +85,6 @@ def crash_point(name: str) -> None:
     with _lock:
         _hits += 1
         if _hits == _NTH:
-            os.kill(os.getpid(), _SIGNAL)
+            # To this thread: it takes the signal before running another line, where a signal to the
+            # process may be taken by another thread while this one runs on past the point.
+            signal.pthread_kill(threading.get_ident(), _SIGNAL)

@@ -120,6 +120,7 @@ def test_an_s3_server_that_lost_its_data_is_reported_never_served(
     s3_server.stop()
     s3_server.start()  # moto's memory is gone: the bucket with it
     s3_server.restore(str(own_s3_backend.overrides["s3_bucket"]), {})
+    hub = own_s3_backend.hub()  # a fresh process: no decoded frames cached from before
     for sha in scenario.all_files():
         if hub.has_file(sha):
             with pytest.raises(DeltahubError):
