@@ -142,7 +142,7 @@ def _wait_for_ingest(native: NativeClient, repo: str, shas: list[str], timeout: 
         while pending:
             for sha in list(pending):
                 info = native.file(sha)
-                if info["state"] in ("stored", "failed"):
+                if info["state"] == "failed" or (info["state"] == "stored" and info.get("ingest") in (None, "done")):
                     states[sha] = info
                     pending.remove(sha)
                     progress.advance(task)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -72,6 +72,9 @@ class FileInfo:
     kind: Literal["safetensors", "blob"]
     state: FileStateName
     error: str | None = None
+    # The latest ingest job's state (queued, running, done, failed); None when none was queued. A file is
+    # readable once "stored", but its job may still be rebasing relatives onto it.
+    ingest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,7 +365,9 @@ class Hub:
             file = s.get(FileObject, check_sha256(sha256))
             if file is None:
                 raise FileNotStored(sha256=sha256)
-            return _file_info(file)
+            history = jobs.jobs_for_file(s, sha256)
+            info = _file_info(file)
+            return replace(info, ingest=history[-1].state if history else None)
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         with self.session() as s:

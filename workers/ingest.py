@@ -87,7 +87,7 @@ def ingest_file(hub: Hub, sha256: str, *, repo_id: int | None = None) -> IngestR
 
     base = None
     if header is not None:
-        base = lineage.choose_base(hub, sha256, header, key, repo_id=repo_id)
+        base = lineage.choose_base(hub, sha256, header, lambda a, b: hub.store.get(key, a, b), repo_id=repo_id)
     crash_point("ingest.after_choose_base")
     plan = encoding.plan_tensors(hub, segments, digests, base)
     written = encoding.encode_and_write(hub, key, plan)
@@ -112,5 +112,7 @@ def ingest_file(hub: Hub, sha256: str, *, repo_id: int | None = None) -> IngestR
     crash_point("ingest.after_staging_delete")
     if header is not None:
         result.rebased = lineage.rebase_dependents(hub, sha256, repo_id=repo_id)
+        if base is None:
+            result.base_sha256 = lineage.settle(hub, sha256, repo_id=repo_id)
     log.info("stored %s: %s", sha256, result)
     return result

@@ -7,7 +7,7 @@ wins; nothing is delta-coded against a model that does not measurably help (unre
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from storage.catalog import files, plans, repos
@@ -17,7 +17,7 @@ from storage.errors import InvalidInput, NotFound
 from storage.families import MAX_BASE_SCORE, base_score, fingerprint, sample_spans
 from storage.faults import crash_point
 from storage.hub import Hub
-from storage.safetensors import SafetensorsHeader
+from storage.safetensors import SafetensorsHeader, parse_header
 from workers.encoding import BaseTensors, ObjectWriter, base_reader, encode_windows, predictable
 from workers.segments import HEADER_SEGMENT, Segment
 
@@ -56,7 +56,7 @@ def _base_tensors(hub: Hub, sha256: str, score: float) -> BaseTensors:
 
 
 def choose_base(
-    hub: Hub, sha256: str, header: SafetensorsHeader, staging_key: str, *, repo_id: int | None
+    hub: Hub, sha256: str, header: SafetensorsHeader, read: Callable[[int, int], bytes], *, repo_id: int | None
 ) -> BaseTensors | None:
     fp = fingerprint(header.tensors)
     with hub.session() as s:
@@ -71,8 +71,7 @@ def choose_base(
     infos = {t.name: t for t in header.tensors}
     spans = sample_spans(header.tensors)
     targets = [
-        hub.store.get(staging_key, header.data_offset + infos[sp.name].start + sp.start,
-                      header.data_offset + infos[sp.name].start + sp.end)
+        read(header.data_offset + infos[sp.name].start + sp.start, header.data_offset + infos[sp.name].start + sp.end)
         for sp in spans
     ]
     best: BaseTensors | None = None
@@ -114,6 +113,28 @@ def commit_file(
     crash_point("ingest.before_catalog_commit")
 
 
+def settle(hub: Hub, sha256: str, *, repo_id: int | None) -> str | None:
+    """A file stored alone may have had relatives ingested at the same moment, invisible when its base
+    was chosen: choose again among the members stored now, and rebase onto the nearest if it helps.
+    (Two such files may each pick the other; the family lock and the cycle check in the swap let only
+    the first rebase happen.)"""
+    with hub.session() as s:
+        snap = files.snapshot(s, sha256)
+    if snap.base_sha256 is not None or snap.kind != "safetensors":
+        return None
+    header = _stored_header(hub, sha256)
+    best = choose_base(hub, sha256, header, lambda a, b: b"".join(hub.read(sha256, a, b)), repo_id=repo_id)
+    if best is not None and rebase_file(hub, sha256, best.sha256):
+        return best.sha256
+    return None
+
+
+def _stored_header(hub: Hub, sha256: str) -> SafetensorsHeader:
+    first8 = b"".join(hub.read(sha256, 0, 8))
+    length = int.from_bytes(first8, "little")
+    return parse_header(b"".join(hub.read(sha256, 8, 8 + length)), file_size=hub.file_info(sha256).size)
+
+
 def rebase_dependents(hub: Hub, sha256: str, *, repo_id: int | None) -> list[str]:
     """Re-encode stored files that declare this file's repository as their base against this file."""
     with hub.session() as s:
@@ -136,7 +157,7 @@ def rebase_file(hub: Hub, sha256: str, onto: str) -> bool:
     base = _base_tensors(hub, onto, 0.0)
     max_depth = hub.settings.max_chain_depth
     writer = ObjectWriter(hub)
-    swaps: list[tuple[files.NewTensor, int]] = []
+    swaps: list[files.NewTensor] = []
     for name, tensor in me.by_name.items():
         candidate = base.by_name.get(name)
         dtype = DTYPES[tensor.dtype]
@@ -158,20 +179,23 @@ def rebase_file(hub: Hub, sha256: str, onto: str) -> bool:
         old_size = sum(f.object_length for f in tensor.frames)
         new_size = sum(f.object_length for f in new.frames)
         if new.base_id is not None and new_size < old_size:
-            swaps.append((new, new.chain_depth - tensor.chain_depth))
+            swaps.append(new)
     writer.flush(seal=True)
     crash_point("rebase.after_objects_written")
     if not swaps:
         return False
     with hub.session() as s:
+        files.lock_family(s, files.snapshot(s, sha256).fingerprint)
         files.record_written(s, Written(objects=writer.objects))
-        for new, shift in swaps:
-            files.replace_encoding(s, new, shift)
+        swapped = 0
+        for new in swaps:
+            swapped += files.replace_encoding(s, new, max_depth=max_depth)
             crash_point("rebase.mid_swap")
-        files.set_file_base(s, sha256, onto)
+        if swapped:
+            files.set_file_base(s, sha256, onto)
     crash_point("rebase.after_swap")
-    log.info("rebased %d tensors of %s onto %s", len(swaps), sha256, onto)
-    return True
+    log.info("rebased %d tensors of %s onto %s", swapped, sha256, onto)
+    return swapped > 0
 
 
 def _chain_contains(tensor_plans: dict[str, plans.TensorPlan], start: str, needle: str) -> bool:

@@ -75,10 +75,15 @@ class File(BaseModel):
         description="staged: served from the upload as sent; stored: ingested in reduced form; failed: see error"
     )
     error: str | None
+    ingest: Literal["queued", "running", "done", "failed"] | None = Field(
+        default=None,
+        description="the latest ingest job: done when the file and any rebase of its relatives are finished",
+    )
 
     @classmethod
     def of(cls, info: FileInfo) -> File:
-        return cls(sha256=info.sha256, size=info.size, kind=info.kind, state=info.state, error=info.error)
+        return cls(sha256=info.sha256, size=info.size, kind=info.kind, state=info.state, error=info.error,
+                   ingest=info.ingest)  # type: ignore[arg-type]
 
 
 class Stats(BaseModel):

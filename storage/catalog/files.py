@@ -6,9 +6,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage.catalog.db import is_unique_violation
 from storage.catalog.models import (
     Family,
     FileKind,
@@ -134,17 +136,24 @@ def record_written(session: Session, written: Written) -> None:
     for t in written.tensors:
         if session.get(Tensor, t.id) is not None:
             continue  # stored meanwhile by another file's ingest; our frames become garbage for GC
-        session.add(
-            Tensor(id=t.id, dtype=t.dtype, shape=list(t.shape), nbytes=t.nbytes, codec=t.codec,
-                   codec_config=t.codec_config, base_tensor_id=t.base_id, chain_depth=t.chain_depth)
-        )
-        session.flush()
-        session.add_all(
-            Frame(tensor_id=t.id, seq=f.seq, raw_offset=f.raw_offset, raw_length=f.raw_length,
-                  object_key=f.object_key, object_offset=f.object_offset, object_length=f.object_length,
-                  checksum=f.checksum)
-            for f in t.frames
-        )
+        try:
+            # A savepoint: a concurrent ingest may insert the same tensor between the check and here.
+            with session.begin_nested():
+                session.add(
+                    Tensor(id=t.id, dtype=t.dtype, shape=list(t.shape), nbytes=t.nbytes, codec=t.codec,
+                           codec_config=t.codec_config, base_tensor_id=t.base_id, chain_depth=t.chain_depth)
+                )
+                session.flush()
+                session.add_all(
+                    Frame(tensor_id=t.id, seq=f.seq, raw_offset=f.raw_offset, raw_length=f.raw_length,
+                          object_key=f.object_key, object_offset=f.object_offset, object_length=f.object_length,
+                          checksum=f.checksum)
+                    for f in t.frames
+                )
+                session.flush()
+        except sqlalchemy.exc.IntegrityError as exc:
+            if not is_unique_violation(exc):
+                raise
     session.flush()
 
 
@@ -167,7 +176,7 @@ def mark_stored(
         for seq, offset, length, tensor_id, name in segments
     )
     if fingerprint is not None:
-        family = session.scalar(select(Family).where(Family.fingerprint == fingerprint).limit(1))
+        family = session.scalar(select(Family).where(Family.fingerprint == fingerprint).order_by(Family.id).limit(1))
         if family is None:
             family = Family(fingerprint=fingerprint, root_sha256=sha256)
             session.add(family)
@@ -195,32 +204,58 @@ def tensor_dependents(session: Session, tensor_id: str) -> list[tuple[str, int]]
     return out
 
 
-def replace_encoding(session: Session, new: NewTensor, depth_shift: int) -> bool:
+def lock_family(session: Session, fingerprint: str | None) -> None:
+    """Serialise base changes within one family (row lock on PostgreSQL; SQLite has one writer anyway)."""
+    if fingerprint is not None:
+        session.scalars(select(Family.id).where(Family.fingerprint == fingerprint).with_for_update()).all()
+
+
+def replace_encoding(session: Session, new: NewTensor, *, max_depth: int) -> bool:
     """Swap a tensor's codec, base and frames for a new encoding of the same bytes (a rebase).
 
-    Dependents' chain depths move by `depth_shift`. Returns False when the tensor is gone (GC'd).
+    Checked again here, inside the transaction, against the catalog as it is now (a concurrent rebase
+    may have moved things since the encoding was planned): the base's chain must not pass through this
+    tensor (no cycles), and this tensor's dependents must stay within `max_depth`. Returns whether the
+    swap was made.
     """
     tensor = session.get(Tensor, new.id, with_for_update=True)
-    if tensor is None:
+    base = session.get(Tensor, new.base_id) if new.base_id else None
+    if tensor is None or (new.base_id and base is None):
+        return False
+    if base is not None and _chain_contains(session, base, tensor.id):
+        return False
+    depth = base.chain_depth + 1 if base is not None else 0
+    dependents = tensor_dependents(session, tensor.id)
+    shift = depth - tensor.chain_depth
+    if max((d for _, d in dependents), default=depth) + shift > max_depth or depth > max_depth:
         return False
     for frame in session.scalars(select(Frame).where(Frame.tensor_id == new.id)):
         session.delete(frame)
     session.flush()
     tensor.codec, tensor.codec_config = new.codec, new.codec_config
-    tensor.base_tensor_id, tensor.chain_depth = new.base_id, new.chain_depth
+    tensor.base_tensor_id, tensor.chain_depth = new.base_id, depth
     session.add_all(
         Frame(tensor_id=new.id, seq=f.seq, raw_offset=f.raw_offset, raw_length=f.raw_length,
               object_key=f.object_key, object_offset=f.object_offset, object_length=f.object_length,
               checksum=f.checksum)
         for f in new.frames
     )
-    if depth_shift:
-        for dep_id, depth in tensor_dependents(session, new.id):
+    if shift:
+        for dep_id, dep_depth in dependents:
             dep = session.get(Tensor, dep_id)
             if dep is not None:
-                dep.chain_depth = depth + depth_shift
+                dep.chain_depth = dep_depth + shift
     session.flush()
     return True
+
+
+def _chain_contains(session: Session, start: Tensor, needle: str) -> bool:
+    current: Tensor | None = start
+    while current is not None:
+        if current.id == needle:
+            return True
+        current = session.get(Tensor, current.base_tensor_id) if current.base_tensor_id else None
+    return False
 
 
 def set_file_base(session: Session, sha256: str, base_sha256: str | None) -> None:

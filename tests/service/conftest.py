@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import huggingface_hub
+import huggingface_hub.utils
 import huggingface_hub.constants as hf_constants
 import pytest
 import uvicorn

@@ -212,3 +212,20 @@ def test_bad_bytes_fail_at_once_and_stay_served(hub: Hub) -> None:
     info = hub.file_info(sha(data))
     assert info.state == "failed" and "header length" in (info.error or "")
     assert read_all(hub, sha(data)) == garbage  # still served from staging, as held
+
+
+def test_relatives_ingested_at_the_same_time_still_meet(hub: Hub) -> None:
+    """Two relatives ingested concurrently cannot see each other when they choose a base; whichever
+    finishes, the family settles with one delta-coded against the other (never both: no cycle)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    w = make_weights(30)
+    first, second = to_safetensors(w, "BF16"), to_safetensors(finetune(w, 31), "BF16")
+    jobs = push(hub, "c/first", {"model.safetensors": first}) + push(hub, "c/second", {"model.safetensors": second})
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda job: run_ingest(hub, job), jobs))
+    with hub.session() as s:
+        bases = {s.get(FileObject, sha(d)).base_sha256 for d in (first, second)}
+    assert bases in ({None, sha(first)}, {None, sha(second)})
+    for data in (first, second):
+        assert read_all(hub, sha(data)) == data
