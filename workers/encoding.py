@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from storage import casts
 from storage.catalog import files, plans
-from storage.catalog.plans import TensorPlan
+from storage.catalog.plans import FramePlan, TensorPlan
 from storage.codecs import get_codec
 from storage.dtypes import DTYPES, DType
 from storage.faults import crash_point
@@ -68,11 +68,11 @@ class ObjectWriter:
             crash_point("ingest.after_object_write")
             self.objects.append(files.NewObject(obj.key, len(obj.data), obj.kind))
 
-    def frames(self, pending: Sequence[PendingFrame]) -> tuple[files.NewFrame, ...]:
+    def frames(self, pending: Sequence[PendingFrame]) -> tuple[FramePlan, ...]:
         out = []
         for p in pending:
             placed = self.packer.placement(p.ticket)
-            out.append(files.NewFrame(p.seq, p.raw_offset, p.raw_length, placed.key, placed.offset, placed.length,
+            out.append(FramePlan(p.seq, p.raw_offset, p.raw_length, placed.key, placed.offset, placed.length,
                                       p.checksum))
         return tuple(out)
 
@@ -126,7 +126,7 @@ def encode_windows(
     read_raw: ReadRange,
     read_base: ReadRange | None,
     base: TensorPlan | None,
-) -> files.NewTensor:
+) -> TensorPlan:
     """Encode one tensor window by window; each window picks its smallest codec (frames say which)."""
     frame_bytes = hub.settings.frame_bytes
     window = frame_bytes * WINDOW_FRAMES
@@ -147,7 +147,7 @@ def encode_windows(
             crash_point("ingest.mid_encode")
     codec = codec_bytes.most_common(1)[0][0] if codec_bytes else "plain"
     writer.flush(seal=True)
-    return files.NewTensor(
+    return TensorPlan(
         tensor_id, dtype.name, shape, nbytes, codec, configs.get(codec, {}),
         base.id if (delta_used and base) else None,
         (base.chain_depth + 1) if (delta_used and base) else 0,
@@ -157,7 +157,7 @@ def encode_windows(
 
 def encode_and_write(hub: Hub, staging_key: str, jobs: Sequence[TensorJob]) -> files.Written:
     writer = ObjectWriter(hub)
-    tensors: list[files.NewTensor] = []
+    tensors: list[TensorPlan] = []
     for job in jobs:
         seg = job.segment
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from storage.catalog import files, plans, repos
 from storage.catalog.files import FileSnapshot, Written
+from storage.catalog.plans import TensorPlan
 from storage.dtypes import DTYPES
 from storage.errors import InvalidInput, NotFound
 from storage.families import MAX_BASE_SCORE, base_score, fingerprint, sample_spans
@@ -157,7 +158,7 @@ def rebase_file(hub: Hub, sha256: str, onto: str) -> bool:
     base = _base_tensors(hub, onto, 0.0)
     max_depth = hub.settings.max_chain_depth
     writer = ObjectWriter(hub)
-    swaps: list[files.NewTensor] = []
+    swaps: list[TensorPlan] = []
     for name, tensor in me.by_name.items():
         candidate = base.by_name.get(name)
         dtype = DTYPES[tensor.dtype]

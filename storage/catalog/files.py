@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import sqlalchemy.exc
 from sqlalchemy import select
@@ -23,6 +22,7 @@ from storage.catalog.models import (
     Tensor,
     utcnow,
 )
+from storage.catalog.plans import TensorPlan
 from storage.errors import FileNotStored
 
 
@@ -39,30 +39,6 @@ class FileSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class NewFrame:
-    seq: int
-    raw_offset: int
-    raw_length: int
-    object_key: str
-    object_offset: int
-    object_length: int
-    checksum: int
-
-
-@dataclass(frozen=True, slots=True)
-class NewTensor:
-    id: str
-    dtype: str
-    shape: tuple[int, ...]
-    nbytes: int
-    codec: str
-    codec_config: dict[str, Any]
-    base_id: str | None
-    chain_depth: int
-    frames: tuple[NewFrame, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class NewObject:
     key: str
     size: int
@@ -73,7 +49,7 @@ class NewObject:
 class Written:
     """What an ingest (or a rebase) wrote to the store and must now record."""
 
-    tensors: list[NewTensor] = field(default_factory=list)
+    tensors: list[TensorPlan] = field(default_factory=list)
     objects: list[NewObject] = field(default_factory=list)
 
 
@@ -210,7 +186,7 @@ def lock_family(session: Session, fingerprint: str | None) -> None:
         session.scalars(select(Family.id).where(Family.fingerprint == fingerprint).with_for_update()).all()
 
 
-def replace_encoding(session: Session, new: NewTensor, *, max_depth: int) -> bool:
+def replace_encoding(session: Session, new: TensorPlan, *, max_depth: int) -> bool:
     """Swap a tensor's codec, base and frames for a new encoding of the same bytes (a rebase).
 
     Checked again here, inside the transaction, against the catalog as it is now (a concurrent rebase
