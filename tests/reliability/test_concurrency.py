@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from sqlalchemy import func, select
 
@@ -36,6 +34,7 @@ from tests.reliability import scenario
 from tests.reliability.figures import Figures
 from tests.reliability.harness import Backend, start_driver, tail, wait_stopped
 from tests.reliability.invariants import check_clean, check_committed, store_keys
+from tests.reliability.server import running
 from tests.service.conftest import TEST_OPTIONS, TOKENS, WRITE_TOKEN
 from workers.gc import collect_garbage
 from workers.runtime import open_hub
@@ -65,18 +64,8 @@ def server(tmp_path: Path, hf_client_env: Path) -> Iterator[tuple[str, Hub]]:
     settings = load_settings(data_dir=tmp_path / "hub", gc_grace_seconds=GC_GRACE_SECONDS, frame_bytes=16 << 10,
                              pack_target_bytes=64 << 10)
     hub = open_hub(settings)
-    app = create_app(hub, settings, TOKENS, options=TEST_OPTIONS)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}", hub
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running(create_app(hub, settings, TOKENS, options=TEST_OPTIONS)) as url:
+        yield url, hub
     hub.queue.shutdown()  # type: ignore[union-attr]
     hub.engine.dispose()
 

@@ -1,0 +1,94 @@
+"""Hostile request builders for test_hostile_input.py: each returns the server's answer to one bad input."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+
+REPO = "alice/target"
+WRITER = {"Authorization": "Bearer dh-write-alice"}  # tests/service/conftest.py's write token
+COMMIT_URL = f"/api/models/{REPO}/commit/main"
+HEADER_LINE = {"key": "header", "value": {"summary": "hostile", "description": ""}}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    send: Callable[[httpx.Client], httpx.Response]
+    status: int
+    message: str  # the error body's "error", exactly; "" where a success status carries no error
+    exact: bool = True  # False: `message` must start the error (the rest names a random key or hash)
+
+
+def ndjson(*items: object) -> bytes:
+    return b"".join(json.dumps(item).encode() + b"\n" for item in items)
+
+
+def commit(client: httpx.Client, *ops: object, url: str = COMMIT_URL) -> httpx.Response:
+    return client.post(url, content=ndjson(HEADER_LINE, *ops), headers=WRITER)
+
+
+def inline(path: str, data: bytes) -> dict:
+    return {"key": "file", "value": {"path": path, "content": base64.b64encode(data).decode(), "encoding": "base64"}}
+
+
+def commit_file(path: str, data: bytes) -> Callable[[httpx.Client], httpx.Response]:
+    return lambda client: commit(client, inline(path, data))
+
+
+def safetensors(header: bytes | dict, data: bytes = b"") -> bytes:
+    text = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def tensor(dtype: str, shape: list, start: int, end: int) -> dict:
+    return {"dtype": dtype, "shape": shape, "data_offsets": [start, end]}
+
+
+def bad_model(header: bytes | dict, data: bytes = b"") -> Callable[[httpx.Client], httpx.Response]:
+    return commit_file("model.safetensors", safetensors(header, data))
+
+
+def upload_url(client: httpx.Client, data: bytes, size: int | None = None) -> str:
+    """A signed LFS upload URL for `data` (announced with `size`, by default its true size)."""
+    body = {"operation": "upload", "transfers": ["basic"], "hash_algo": "sha256",
+            "objects": [{"oid": hashlib.sha256(data).hexdigest(), "size": len(data) if size is None else size}]}
+    answer = client.post(f"/{REPO}.git/info/lfs/objects/batch", json=body, headers=WRITER).json()
+    return answer["objects"][0]["actions"]["upload"]["href"]
+
+
+def stream(data: bytes, piece: int = 4096) -> Iterator[bytes]:
+    for start in range(0, len(data), piece):
+        yield data[start : start + piece]
+
+
+def put_declared(size: int, sent: int, *, chunked: bool = False, other_bytes: bool = False
+                 ) -> Callable[[httpx.Client], httpx.Response]:
+    """PUT `sent` bytes to a URL signed for the first `size` bytes of a random blob."""
+
+    def send(client: httpx.Client) -> httpx.Response:
+        data = os.urandom(max(size, sent))
+        url = upload_url(client, data[:size])
+        body = os.urandom(sent) if other_bytes else data[:sent]
+        return client.put(url, content=stream(body) if chunked else body)
+
+    return send
+
+
+def get(path: str, **headers: str) -> Callable[[httpx.Client], httpx.Response]:
+    return lambda client: client.get(path, headers=headers)
+
+
+def post_json(path: str, body: object) -> Callable[[httpx.Client], httpx.Response]:
+    return lambda client: client.post(path, json=body, headers=WRITER)
+
+
+def post_bytes(path: str, body: bytes) -> Callable[[httpx.Client], httpx.Response]:
+    return lambda client: client.post(path, content=body, headers={**WRITER, "Content-Type": "application/json"})
