@@ -38,7 +38,7 @@ MIN_LEVEL = -7
 MAX_LEVEL = 22
 
 
-def new_compressor(level: int | None) -> zstandard.ZstdCompressor:
+def _new_compressor(level: int | None) -> zstandard.ZstdCompressor:
     if level is None:
         return zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters(**LITERAL_PARAMS))
     return zstandard.ZstdCompressor(level=level, write_checksum=False, write_content_size=True)
@@ -57,7 +57,7 @@ def compressor(level: int | None) -> zstandard.ZstdCompressor:
         cache = _contexts.compressors = {}
     cctx = cache.get(level)
     if cctx is None:
-        cctx = cache[level] = new_compressor(level)
+        cctx = cache[level] = _new_compressor(level)
     return cctx
 
 
@@ -84,11 +84,6 @@ def pack_planes(planes: Sequence[Buffer], level: int | None) -> list[Buffer]:
             table += _ENTRY.pack(RAW, size)
             stored.append(plane)
     return stored
-
-
-def encode_planes(planes: Sequence[Buffer], level: int | None) -> bytes:
-    """The payload holding `planes`, each compressed when that makes it smaller."""
-    return b"".join(pack_planes(planes, level))
 
 
 def decode_planes(payload: Buffer, sizes: Sequence[int]) -> list[Buffer]:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.codecs import BadCodecConfig, CorruptFrame, UnknownCodec, get_codec, registered_codecs
+from storage.codecs import BadCodecConfig, CorruptFrame, UnknownCodec, entropy, get_codec, registered_codecs
 from storage.codecs.planes import as_words
 from storage.codecs.reference import (
     float_from_key,
@@ -144,3 +144,15 @@ def test_truncated_or_padded_payload_is_corrupt(codec_id: str, config: dict) -> 
             codec.decode(broken, dtype, len(raw), base)
     with pytest.raises(CorruptFrame):
         codec.decode(payload, dtype, len(raw) + 2, base.ljust(len(raw) + 2, b"\0") if base else None)
+
+
+@pytest.mark.parametrize("level", [None, 3, -1])
+def test_a_reused_zstd_context_writes_what_a_fresh_one_writes(level: int | None) -> None:
+    rng = np.random.default_rng(4)
+    planes = [rng.integers(0, 8, 200_000, dtype=np.uint8).tobytes(), rng.bytes(70_000), bytes(5000)]
+    reused = entropy.compressor(level)
+    for plane in planes:  # leave state behind from other, differently sized inputs
+        reused.compress(plane)
+    for plane in planes:
+        assert reused.compress(plane) == entropy._new_compressor(level).compress(plane)
+    assert entropy.compressor(level) is reused
