@@ -271,6 +271,7 @@ PyMODINIT_FUNC PyInit__kernels(void)
 {
     crc_init();
 #ifdef HAVE_CLMUL
+    __builtin_cpu_init();
     use_clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse2");
 #endif
     return PyModule_Create(&module);

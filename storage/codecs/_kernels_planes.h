@@ -12,6 +12,10 @@
 #error "deltahub's kernels read words as little-endian integers (the safetensors byte order)"
 #endif
 
+#if defined(_MSC_VER) && !defined(restrict)
+#define restrict __restrict
+#endif
+
 #define MAX_WORD 8
 
 /* Kernels are inlined into each call site, where the flags (base or not, float key, group) are
