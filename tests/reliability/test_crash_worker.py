@@ -114,3 +114,10 @@ def test_worker_killed_at(point: str, local_backend: Backend, tmp_path: Path,
 def test_worker_killed_on_postgresql_and_s3(point: str, pg_s3_backend: Backend, tmp_path: Path,
                                             reference_footprint: dict[str, int], figures: Figures) -> None:
     survive(pg_s3_backend, point, tmp_path / "driver.log", reference_footprint, figures)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", [p for p in WORKER_POINTS if p not in DISTRIBUTED_POINTS])
+def test_every_other_point_on_postgresql_and_s3(point: str, pg_s3_backend: Backend, tmp_path: Path,
+                                                reference_footprint: dict[str, int], figures: Figures) -> None:
+    survive(pg_s3_backend, point, tmp_path / "driver.log", reference_footprint, figures)
