@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from service.auth import TokenStore
 from service.deps import ServiceState, TransferCounters
 from service.errors import install_error_handlers
+from service.limits import BodyLimit
 from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
 from service.routes import commit, hf, lfs, native, repos, resolve
@@ -37,6 +38,7 @@ def create_app(
         counters=TransferCounters(),
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=options.max_json_bytes)
     app.add_middleware(EncodedSlashRouting)
     # Fixed prefixes first; the download route matches "/{namespace}/{name}/resolve/..." and goes last.
     for module in (native, repos, hf, commit, lfs, resolve):

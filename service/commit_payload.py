@@ -60,6 +60,8 @@ def parse_line(number: int, line: bytes) -> CommitHeader | Operation:
         item = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadPayloadLine(line=number, reason=f"not JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise BadPayloadLine(line=number, reason="JSON nested too deeply") from exc
     if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
         raise BadPayloadLine(line=number, reason='expected {"key": ..., "value": {...}}')
     key, value = item.get("key"), item["value"]

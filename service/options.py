@@ -30,6 +30,8 @@ class ServiceOptions:
     # A commit body holds at most a few hundred inline files; the bound only stops abuse.
     max_commit_bytes: int = 1 * GiB
     max_upload_bytes: int = 50 * 1000**3
+    # Every other body is JSON read whole: a preupload of 10,000 files is ~2 MB, so 16 MiB only stops abuse.
+    max_json_bytes: int = 16 * MiB
     # A signed upload URL outlives the slowest single PUT of a 50 GB file at ~15 MB/s.
     upload_url_ttl_seconds: int = 3600
     # Signs LFS upload URLs (the client PUTs to them without its token). Replicas must share it.

@@ -151,12 +151,21 @@ class Reader:
                 detail=f"object {frame.object_key} is short: frame {frame.seq} of tensor {tensor.id} "
                 f"needs {frame.object_length} bytes at {frame.object_offset}, got {len(blob)}"
             )
+        from storage.codecs import get_codec
+        from storage.frames import decode_frame, read_frame_header
+
+        header = read_frame_header(blob)
+        if header.raw_size != frame.raw_length:
+            # Checked before decoding: a damaged or crafted frame must not make us allocate its claim.
+            raise IntegrityError(
+                detail=f"frame {frame.seq} of tensor {tensor.id} claims {header.raw_size} bytes, "
+                f"the catalog {frame.raw_length}"
+            )
         base = None
-        if tensor.base_id is not None and _frame_needs_base(blob):
+        # Frames say their codec: a window coded plain inside a delta tensor needs no base read.
+        if tensor.base_id is not None and get_codec(header.codec_id).needs_base:
             read_base = self.base_range_reader(tensors, tensor.base_id, DTYPES[tensor.dtype])
             base = read_base(frame.raw_offset, frame.raw_end)
-        from storage.frames import decode_frame
-
         raw = decode_frame(blob, base)
         if len(raw) != frame.raw_length or zlib.crc32(raw) != frame.checksum:
             raise IntegrityError(detail=f"frame {frame.seq} of tensor {tensor.id} does not match its checksum")
@@ -177,15 +186,6 @@ def _slice_of(
         return raw if (a, b) == (0, len(raw)) else raw[a:b]
 
     return piece
-
-
-def _frame_needs_base(blob: bytes) -> bool:
-    """Frames say their codec: a window coded plain inside a delta tensor needs no base read."""
-    from storage.codecs import get_codec
-    from storage.frames import read_frame_header
-
-    header = read_frame_header(blob)
-    return get_codec(header.codec_id).needs_base
 
 
 def _checked(stream: Iterator[bytes], sha256: str) -> Iterator[bytes]:

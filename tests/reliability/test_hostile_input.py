@@ -189,7 +189,7 @@ CASES = [
     Case("stale parent commit",
          lambda c: c.post(COMMIT_URL, headers=WRITER, content=ndjson(
              {"key": "header", "value": {"summary": "s", "parentCommit": "1" * 40}}, inline("x.txt", b"x"))),
-         409, "", exact=False),
+         409, f"branch 'main' moved: expected parent {'1' * 40}, head is ", exact=False),
     # -- ranges (the file is 1000 bytes) --
     Case("range past the end", get(f"/{REPO}/resolve/main/data.bin", Range="bytes=1000-"), 416,
          "range not satisfiable: bytes=1000- of a 1000-byte file"),
@@ -265,8 +265,6 @@ def test_upload_cut_off_mid_body_leaves_nothing(target: Target, figures: Figures
     figures.add(bad_inputs=1)
 
 
-@pytest.mark.xfail(strict=True, reason="service/commit_payload.py: json.loads raises RecursionError on a deeply "
-                   "nested line, which parse_line does not catch: 500 instead of 400 (reported)")
 def test_deeply_nested_commit_line_is_bad_input(target: Target) -> None:
     with httpx.Client(base_url=target.url) as client:
         got = client.post(COMMIT_URL, headers=WRITER, content=_deep(20_000) + b"\n")
@@ -274,8 +272,6 @@ def test_deeply_nested_commit_line_is_bad_input(target: Target) -> None:
         assert got.json()["error"].startswith("commit payload line 1: ")
 
 
-@pytest.mark.xfail(strict=True, reason="service/app.py: JSON request bodies have no size limit; FastAPI reads the "
-                   "whole body, even for callers without a token, before any check (reported)")
 def test_oversized_json_body_is_refused(target: Target) -> None:
     body = json.dumps({"files": [{"path": "x" * 1000, "size": 1}] * 30_000}).encode()  # 31 MB
     with httpx.Client(base_url=target.url, timeout=60) as client:

@@ -194,9 +194,6 @@ def test_crafted_frame_that_decodes_to_more_than_claimed_is_refused(stored: Stor
     figures.add(bad_inputs=1)
 
 
-@pytest.mark.xfail(strict=True, reason="storage/reader.py decodes a frame to the size its own header states before "
-                   "comparing with the catalog's raw length: a crafted frame costs memory in proportion to its "
-                   "claim (reported)")
 def test_crafted_frame_costs_no_more_memory_than_the_catalog_allows(stored: Stored) -> None:
     sha = hashlib.sha256(stored.victim).hexdigest()
     _plant_bomb(stored.hub, sha)

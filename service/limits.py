@@ -1,0 +1,59 @@
+"""A bound on request bodies the routes read whole (JSON), enforced before they are read.
+
+The streaming routes (LFS uploads, ndjson commits) bound their own bodies as they read them; every
+other body is small JSON, so anything past `limit` bytes is refused with 413 whether or not the
+client declared a Content-Length, and whoever the caller is.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Routes that stream and bound their own bodies: ndjson commits and LFS object PUTs.
+STREAMING_SUFFIXES = ("/commit/", "/api/v1/lfs/objects/")
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, *, limit: int, streaming: tuple[str, ...] = STREAMING_SUFFIXES) -> None:
+        self.app = app
+        self.limit = limit
+        self.streaming = streaming
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or any(part in scope["path"] for part in self.streaming):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+        refused = False
+
+        async def bounded() -> Message:
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    refused = True
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, bounded, send)
+        except _TooLarge:
+            if refused:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"error": f"request body too large: more than {self.limit} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
