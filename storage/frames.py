@@ -180,7 +180,7 @@ def _decode(blob: Buffer, base: Buffer | None, out: Buffer | None) -> tuple[Fram
 
 
 def _map(function: Callable[[int], T], count: int, workers: int) -> list[T]:
-    # zstd and numpy release the GIL, so threads decode frames in parallel.
+    # zstd and the kernels release the GIL, so threads code frames in parallel.
     if workers <= 1 or count <= 1:
         return [function(i) for i in range(count)]
     with ThreadPoolExecutor(max_workers=min(workers, count)) as pool:
