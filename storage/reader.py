@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -152,7 +151,7 @@ class Reader:
                 f"needs {frame.object_length} bytes at {frame.object_offset}, got {len(blob)}"
             )
         from storage.codecs import get_codec
-        from storage.frames import decode_frame, read_frame_header
+        from storage.frames import checksum, decode_frame, read_frame_header
 
         header = read_frame_header(blob)
         if header.raw_size != frame.raw_length:
@@ -167,7 +166,7 @@ class Reader:
             read_base = self.base_range_reader(tensors, tensor.base_id, DTYPES[tensor.dtype])
             base = read_base(frame.raw_offset, frame.raw_end)
         raw = decode_frame(blob, base)
-        if len(raw) != frame.raw_length or zlib.crc32(raw) != frame.checksum:
+        if len(raw) != frame.raw_length or checksum(raw) != frame.checksum:
             raise IntegrityError(detail=f"frame {frame.seq} of tensor {tensor.id} does not match its checksum")
         self.cache.put(key, raw)
         return raw
