@@ -4,9 +4,6 @@ Whatever the bytes, a line parses to a header or an operation that keeps the for
 refused with BadPayloadLine naming its line: never any other exception (which would be a 500). The
 number of examples is fixed here, not taken from the profile, so CI runs a known, bounded amount; the
 safetensors parser is fuzzed in tests/storage/test_safetensors.py.
-
-Nesting is bounded below Python's recursion limit: deeper lines hit a known gap (see
-test_hostile_input.py::test_deeply_nested_commit_line_is_bad_input).
 """
 
 from __future__ import annotations
@@ -66,7 +63,8 @@ def _check(number: int, line: bytes) -> None:
 
 
 @fuzz(500)
-@given(st.integers(1, 4), st.binary(max_size=200))
+@given(st.integers(1, 4), st.binary(max_size=200) | st.integers(1, 50_000).map(
+    lambda depth: b'{"key": "file", "value": {"path": ' + b"[" * depth + b"]" * depth + b"}}"))
 def test_fuzz_random_bytes(number: int, line: bytes) -> None:
     _check(number, line)
 

@@ -40,6 +40,7 @@ from tests.reliability.hostile import (
     post_bytes,
     post_json,
     put_declared,
+    stream,
     tensor,
 )
 from tests.reliability.server import running
@@ -47,6 +48,8 @@ from tests.service.conftest import TEST_OPTIONS, TOKENS
 from workers.ingest import run_ingest
 
 MAX_COMMIT_BYTES = 1_000_000
+JSON_LIMIT = TEST_OPTIONS.max_json_bytes
+JSON_WRITER = {**WRITER, "Content-Type": "application/json"}
 LINE_LIMIT = TEST_OPTIONS.regular_file_max_bytes * 4 // 3 + 64 * 1024
 KEEP = "alice/keep"  # pushed first; must come through every case unharmed
 
@@ -77,6 +80,11 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     with running(create_app(hub, settings, TOKENS, options=options)) as url:
         yield Target(url, hub, kept, 1000)
     hub.engine.dispose()
+
+
+def _big_json() -> bytes:
+    """A preupload body of 31 MB: past the JSON limit, though every entry is well-formed."""
+    return json.dumps({"files": [{"path": "x" * 1000, "size": 1}] * 30_000}).encode()
 
 
 def _deep(depth: int) -> bytes:
@@ -212,6 +220,15 @@ CASES = [
          "line 1 column 2 (char 1))"),
     Case("commit header missing", post_bytes(COMMIT_URL, b""), 400,
          "invalid input: empty commit payload: line 1 must be the header"),
+    Case("commit line nested 20,000 deep", post_bytes(COMMIT_URL, _deep(20_000) + b"\n"), 400,
+         "commit payload line 1: JSON nested too deeply"),
+    Case("JSON body over the limit (Content-Length)",
+         lambda c: c.post(f"/api/models/{REPO}/preupload/main", content=_big_json(), headers=JSON_WRITER), 413,
+         f"request body too large: more than {JSON_LIMIT} bytes"),
+    Case("JSON body over the limit (chunked, no token)",
+         lambda c: c.post("/api/repos/create", content=stream(_big_json(), 1 << 20),
+                          headers={"Content-Type": "application/json"}), 413,
+         f"request body too large: more than {JSON_LIMIT} bytes"),
     Case("preupload with too many files",
          post_json(f"/api/models/{REPO}/preupload/main", {"files": [{"path": "a", "size": 1}] * 10_001}), 400,
          "invalid request: body.files: List should have at most 10000 items after validation, not 10001"),
@@ -224,7 +241,17 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+# Rows that expose a gap outside these tests, kept as strict xfails until it is closed (reported).
+KNOWN_GAPS = {
+    "JSON body over the limit (chunked, no token)": "service/limits.py: the limit raises inside receive(), "
+    "where FastAPI's body parsing catches it: 400 'There was an error parsing the body', not 413",
+}
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(c, id=c.name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[c.name]))
+    if c.name in KNOWN_GAPS else pytest.param(c, id=c.name) for c in CASES
+])
 def test_bad_input_is_refused_and_harms_nothing(case: Case, target: Target, figures: Figures) -> None:
     with httpx.Client(base_url=target.url, timeout=60) as client:
         got = case.send(client)
@@ -263,21 +290,6 @@ def test_upload_cut_off_mid_body_leaves_nothing(target: Target, figures: Figures
         assert client.get("/api/v1/health").status_code == 200
         assert client.get(f"/{KEEP}/resolve/main/data.bin").content == target.kept
     figures.add(bad_inputs=1)
-
-
-def test_deeply_nested_commit_line_is_bad_input(target: Target) -> None:
-    with httpx.Client(base_url=target.url) as client:
-        got = client.post(COMMIT_URL, headers=WRITER, content=_deep(20_000) + b"\n")
-        assert got.status_code == 400, got.text
-        assert got.json()["error"].startswith("commit payload line 1: ")
-
-
-def test_oversized_json_body_is_refused(target: Target) -> None:
-    body = json.dumps({"files": [{"path": "x" * 1000, "size": 1}] * 30_000}).encode()  # 31 MB
-    with httpx.Client(base_url=target.url, timeout=60) as client:
-        got = client.post(f"/api/models/{REPO}/preupload/main", content=body,
-                          headers={"Content-Type": "application/json"})
-        assert got.status_code == 413, got.text[:300]
 
 
 def test_cases_cover_every_parser_rule() -> None:
