@@ -31,29 +31,35 @@ class BodyLimit:
             return
         seen = 0
         refused = False
+        answered = False
 
         async def bounded() -> Message:
             nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    # Stop reading; whatever the app answers to the cut body is replaced by a 413.
                     refused = True
-                    raise _TooLarge
+                    return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
-        try:
-            await self.app(scope, bounded, send)
-        except _TooLarge:
-            if refused:
+        async def answer(message: Message) -> None:
+            nonlocal answered
+            if not refused:
+                await send(message)
+            elif not answered:
+                answered = True
                 await self._refuse(send)
+
+        await self.app(scope, bounded, answer)
+        if refused and not answered:
+            await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps({"error": f"request body too large: more than {self.limit} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass

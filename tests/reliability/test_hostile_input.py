@@ -242,10 +242,7 @@ CASES = [
 
 
 # Rows that expose a gap outside these tests, kept as strict xfails until it is closed (reported).
-KNOWN_GAPS = {
-    "JSON body over the limit (chunked, no token)": "service/limits.py: the limit raises inside receive(), "
-    "where FastAPI's body parsing catches it: 400 'There was an error parsing the body', not 413",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("case", [
