@@ -213,7 +213,7 @@ def _bf16_file(tensors: dict) -> bytes:
 
 
 BIG_SCRIPT = r"""
-import hashlib, json, resource, sys, time
+import hashlib, json, sys, time
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from storage.objectstore.local import LocalObjectStore
@@ -245,7 +245,10 @@ else:
         n += len(chunk)
     result = {"exact": digest.hexdigest() == sha, "bytes": n}
 result["seconds"] = time.perf_counter() - start
-result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of a big parent would report
+# the parent's size; VmHWM belongs to this process image alone.
+status = Path("/proc/self/status").read_text().splitlines()
+result["peak_rss_mb"] = next(int(x.split()[1]) for x in status if x.startswith("VmHWM:")) / 1024
 print(json.dumps(result))
 """
 
