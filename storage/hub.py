@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from storage.catalog import jobs, repos
 from storage.catalog.accounting import storage_report
@@ -414,8 +414,11 @@ def _file_info(file: FileObject) -> FileInfo:
     return FileInfo(file.sha256, file.size, file.kind, file.state, file.error)  # type: ignore[arg-type]
 
 
-def open_store(settings: Settings) -> ObjectStore:
-    """The object store the settings name: a local directory (embedded) or an S3 bucket."""
+def open_store(settings: Settings, **s3_options: Any) -> ObjectStore:
+    """The object store the settings name: a local directory (embedded) or an S3 bucket.
+
+    `s3_options` pass on to the S3 client (timeouts, attempts), for callers that need them tighter.
+    """
     if settings.store_backend == "s3":
         from storage.objectstore.s3 import S3ObjectStore
 
@@ -427,6 +430,7 @@ def open_store(settings: Settings) -> ObjectStore:
             region=settings.s3_region,
             access_key_id=settings.s3_access_key_id,
             secret_access_key=secret.get_secret_value() if secret else None,
+            **s3_options,
         )
     from storage.objectstore.local import LocalObjectStore
 

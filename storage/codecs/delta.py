@@ -23,28 +23,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from storage.codecs import kernels
-from storage.codecs.base import BadCodecConfig, Buffer, read_config, read_int, register_codec
-from storage.codecs.plain import MAX_SKIP, PlaneCodec, read_level
+from storage.codecs.base import BadCodecConfig, Buffer, read_config, register_codec
+from storage.codecs.plain import PlainCodec, PlaneCodec, read_level
 from storage.codecs.planes import has_sign_bit, word_bytes
 from storage.dtypes import DType
 
 
 @register_codec
-class BitxCodec(PlaneCodec):
+class BitxCodec(PlainCodec):
+    """ZipLLM's BitX: the plain pipeline over the XOR with the base (same config: skip, level)."""
+
     codec_id = "bitx"
     needs_base = True
-
-    def __init__(self, skip: int = 1, level: int | None = None) -> None:
-        self.skip = read_int(self.codec_id, skip, "skip", 0, MAX_SKIP)
-        self.level = read_level(self.codec_id, level)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"skip": self.skip, "level": self.level}
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> BitxCodec:
-        values = read_config(cls.codec_id, config, {"skip": 1, "level": None})
-        return cls(skip=values["skip"], level=values["level"])
 
     def split(self, raw: memoryview, dtype: DType, base: memoryview | None) -> bytearray:
         return kernels.split(raw, word_bytes(dtype), self.skip, base)

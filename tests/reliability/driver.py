@@ -28,20 +28,11 @@ def open_test_hub(settings: Settings) -> Hub:
     timeout = os.environ.get("DELTAHUB_TEST_S3_TIMEOUT")
     if settings.store_backend != "s3" or not timeout:
         return Hub.from_settings(settings, migrate=True)
-    from storage.objectstore.s3 import S3ObjectStore
+    from storage.catalog.db import upgrade
+    from storage.hub import open_store
 
-    secret = settings.s3_secret_access_key
-    store = S3ObjectStore(
-        settings.s3_bucket or "",
-        prefix=settings.s3_prefix,
-        endpoint_url=settings.s3_endpoint_url,
-        region=settings.s3_region,
-        access_key_id=settings.s3_access_key_id,
-        secret_access_key=secret.get_secret_value() if secret else None,
-        connect_timeout=float(timeout),
-        read_timeout=float(timeout),
-        max_attempts=2,
-    )
+    upgrade(settings.resolved_database_url)
+    store = open_store(settings, connect_timeout=float(timeout), read_timeout=float(timeout), max_attempts=2)
     return Hub(settings, store=store)
 
 
