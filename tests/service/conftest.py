@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import huggingface_hub
-import huggingface_hub.utils
 import huggingface_hub.constants as hf_constants
+import huggingface_hub.utils
 import pytest
 import uvicorn
 from fastapi import FastAPI
