@@ -154,6 +154,9 @@ def run_worker(
 
     `extra_options` are more `celery worker` options, e.g. `--ingest-retry-base=0.1` or `--pool=solo`.
     """
+    from workers.celery_queue import requeue_stale
+
+    requeue_stale(settings, queue=queues[0])
     worker_app = create_app(settings, queue=queues[0])
     worker_app.worker_main(
         [

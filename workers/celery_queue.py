@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 from kombu.exceptions import OperationalError as BrokerError
 
 from storage.catalog import jobs
 from storage.catalog.db import make_engine, session_factory, session_scope
 from storage.settings import Settings
-from workers.celery_app import DEFAULT_QUEUE, INGEST_TASK, create_app
+from workers.celery_app import DEFAULT_QUEUE, INGEST_TASK, create_app, ingest_time_limits
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,35 @@ class CeleryQueue:
         self.app.close()
 
 
+def requeue_stale(settings: Settings, *, queue: str = DEFAULT_QUEUE) -> int:
+    """Send again the jobs left "running" by a worker that died: any older than the hard time limit.
+
+    The broker would redeliver them too, but only after its visibility timeout (close to an hour);
+    `deltahub worker` calls this at start so a restarted worker picks them up at once.
+    """
+    _, hard = ingest_time_limits(settings)
+    cutoff = datetime.now(UTC) - timedelta(seconds=hard)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with session_scope(session_factory(engine)) as s:
+            stale = jobs.stale_running_jobs(s, cutoff)
+    finally:
+        engine.dispose()
+    _send(settings, queue, stale)
+    return len(stale)
+
+
+def _send(settings: Settings, queue: str, job_ids: list[int]) -> None:
+    if not job_ids:
+        return
+    sender = CeleryQueue(settings, queue=queue)
+    try:
+        for job_id in job_ids:
+            sender.enqueue(job_id)
+    finally:
+        sender.close()
+
+
 def requeue_unfinished(settings: Settings, *, queue: str = DEFAULT_QUEUE) -> int:
     """Send a task for every queued or running job in the catalog; returns how many were sent.
 
@@ -52,10 +82,5 @@ def requeue_unfinished(settings: Settings, *, queue: str = DEFAULT_QUEUE) -> int
             pending = jobs.unfinished_jobs(s)
     finally:
         engine.dispose()
-    sender = CeleryQueue(settings, queue=queue)
-    try:
-        for job_id in pending:
-            sender.enqueue(job_id)
-    finally:
-        sender.close()
+    _send(settings, queue, pending)
     return len(pending)

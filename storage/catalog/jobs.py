@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -97,3 +98,13 @@ def jobs_for_file(session: Session, sha256: str) -> list[JobView]:
 
 def unfinished_jobs(session: Session) -> list[int]:
     return list(session.scalars(select(IngestJob.id).where(IngestJob.state.in_(UNFINISHED)).order_by(IngestJob.id)))
+
+
+def stale_running_jobs(session: Session, started_before: datetime) -> list[int]:
+    """Jobs marked running whose last update is older than any attempt may last: their worker died."""
+    rows = session.scalars(
+        select(IngestJob.id)
+        .where(IngestJob.state == JobState.RUNNING, IngestJob.updated_at < started_before)
+        .order_by(IngestJob.id)
+    )
+    return list(rows)

@@ -352,3 +352,18 @@ def test_an_unmigrated_or_unreachable_catalog_says_what_to_do(tmp_path: Path) ->
     closed = session_factory(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/test"))
     with pytest.raises(CatalogUnavailable, match="unreachable"), session_scope(closed) as s:
         s.query(Repository).count()
+
+
+def test_stale_running_jobs_are_those_older_than_the_cutoff(catalog_session: Session) -> None:
+    from storage.catalog.jobs import stale_running_jobs
+    from storage.catalog.models import FileObject, IngestJob
+
+    now = datetime.now(UTC)
+    catalog_session.add(FileObject(sha256="a" * 64, size=1, kind="blob", state="staged"))
+    catalog_session.flush()
+    old = IngestJob(file_sha256="a" * 64, state="running", updated_at=now - timedelta(hours=2))
+    fresh = IngestJob(file_sha256="a" * 64, state="running", updated_at=now)
+    queued = IngestJob(file_sha256="a" * 64, state="queued", updated_at=now - timedelta(hours=2))
+    catalog_session.add_all([old, fresh, queued])
+    catalog_session.flush()
+    assert stale_running_jobs(catalog_session, now - timedelta(hours=1)) == [old.id]
