@@ -56,6 +56,13 @@ class Downloader:
 
     def close(self) -> None:
         self.http.close()
+        # Leave no trace of the partial-download area once it is empty (a finished pull).
+        folder = self.local_dir / PARTIAL_DIR
+        for empty in (folder, folder.parent, folder.parent.parent):
+            try:
+                empty.rmdir()
+            except OSError:
+                break
 
     def fetch(self, remote: RemoteFile) -> bool:
         """Put `remote` in place; False when the bytes received do not match its size and SHA-256."""

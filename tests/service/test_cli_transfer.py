@@ -172,10 +172,12 @@ def test_pull_resumes_a_partial_file_and_checks_it(server: Server, tmp_path: Pat
     assert "model.safetensors" in damaged.stderr and "Traceback" not in damaged.stderr
     assert not (out / "model.safetensors").exists() and not partial.exists()
     # A sound partial file is continued, not fetched again, and the result is exact.
+    partial.parent.mkdir(parents=True, exist_ok=True)
     partial.write_bytes(model[: len(model) // 2])
     resumed = deltahub("pull", "org/resume", str(out), "--endpoint", server.url, env=server.env)
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
     assert_same_files(out, files)
+    assert not (out / ".cache").exists()  # a finished pull leaves only the repository's files
 
 
 def test_client_errors_exit_with_their_codes(server: Server, tmp_path: Path) -> None:
