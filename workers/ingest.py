@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from storage.catalog import files, jobs
-from storage.catalog.models import FileKind, FileState
+from storage.catalog.models import FileKind, FileState, utcnow
 from storage.errors import DeltahubError, InvalidInput, TransientStoreError
 from storage.faults import crash_point
 from storage.hub import Hub
@@ -86,6 +86,7 @@ def ingest_file(hub: Hub, sha256: str, *, repo_id: int | None = None) -> IngestR
     crash_point("ingest.after_hashing")
 
     base = None
+    chosen_at = utcnow()
     if header is not None:
         base = lineage.choose_base(hub, sha256, header, lambda a, b: hub.store.get(key, a, b), repo_id=repo_id)
     crash_point("ingest.after_choose_base")
@@ -113,6 +114,6 @@ def ingest_file(hub: Hub, sha256: str, *, repo_id: int | None = None) -> IngestR
     if header is not None:
         result.rebased = lineage.rebase_dependents(hub, sha256, repo_id=repo_id)
         if base is None:
-            result.base_sha256 = lineage.settle(hub, sha256, repo_id=repo_id)
+            result.base_sha256 = lineage.settle(hub, sha256, repo_id=repo_id, chosen_at=chosen_at)
     log.info("stored %s: %s", sha256, result)
     return result

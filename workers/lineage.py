@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from storage.catalog import files, plans, repos
@@ -57,13 +58,21 @@ def _base_tensors(hub: Hub, sha256: str, score: float) -> BaseTensors:
 
 
 def choose_base(
-    hub: Hub, sha256: str, header: SafetensorsHeader, read: Callable[[int, int], bytes], *, repo_id: int | None
+    hub: Hub,
+    sha256: str,
+    header: SafetensorsHeader,
+    read: Callable[[int, int], bytes],
+    *,
+    repo_id: int | None,
+    stored_after: datetime | None = None,
 ) -> BaseTensors | None:
+    """The nearest stored relative, if one measurably helps. `stored_after` limits the candidates to
+    family members stored since then (settling looks only at what it could not see before)."""
     fp = fingerprint(header.tensors)
     with hub.session() as s:
         me = files.repo_name(s, repo_id)
-        declared = files.snapshot(s, sha256).declared_base
-        members = files.family_members(s, fp, exclude=sha256, limit=MAX_CANDIDATES)
+        declared = files.snapshot(s, sha256).declared_base if stored_after is None else None
+        members = files.family_members(s, fp, exclude=sha256, limit=MAX_CANDIDATES, stored_after=stored_after)
     candidates = {c.sha256: c for c in _declared_files(hub, declared) + members if c.sha256 != sha256}
     # A file that names this repository as its base will be rebased onto us: never the other way round.
     candidates = {k: c for k, c in candidates.items() if me is None or c.declared_base != me}
@@ -114,7 +123,7 @@ def commit_file(
     crash_point("ingest.before_catalog_commit")
 
 
-def settle(hub: Hub, sha256: str, *, repo_id: int | None) -> str | None:
+def settle(hub: Hub, sha256: str, *, repo_id: int | None, chosen_at: datetime) -> str | None:
     """A file stored alone may have had relatives ingested at the same moment, invisible when its base
     was chosen: choose again among the members stored now, and rebase onto the nearest if it helps.
     (Two such files may each pick the other; the family lock and the cycle check in the swap let only
@@ -124,7 +133,9 @@ def settle(hub: Hub, sha256: str, *, repo_id: int | None) -> str | None:
     if snap.base_sha256 is not None or snap.kind != "safetensors":
         return None
     header = _stored_header(hub, sha256)
-    best = choose_base(hub, sha256, header, lambda a, b: b"".join(hub.read(sha256, a, b)), repo_id=repo_id)
+    read = lambda a, b: b"".join(hub.read(sha256, a, b))  # noqa: E731
+    # Only members stored since our choice are new information; a second of slack covers clock steps.
+    best = choose_base(hub, sha256, header, read, repo_id=repo_id, stored_after=chosen_at - timedelta(seconds=1))
     if best is not None and rebase_file(hub, sha256, best.sha256):
         return best.sha256
     return None

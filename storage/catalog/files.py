@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import sqlalchemy.exc
 from sqlalchemy import select
@@ -69,19 +70,19 @@ def existing_tensors(session: Session, ids: Iterable[str]) -> set[str]:
     return found
 
 
-def family_members(session: Session, fingerprint: str, *, exclude: str, limit: int) -> list[FileSnapshot]:
-    """Stored safetensors files with this fingerprint, most recent first."""
-    rows = session.scalars(
-        select(FileObject)
-        .where(
-            FileObject.fingerprint == fingerprint,
-            FileObject.state == FileState.STORED,
-            FileObject.kind == FileKind.SAFETENSORS,
-            FileObject.sha256 != exclude,
-        )
-        .order_by(FileObject.stored_at.desc())
-        .limit(limit)
+def family_members(
+    session: Session, fingerprint: str, *, exclude: str, limit: int, stored_after: datetime | None = None
+) -> list[FileSnapshot]:
+    """Stored safetensors files with this fingerprint (stored after `stored_after`), most recent first."""
+    query = select(FileObject).where(
+        FileObject.fingerprint == fingerprint,
+        FileObject.state == FileState.STORED,
+        FileObject.kind == FileKind.SAFETENSORS,
+        FileObject.sha256 != exclude,
     )
+    if stored_after is not None:
+        query = query.where(FileObject.stored_at >= stored_after)
+    rows = session.scalars(query.order_by(FileObject.stored_at.desc()).limit(limit))
     return [snapshot(session, f.sha256) for f in rows]
 
 
