@@ -60,13 +60,8 @@ def preupload(
     revision: RevisionDep,
     body: Annotated[Preupload, Body()],
     create_pr: Annotated[bool, Query()] = False,
-    base_model: Annotated[str | None, Header(alias="X-Deltahub-Base-Model")] = None,
 ) -> dict:
-    """`X-Deltahub-Base-Model` names the model this upload derives from (`deltahub push --base`): a hint
-    that ingest measures like any other candidate."""
     _no_pull_requests(create_pr)
-    if base_model is not None:
-        split_repo_id(base_model)
     hub.get_repo(repo_id)
     remote = _branch_files(hub, repo_id, revision)
     answers = []
