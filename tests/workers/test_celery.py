@@ -166,10 +166,16 @@ def sha(data: bytes) -> str:
 
 
 def wait_for_state(deployment: Deployment, sha256: str, state: FileStateName) -> None:
+    """Until the file is in `state` and its ingest job has ended (a stored file's job may still be
+    rebasing its relatives for a moment)."""
     deadline = time.monotonic() + WAIT_SECONDS
-    while (current := deployment.hub.file_info(sha256).state) != state:
+    while True:
+        info = deployment.hub.file_info(sha256)
+        if info.state == state and info.ingest not in ("queued", "running"):
+            return
         if time.monotonic() > deadline or deployment.worker.poll() is not None:
-            pytest.fail(f"file {sha256} is {current!r}, not {state!r}; worker log:\n{deployment.log_tail()}")
+            pytest.fail(f"file {sha256} is {info.state!r} (job {info.ingest!r}), not {state!r}; "
+                        f"worker log:\n{deployment.log_tail()}")
         time.sleep(0.05)
 
 
