@@ -108,7 +108,7 @@ def bench_corpus(corpus: Path, work: Path, runs: int) -> dict:
         declared = hub_repo(m["declared_base"]) if m["declared_base"] else None
         ingest_all(hub, push(hub, hub_repo(m["repo"]), files, declared_base=declared))
     ingest_s = time.perf_counter() - start
-    collect_garbage(hub, grace_seconds=0)  # drop the frames rebasing replaced
+    collect_garbage(hub, grace_seconds=0)  # drop the frames rebasing replaced (repacking their packs)
     shas = {hashlib.sha256((corpus / m["repo"] / f).read_bytes()).hexdigest() for m in models for f in m["files"]}
     start = time.perf_counter()
     exact = sum(read_matches(hub, sha) for sha in sorted(shas))

@@ -117,6 +117,18 @@ def _assemble(codec: Codec, raw_size: int, dtype: DType, payload: Sequence[Buffe
     return b"".join([fixed[:_CRC_AT], header_crc.to_bytes(4, "little"), variable, *payload])
 
 
+def frame_length(prefix: Buffer) -> int:
+    """Total bytes of the frame that starts `prefix` (header and payload), read from its fixed header,
+    so frames laid back to back (a pack) can be walked; the frame itself is checked when it is read."""
+    view = memoryview(prefix).cast("B")
+    if len(view) < _FIXED.size:
+        raise CorruptFrame(detail=f"{len(view)} bytes is shorter than a frame header")
+    magic, version, _flags, codec_len, dtype_len, config_len, _raw, payload_size, _crc, _hcrc = _FIXED.unpack_from(view)
+    if magic != FRAME_MAGIC or version not in SUPPORTED_VERSIONS:
+        raise CorruptFrame(detail=f"no frame of a supported version here (magic {bytes(magic)!r}, version {version})")
+    return _FIXED.size + codec_len + dtype_len + config_len + payload_size
+
+
 def read_frame_header(blob: Buffer) -> FrameHeader:
     """The parsed header of a whole frame blob; CorruptFrame unless the blob is exactly one intact frame."""
     view = memoryview(blob).cast("B")

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import struct
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from storage.frames import frame_length
 
 PACK_MAGIC = b"DHPK"
 PACK_VERSION = 1
@@ -96,6 +99,20 @@ class PackBuilder:
         """Sealed objects not yet handed out (to be written to the store)."""
         out, self.sealed = self.sealed, []
         return out
+
+
+def iter_pack(data: bytes) -> Iterator[tuple[int, int]]:
+    """(offset, length) of every frame blob in a pack, found from the blobs' own headers alone."""
+    count = read_pack_header(data)
+    offset = _HEADER.size
+    for _ in range(count):
+        length = frame_length(memoryview(data)[offset:])
+        if offset + length > len(data):
+            raise ValueError(f"pack ends inside a frame at offset {offset}")
+        yield offset, length
+        offset += length
+    if offset != len(data):
+        raise ValueError(f"pack has {len(data) - offset} bytes after its {count} frames")
 
 
 def read_pack_header(data: bytes) -> int:

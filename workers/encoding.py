@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from storage import casts
-from storage.catalog import files, plans
+from storage.catalog import files
 from storage.catalog.plans import FramePlan, TensorPlan
 from storage.codecs import get_codec
 from storage.dtypes import DTYPES, DType
@@ -44,7 +44,20 @@ class PendingFrame:
     raw_offset: int
     raw_length: int
     ticket: int
+    length: int
     checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTensor:
+    """An encoded tensor whose frames may still sit in the pack being filled (placed at `finish`)."""
+
+    plan: TensorPlan  # with no frames yet
+    frames: tuple[PendingFrame, ...]
+
+    @property
+    def encoded_bytes(self) -> int:
+        return sum(f.length for f in self.frames)
 
 
 class ObjectWriter:
@@ -68,13 +81,21 @@ class ObjectWriter:
             crash_point("ingest.after_object_write")
             self.objects.append(files.NewObject(obj.key, len(obj.data), obj.kind))
 
-    def frames(self, pending: Sequence[PendingFrame]) -> tuple[FramePlan, ...]:
+    def finish(self, tensors: Sequence[PendingTensor]) -> list[TensorPlan]:
+        """Seal and write the last pack, then give each tensor its frames' places.
+
+        Placing is deferred to here so that small tensors share packs across the whole file.
+        """
+        self.flush(seal=True)
         out = []
-        for p in pending:
-            placed = self.packer.placement(p.ticket)
-            out.append(FramePlan(p.seq, p.raw_offset, p.raw_length, placed.key, placed.offset, placed.length,
-                                      p.checksum))
-        return tuple(out)
+        for tensor in tensors:
+            frames = []
+            for p in tensor.frames:
+                placed = self.packer.placement(p.ticket)
+                frames.append(FramePlan(p.seq, p.raw_offset, p.raw_length, placed.key, placed.offset,
+                                        placed.length, p.checksum))
+            out.append(replace(tensor.plan, frames=tuple(frames)))
+        return out
 
 
 def plan_tensors(
@@ -126,7 +147,7 @@ def encode_windows(
     read_raw: ReadRange,
     read_base: ReadRange | None,
     base: TensorPlan | None,
-) -> TensorPlan:
+) -> PendingTensor:
     """Encode one tensor window by window; each window picks its smallest codec (frames say which)."""
     frame_bytes = hub.settings.frame_bytes
     window = frame_bytes * WINDOW_FRAMES
@@ -143,21 +164,21 @@ def encode_windows(
         configs.setdefault(encoded.codec_id, dict(encoded.config))
         delta_used = delta_used or get_codec(encoded.codec_id, encoded.config).needs_base
         for (a, b), blob, checksum in zip(encoded.spans, encoded.frames, encoded.checksums, strict=True):
-            pending.append(PendingFrame(len(pending), start + a, b - a, writer.add(blob), checksum))
+            pending.append(PendingFrame(len(pending), start + a, b - a, writer.add(blob), len(blob), checksum))
             crash_point("ingest.mid_encode")
     codec = codec_bytes.most_common(1)[0][0] if codec_bytes else "plain"
-    writer.flush(seal=True)
-    return TensorPlan(
+    plan = TensorPlan(
         tensor_id, dtype.name, shape, nbytes, codec, configs.get(codec, {}),
         base.id if (delta_used and base) else None,
         (base.chain_depth + 1) if (delta_used and base) else 0,
-        writer.frames(pending),
+        (),
     )
+    return PendingTensor(plan, tuple(pending))
 
 
 def encode_and_write(hub: Hub, staging_key: str, jobs: Sequence[TensorJob]) -> files.Written:
     writer = ObjectWriter(hub)
-    tensors: list[TensorPlan] = []
+    tensors: list[PendingTensor] = []
     for job in jobs:
         seg = job.segment
 
@@ -173,8 +194,8 @@ def encode_and_write(hub: Hub, staging_key: str, jobs: Sequence[TensorJob]) -> f
                 read_raw=read_raw, read_base=read_base, base=job.base,
             )
         )
-    writer.flush(seal=True)
-    return files.Written(tensors=tensors, objects=writer.objects)
+    placed = writer.finish(tensors)
+    return files.Written(tensors=placed, objects=writer.objects)
 
 
 def predictable(base: TensorPlan, dtype: DType, nbytes: int) -> bool:
@@ -186,8 +207,3 @@ def predictable(base: TensorPlan, dtype: DType, nbytes: int) -> bool:
 def base_reader(hub: Hub, base_plans: dict[str, TensorPlan], base_id: str, dtype: DType) -> ReadRange:
     """Bytes [a, b) of the base as the target's dtype sees them (cast-predicted when dtypes differ)."""
     return hub.reader.base_range_reader(base_plans, base_id, dtype)
-
-
-def load_tensor_plans(hub: Hub, ids: set[str]) -> dict[str, TensorPlan]:
-    with hub.session() as s:
-        return plans.tensor_plans(s, ids)

@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING
 
 from storage.catalog import files, plans, repos
 from storage.catalog.files import FileSnapshot, Written
-from storage.catalog.plans import TensorPlan
 from storage.dtypes import DTYPES
 from storage.errors import InvalidInput, NotFound
 from storage.families import MAX_BASE_SCORE, base_score, fingerprint, sample_spans
 from storage.faults import crash_point
 from storage.hub import Hub
 from storage.safetensors import SafetensorsHeader, parse_header
-from workers.encoding import BaseTensors, ObjectWriter, base_reader, encode_windows, predictable
+from workers.encoding import BaseTensors, ObjectWriter, PendingTensor, base_reader, encode_windows, predictable
 from workers.segments import HEADER_SEGMENT, Segment
 
 if TYPE_CHECKING:
@@ -169,7 +168,7 @@ def rebase_file(hub: Hub, sha256: str, onto: str) -> bool:
     base = _base_tensors(hub, onto, 0.0)
     max_depth = hub.settings.max_chain_depth
     writer = ObjectWriter(hub)
-    swaps: list[TensorPlan] = []
+    swaps: list[PendingTensor] = []
     for name, tensor in me.by_name.items():
         candidate = base.by_name.get(name)
         dtype = DTYPES[tensor.dtype]
@@ -189,10 +188,9 @@ def rebase_file(hub: Hub, sha256: str, onto: str) -> bool:
             base=candidate,
         )
         old_size = sum(f.object_length for f in tensor.frames)
-        new_size = sum(f.object_length for f in new.frames)
-        if new.base_id is not None and new_size < old_size:
+        if new.plan.base_id is not None and new.encoded_bytes < old_size:
             swaps.append(new)
-    writer.flush(seal=True)
+    placed = writer.finish(swaps)
     crash_point("rebase.after_objects_written")
     if not swaps:
         return False
@@ -200,7 +198,7 @@ def rebase_file(hub: Hub, sha256: str, onto: str) -> bool:
         files.lock_family(s, files.snapshot(s, sha256).fingerprint)
         files.record_written(s, Written(objects=writer.objects))
         swapped = 0
-        for new in swaps:
+        for new in placed:
             swapped += files.replace_encoding(s, new, max_depth=max_depth)
             crash_point("rebase.mid_swap")
         if swapped:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy.exc
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from storage.catalog.db import is_unique_violation
@@ -206,9 +206,13 @@ def replace_encoding(session: Session, new: TensorPlan, *, max_depth: int) -> bo
     shift = depth - tensor.chain_depth
     if max((d for _, d in dependents), default=depth) + shift > max_depth or depth > max_depth:
         return False
+    old_keys = set()
     for frame in session.scalars(select(Frame).where(Frame.tensor_id == new.id)):
+        old_keys.add(frame.object_key)
         session.delete(frame)
     session.flush()
+    # Readers that planned before this swap may still fetch the old frames: give them a grace period.
+    session.execute(update(StoreObject).where(StoreObject.key.in_(old_keys)).values(created_at=utcnow()))
     tensor.codec, tensor.codec_config = new.codec, new.codec_config
     tensor.base_tensor_id, tensor.chain_depth = new.base_id, depth
     session.add_all(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.catalog.models import (
@@ -14,8 +14,10 @@ from storage.catalog.models import (
     IngestJob,
     JobState,
     StoreObject,
+    StoreObjectKind,
     Tensor,
     TreeEntry,
+    utcnow,
 )
 
 
@@ -84,3 +86,61 @@ def known_keys(session: Session) -> set[str]:
     keys = set(session.scalars(select(StoreObject.key)))
     keys.update(k for k in session.scalars(select(FileObject.staging_key)) if k)
     return keys
+
+
+def sparse_packs(session: Session, cutoff: datetime, max_live_fraction: float) -> list[str]:
+    """Packs older than `cutoff` whose referenced frames fill less than `max_live_fraction` of them
+    (frames left behind by rebases): worth rewriting with only their live frames."""
+    live = (
+        select(Frame.object_key, func.sum(Frame.object_length).label("live"))
+        .group_by(Frame.object_key)
+        .subquery()
+    )
+    rows = session.execute(
+        select(StoreObject.key)
+        .join(live, live.c.object_key == StoreObject.key)
+        .where(
+            StoreObject.kind == StoreObjectKind.PACK,
+            StoreObject.created_at < cutoff,
+            live.c.live < StoreObject.size * max_live_fraction,
+        )
+        .order_by(StoreObject.key)
+    )
+    return list(rows.scalars())
+
+
+def live_frames(session: Session, key: str) -> list[tuple[str, int, int, int]]:
+    """(tensor id, seq, offset, length) of the frames stored in object `key`."""
+    rows = session.execute(
+        select(Frame.tensor_id, Frame.seq, Frame.object_offset, Frame.object_length)
+        .where(Frame.object_key == key)
+        .order_by(Frame.object_offset)
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def move_frames(
+    session: Session, old_key: str, new_key: str, new_size: int, moves: list[tuple[str, int, int, int]]
+) -> int:
+    """Point frames (tensor id, seq, old offset, new offset) from `old_key` at `new_key`, where they
+    still point at the old place; returns how many moved. The old object's clock restarts, so GC keeps
+    it for a full grace period for readers that planned before the move."""
+    session.add(StoreObject(key=new_key, size=new_size, kind=StoreObjectKind.PACK))
+    session.flush()
+    moved = 0
+    for tensor_id, seq, old_offset, new_offset in moves:
+        result = session.execute(
+            update(Frame)
+            .where(Frame.tensor_id == tensor_id, Frame.seq == seq, Frame.object_key == old_key,
+                   Frame.object_offset == old_offset)
+            .values(object_key=new_key, object_offset=new_offset)
+        )
+        moved += result.rowcount
+    touch_objects(session, [old_key])
+    return moved
+
+
+def touch_objects(session: Session, keys: list[str]) -> None:
+    """Restart the GC clock of objects that just lost references (a reader may still hold a plan)."""
+    if keys:
+        session.execute(update(StoreObject).where(StoreObject.key.in_(keys)).values(created_at=utcnow()))

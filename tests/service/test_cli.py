@@ -176,7 +176,9 @@ def test_gc_dry_run_deletes_nothing(hub: Hub, data_dir: Path) -> None:
     real = run("admin", "gc", "--data-dir", str(data_dir), env=env)
     assert real.exit_code == 0 and "deleted" in real.output
     after = snapshot()
-    assert after[1] == before[1] - 1 and len(after[0]) < len(before[0])
+    # The gone model's frames are freed; a pack it shared with a live file is rewritten smaller.
+    stored_bytes = lambda objects: sum(map(len, objects.values()))  # noqa: E731
+    assert after[1] == before[1] - 1 and stored_bytes(after[0]) < stored_bytes(before[0])
     assert run("admin", "verify", "--data-dir", str(data_dir)).exit_code == 0
 
 
