@@ -277,10 +277,15 @@ def test_upload_cut_off_mid_body_leaves_nothing(target: Target, figures: Figures
                    f"Content-Length: {len(data)}\r\nContent-Type: application/octet-stream\r\n\r\n")
         sock.sendall(request.encode() + data[:40_000])
     tmp = target.hub.store.root / "tmp"  # type: ignore[attr-defined]
+    # The server may not have begun the upload yet: an empty tmp/ right after the hang-up proves
+    # nothing. Wait (briefly) for its temporary file to appear, then for it to go.
+    deadline = time.monotonic() + 3
+    while not any(tmp.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.01)
     deadline = time.monotonic() + 10
     while any(tmp.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(tmp.iterdir())
+    assert not any(tmp.iterdir()), sorted(p.name for p in tmp.iterdir())
     assert not target.hub.has_file(hashlib.sha256(data).hexdigest())
     assert {info.key for info in target.hub.store.list("staging/")} == staged_before
     with httpx.Client(base_url=target.url) as client:
