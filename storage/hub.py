@@ -25,7 +25,7 @@ from storage.declared import base_from_config, base_from_model_card
 from storage.errors import Conflict, FileNotStored, InvalidInput, RepoExists
 from storage.faults import crash_point
 from storage.names import check_branch, check_path, check_sha256, is_commit_oid
-from storage.objectstore import ObjectStore
+from storage.objectstore import ObjectNotFound, ObjectStore
 from storage.reader import Reader
 from storage.settings import Settings
 from storage.staging import read_safetensors_header, sniff_safetensors, stage
@@ -381,7 +381,12 @@ class Hub:
         end = size if end is None else min(end, size)
         start = min(start, end)
         if state != FileState.STORED and staging_key is not None:
-            return self.store.iter_range(staging_key, start, end)
+            try:
+                return self.store.iter_range(staging_key, start, end)
+            except ObjectNotFound:
+                # Ingest stored the file and dropped its staging copy between our look and the read.
+                if self.file_info(sha256).state != FileState.STORED:
+                    raise
         return self.reader.read_file(sha256, start, end)
 
     def stats(self) -> dict[str, object]:
