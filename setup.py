@@ -1,6 +1,6 @@
 """Declares the compiled codec kernels; everything else about the package is in pyproject.toml.
 
-`pip install .` or `pip install -e .` compiles storage/codecs/_kernels.c with the machine's C compiler
+`pip install .` or `pip install -e .` compiles storage/core/codecs/_kernels.c with the machine's C compiler
 (plain C99 and the CPython C API: no other library). An editable install puts the built module next to
 its source, so `python -m pytest` from the repository root imports it.
 """
@@ -15,10 +15,10 @@ FLAGS = [] if sys.platform == "win32" else ["-O3", "-std=c99", "-Wall", "-Wextra
 setup(
     ext_modules=[
         Extension(
-            "storage.codecs._kernels",
-            sources=["storage/codecs/_kernels.c"],
+            "storage.core.codecs._kernels",
+            sources=["storage/core/codecs/_kernels.c"],
             # Included by _kernels.c; listed so a change rebuilds it and an sdist carries them.
-            depends=["storage/codecs/_kernels_planes.h", "storage/codecs/_kernels_crc32.h"],
+            depends=["storage/core/codecs/_kernels_planes.h", "storage/core/codecs/_kernels_crc32.h"],
             extra_compile_args=FLAGS,
         ),
     ],

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import references
-from storage.codecs import Codec, get_codec
-from storage.dtypes import DTYPES
-from storage.frames import DEFAULT_FRAME_BYTES, decode_tensor, encode_tensor
+from storage.core.codecs import Codec, get_codec
+from storage.core.dtypes import DTYPES
+from storage.core.frames import DEFAULT_FRAME_BYTES, decode_tensor, encode_tensor
 
 Tensor = tuple[str, str, bytes]  # name, dtype, raw bytes
 

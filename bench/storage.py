@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.zipllm import zipllm_reference  # noqa: E402
+from storage.app.hub import Hub  # noqa: E402
 from storage.catalog import plans  # noqa: E402
 from storage.catalog.models import FileObject, FileSegment, Tensor  # noqa: E402
-from storage.hub import Hub  # noqa: E402
 from storage.objectstore.local import LocalObjectStore  # noqa: E402
 from tests.hubs import ingest_all, make_hub, push  # noqa: E402
-from workers.gc import collect_garbage  # noqa: E402
+from workers.jobs.gc import collect_garbage  # noqa: E402
 
 MB = 1e6
 
@@ -227,7 +227,7 @@ if mode == "ingest":
         with path.open("rb") as f:
             while block := f.read(8 << 20):
                 yield block
-    from storage.hub import FileAddition
+    from storage.app.hub import FileAddition
     hub.create_repo("big/model", exist_ok=True)
     info = hub.upload(chunks(), expected_size=size)
     hub.commit("big/model", "main", message="big", additions=[FileAddition("model.safetensors", info.sha256)])

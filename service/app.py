@@ -16,7 +16,7 @@ from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
 from service.routes import commit, hf, lfs, native, repos, resolve
 from service.signing import UploadSigner
-from storage.hub import HubApi
+from storage.app.hub import HubApi
 from storage.settings import Settings
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from service.errors import INVALID_CREDENTIALS, Forbidden, Unauthorized
-from storage.errors import RepoNotFound
-from storage.hub import HubApi, RepoInfo
+from storage.app.hub import HubApi, RepoInfo
+from storage.core.errors import RepoNotFound
 
 
 @dataclass(frozen=True, slots=True)

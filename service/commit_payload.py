@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from storage.errors import InvalidInput
+from storage.core.errors import InvalidInput
 
 _SHA256_HEX = frozenset("0123456789abcdef")
 

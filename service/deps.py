@@ -17,7 +17,7 @@ from service.auth import TokenInfo, TokenStore, identify, require_writer
 from service.options import ServiceOptions
 from service.paths import param, repo_id_from
 from service.signing import UploadSigner
-from storage.hub import HubApi
+from storage.app.hub import HubApi
 
 
 @dataclass

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from storage.errors import DeltahubError
+from storage.core.errors import DeltahubError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import anyio.from_thread
 import anyio.to_thread
 
 from service.errors import PayloadTooLarge
-from storage.errors import UploadMismatch
-from storage.hub import FileInfo, HubApi
+from storage.app.hub import FileInfo, HubApi
+from storage.core.errors import UploadMismatch
 
 
 async def upload_body(

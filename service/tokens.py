@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from service.auth import TokenInfo
 from storage.catalog import tokens as catalog_tokens
 from storage.catalog.tokens import TokenRecord
-from storage.errors import InvalidInput
+from storage.core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from storage.errors import InvalidInput
+from storage.core.errors import InvalidInput
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from storage.app.hub import FileAddition, Hub
 from storage.catalog.db import upgrade
-from storage.hub import FileAddition, Hub
 from storage.objectstore import ObjectStore
 from storage.settings import load_settings
-from workers.ingest import run_ingest
+from workers.jobs.ingest import run_ingest
 
 
 def make_hub(tmp_path: Path, database_url: str, store: ObjectStore, **overrides: object) -> Hub:

@@ -126,7 +126,7 @@ def test_the_api_health_check_hits_the_health_route(compose: dict[str, Any], tmp
 
     from service.app import create_app
     from service.auth import StaticTokenStore
-    from storage.hub import Hub
+    from storage.app.hub import Hub
 
     api = compose["services"]["api"]
     check = " ".join(api["healthcheck"]["test"])

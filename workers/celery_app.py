@@ -20,7 +20,7 @@ from celery import Celery, bootsteps
 from storage.settings import InvalidSettings, Settings, load_settings
 
 if TYPE_CHECKING:
-    from storage.hub import Hub
+    from storage.app.hub import Hub
 
 INGEST_TASK = "deltahub.ingest"
 GC_TASK = "deltahub.gc"
@@ -28,7 +28,7 @@ VERIFY_TASK = "deltahub.verify"
 DEFAULT_QUEUE = "deltahub"
 
 # The first retry of a failed ingest attempt waits this long, doubling after each attempt: the 5
-# attempts of workers.ingest.MAX_ATTEMPTS span ~15 s, as in the embedded pool (workers/inprocess.py),
+# attempts of workers.jobs.ingest.MAX_ATTEMPTS span ~15 s, as in the embedded pool (workers/inprocess.py),
 # enough to ride out a store or database restart. `celery worker --ingest-retry-base` overrides it.
 RETRY_BASE_SECONDS = 1.0
 # Longest wait before a retry, whatever the attempt: a job must not sit idle longer than it runs.

@@ -20,7 +20,7 @@ PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 
 
 
 class CeleryQueue:
-    """`IngestQueue` (storage/hub.py) over Celery: `enqueue` sends the `deltahub.ingest` task."""
+    """`IngestQueue` (storage/app/hub.py) over Celery: `enqueue` sends the `deltahub.ingest` task."""
 
     def __init__(self, settings: Settings, *, queue: str = DEFAULT_QUEUE) -> None:
         self.queue = queue

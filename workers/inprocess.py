@@ -7,9 +7,9 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from storage.app.hub import Hub
 from storage.catalog import jobs
-from storage.errors import InvalidInput
-from storage.hub import Hub
+from storage.core.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class InProcessQueue:
         return len(pending)
 
     def _run(self, job_id: int) -> None:
-        from workers.ingest import MAX_ATTEMPTS, run_ingest
+        from workers.jobs.ingest import MAX_ATTEMPTS, run_ingest
 
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.hub import Hub
+from storage.app.hub import Hub
 from storage.settings import Settings
 from workers.inprocess import InProcessQueue
 

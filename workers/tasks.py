@@ -14,10 +14,10 @@ from celery import Task, shared_task
 
 from storage.catalog import jobs
 from storage.catalog.models import JobState
-from storage.errors import InvalidInput
-from workers import gc, verify
+from storage.core.errors import InvalidInput
 from workers.celery_app import GC_TASK, INGEST_TASK, RETRY_MAX_SECONDS, VERIFY_TASK, DeltahubCelery
-from workers.ingest import MAX_ATTEMPTS, run_ingest
+from workers.jobs import gc, verify
+from workers.jobs.ingest import MAX_ATTEMPTS, run_ingest
 
 log = logging.getLogger(__name__)
 

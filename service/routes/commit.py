@@ -13,10 +13,10 @@ from service.deps import BaseUrlDep, HubDep, OptionsDep, RepoIdDep, RevisionDep,
 from service.errors import NotSupported
 from service.hf_json import git_blob_sha1
 from service.streams import ndjson_lines
-from storage.errors import InvalidInput, RevisionNotFound, UploadMismatch
-from storage.faults import crash_point
-from storage.hub import FileAddition, FileInfo, HubApi
-from storage.names import split_repo_id
+from storage.app.hub import FileAddition, FileInfo, HubApi
+from storage.core.errors import InvalidInput, RevisionNotFound, UploadMismatch
+from storage.core.faults import crash_point
+from storage.core.names import split_repo_id
 
 router = APIRouter(tags=["huggingface-compatible"])
 

@@ -14,8 +14,8 @@ from service.auth import TokenInfo, readable_repo
 from service.deps import CallerDep, FilePathDep, HubDep, OptionsDep, RepoIdDep, RevisionDep
 from service.errors import PayloadTooLarge
 from service.tree import list_tree, page_after
-from storage.errors import EntryNotFound, InvalidInput, RevisionNotFound
-from storage.hub import CommitInfo, HubApi
+from storage.app.hub import CommitInfo, HubApi
+from storage.core.errors import EntryNotFound, InvalidInput, RevisionNotFound
 
 router = APIRouter(tags=["huggingface-compatible"])
 

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.deps import BaseUrlDep, HubDep, RepoIdDep, StateDep, WriterDep
 from service.errors import NotSupported
 from service.streams import upload_body
-from storage.errors import FileNotStored, UploadMismatch
-from storage.faults import crash_point
+from storage.core.errors import FileNotStored, UploadMismatch
+from storage.core.faults import crash_point
 
 router = APIRouter(tags=["git-lfs"])
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from service.deps import BaseUrlDep, CallerDep, HubDep, RepoIdDep, WriterDep
 from service.errors import NotSupported, Unauthorized, error_response
-from storage.errors import RepoExists
+from storage.core.errors import RepoExists
 
 router = APIRouter(tags=["huggingface-compatible"])
 

@@ -14,7 +14,7 @@ from service.auth import readable_repo
 from service.deps import CallerDep, FilePathDep, RepoIdDep, RevisionDep, StateDep
 from service.errors import RangeNotSatisfiable, error_response
 from service.ranges import parse_range
-from storage.errors import EntryNotFound
+from storage.core.errors import EntryNotFound
 
 router = APIRouter(tags=["huggingface-compatible"])
 

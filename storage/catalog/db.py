@@ -17,8 +17,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage import errors
-from storage.errors import Conflict, InvalidInput
+from storage.core import errors
+from storage.core.errors import Conflict, InvalidInput
 
 # How long a SQLite writer waits for another writer's lock before failing: ingest transactions commit
 # a file's rows at once, so waits are short, but the API and the in-process worker do contend.

@@ -24,7 +24,7 @@ from storage.catalog.models import (
     utcnow,
 )
 from storage.catalog.plans import TensorPlan
-from storage.errors import FileNotStored
+from storage.core.errors import FileNotStored
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
 from storage.catalog.models import Commit, FileObject, Ref, Repository, TreeEntry, utcnow
-from storage.errors import EntryNotFound, RepoExists, RepoNotFound, RevisionNotFound, StaleParent
-from storage.names import is_commit_oid, split_repo_id
+from storage.core.errors import EntryNotFound, RepoExists, RepoNotFound, RevisionNotFound, StaleParent
+from storage.core.names import is_commit_oid, split_repo_id
 
 
 def create_repo(session: Session, repo_id: str, *, private: bool) -> Repository:

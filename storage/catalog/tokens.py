@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from storage.catalog.db import unique_conflicts
 from storage.catalog.models import Token, utcnow
-from storage.errors import NotFound
+from storage.core.errors import NotFound
 
 
 class TokenNotFound(NotFound):

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from storage.errors import InvalidInput, NotFound
+from storage.core.errors import InvalidInput, NotFound
 
 # S3 allows 1024 bytes per key; half of it leaves room for a deployment's key prefix.
 MAX_KEY_LENGTH = 512

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from storage.errors import StoreError
+from storage.core.errors import StoreError
 from storage.objectstore.base import (
     DEFAULT_CHUNK_BYTES,
     InvalidKey,

@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from storage.errors import DeltahubError, InvalidInput, StoreError, TransientStoreError
+from storage.core.errors import DeltahubError, InvalidInput, StoreError, TransientStoreError
 from storage.objectstore.base import (
     DEFAULT_CHUNK_BYTES,
     ObjectInfo,

@@ -13,7 +13,7 @@ from tests.reliability import scenario
 from tests.reliability.figures import FIGURES, Figures
 from tests.reliability.harness import Backend, s3_overrides
 from tests.reliability.invariants import footprint
-from workers.gc import collect_garbage
+from workers.jobs.gc import collect_garbage
 
 
 @pytest.fixture(autouse=True)

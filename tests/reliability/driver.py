@@ -1,7 +1,7 @@
 """The process the crash tests kill: ``python -m tests.reliability.driver <action> [port]``.
 
 It reads its hub's settings from ``DELTAHUB_*`` variables like any deltahub process, and dies wherever
-``DELTAHUB_CRASH_AT`` says (storage/faults.py). Actions:
+``DELTAHUB_CRASH_AT`` says (storage/core/faults.py). Actions:
 
 - ``steps``: run the scenario's steps (uploads, commits, ingest, rebase, GC) as a worker would;
 - ``resume``: run every unfinished ingest job with the embedded worker's retries, then exit;
@@ -18,7 +18,7 @@ import os
 import sys
 from dataclasses import replace
 
-from storage.hub import Hub
+from storage.app.hub import Hub
 from storage.settings import Settings, load_settings
 
 API_TOKEN = "dh-reliability-writer"
@@ -28,8 +28,8 @@ def open_test_hub(settings: Settings) -> Hub:
     timeout = os.environ.get("DELTAHUB_TEST_S3_TIMEOUT")
     if settings.store_backend != "s3" or not timeout:
         return Hub.from_settings(settings, migrate=True)
+    from storage.app.hub import open_store
     from storage.catalog.db import upgrade
-    from storage.hub import open_store
 
     upgrade(settings.resolved_database_url)
     store = open_store(settings, connect_timeout=float(timeout), read_timeout=float(timeout), max_attempts=2)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage.hub import Hub
+from storage.app.hub import Hub
 from storage.settings import Settings, load_settings
 from tests.fixtures_s3 import S3_TEST_REGION
 from workers.runtime import open_hub

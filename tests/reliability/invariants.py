@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
+from storage.app.hub import Hub
 from storage.catalog.models import (
     Commit,
     FileObject,
@@ -28,10 +29,9 @@ from storage.catalog.models import (
     Tensor,
     TreeEntry,
 )
-from storage.errors import DeltahubError
-from storage.hub import Hub
+from storage.core.errors import DeltahubError
 from storage.objectstore import LocalObjectStore
-from workers.verify import verify
+from workers.jobs.verify import verify
 
 PREFIXES = ("packs/", "frames/", "staging/")
 

@@ -16,12 +16,12 @@ import functools
 import hashlib
 from collections.abc import Iterator
 
+from storage.app.hub import FileAddition, Hub
 from storage.catalog import jobs
-from storage.errors import RepoNotFound, RevisionNotFound
-from storage.hub import FileAddition, Hub
+from storage.core.errors import RepoNotFound, RevisionNotFound
 from tests.models import finetune, make_weights, to_safetensors
-from workers.gc import collect_garbage
-from workers.ingest import run_ingest
+from workers.jobs.gc import collect_garbage
+from workers.jobs.ingest import run_ingest
 
 # Small frames and packs, so that a model of ~150 kB has dozens of frames and several packs to cut between.
 HUB_SETTINGS = {"frame_bytes": 16 << 10, "pack_target_bytes": 48 << 10}

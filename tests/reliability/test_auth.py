@@ -23,7 +23,7 @@ from sqlalchemy import event
 from service.app import create_app
 from service.options import ServiceOptions
 from service.tokens import CatalogTokenStore, token_digest
-from storage.hub import Hub
+from storage.app.hub import Hub
 from storage.settings import load_settings
 from tests.reliability.server import running
 from tests.service.conftest import TEST_OPTIONS

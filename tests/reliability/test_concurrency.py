@@ -26,8 +26,8 @@ from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from sqlalchemy import func, select
 
 from service.app import create_app
+from storage.app.hub import Hub
 from storage.catalog.models import FileObject, FileSegment, IngestJob
-from storage.hub import Hub
 from storage.settings import load_settings
 from tests.models import finetune, make_weights, to_safetensors
 from tests.reliability import scenario
@@ -36,7 +36,7 @@ from tests.reliability.harness import Backend, start_driver, tail, wait_stopped
 from tests.reliability.invariants import check_clean, check_committed, store_keys
 from tests.reliability.server import running
 from tests.service.conftest import TEST_OPTIONS, TOKENS, WRITE_TOKEN
-from workers.gc import collect_garbage
+from workers.jobs.gc import collect_garbage
 from workers.runtime import open_hub
 
 CLIENTS = 8

@@ -23,7 +23,7 @@ from tests.reliability.driver import API_TOKEN
 from tests.reliability.figures import Figures
 from tests.reliability.harness import Backend, killed, start_driver, tail
 from tests.reliability.invariants import check_clean, check_committed
-from workers.gc import collect_garbage
+from workers.jobs.gc import collect_garbage
 
 REPO = "alice/pushed"
 API_POINTS = [

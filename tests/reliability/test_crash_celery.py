@@ -25,7 +25,7 @@ from tests.reliability.figures import Figures
 from tests.reliability.harness import REPO_ROOT, Backend, killed, process_env, tail
 from tests.reliability.invariants import check_clean, check_committed, footprint
 from workers.celery_queue import CeleryQueue, requeue_unfinished
-from workers.gc import collect_garbage
+from workers.jobs.gc import collect_garbage
 
 CELERY_POINTS = ["ingest.mid_encode:5", "ingest.before_catalog_commit", "rebase.mid_swap:2"]
 

@@ -1,6 +1,6 @@
 """SIGKILL the worker at every crash point of uploads, commits, ingest, rebase and GC; restart; check.
 
-Each run: the scenario's first models are stored; a subprocess runs the rest (storage/faults.py kills
+Each run: the scenario's first models are stored; a subprocess runs the rest (storage/core/faults.py kills
 it at the named point); a fresh process opens the hub the way `deltahub serve` does (unfinished ingest
 jobs resume) and finds every committed file byte-exact; GC with grace 0 then leaves the store holding
 exactly what the catalog references. The client's retry finishes the work, and the stored form is the
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from storage.faults import CRASH_POINTS
+from storage.core.faults import CRASH_POINTS
 from tests.reliability import scenario
 from tests.reliability.figures import Figures
 from tests.reliability.harness import Backend, killed, run_driver, tail
 from tests.reliability.invariants import check_clean, check_committed, committed, footprint
-from workers.gc import collect_garbage
+from workers.jobs.gc import collect_garbage
 
 # Every worker-side point, at a hit that falls in the middle of the work where a point repeats.
 WORKER_POINTS = [
@@ -97,11 +97,9 @@ def test_every_crash_point_is_placed_and_tested() -> None:
     tested = {p.split(":")[0] for p in WORKER_POINTS}
     assert tested | api_points == set(CRASH_POINTS)
     assert len(set(CRASH_POINTS)) >= 20
-    sources = "".join(
-        (Path(__file__).resolve().parents[2] / path).read_text()
-        for path in ("storage/staging.py", "storage/hub.py", "workers/ingest.py", "workers/encoding.py",
-                     "workers/lineage.py", "workers/gc.py", "service/routes/lfs.py", "service/routes/commit.py")
-    )
+    root = Path(__file__).resolve().parents[2]
+    sources = "".join(path.read_text() for package in ("storage", "workers", "service")
+                      for path in (root / package).rglob("*.py"))
     assert [p for p in CRASH_POINTS if f'crash_point("{p}")' not in sources] == []
 
 

@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from service.app import create_app
+from storage.app.hub import FileAddition, Hub
 from storage.catalog import jobs
-from storage.hub import FileAddition, Hub
 from storage.settings import load_settings
 from tests.models import finetune, make_weights, to_safetensors
 from tests.reliability.figures import Figures
@@ -45,7 +45,7 @@ from tests.reliability.hostile import (
 )
 from tests.reliability.server import running
 from tests.service.conftest import TEST_OPTIONS, TOKENS
-from workers.ingest import run_ingest
+from workers.jobs.ingest import run_ingest
 
 MAX_COMMIT_BYTES = 1_000_000
 JSON_LIMIT = TEST_OPTIONS.max_json_bytes
@@ -111,7 +111,7 @@ CASES = [
     Case("lfsFile never uploaded",
          lambda c: commit(c, {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": "ab" * 32}}),
          404, f"no file with sha256 {'ab' * 32} is stored"),
-    # -- malformed safetensors: one case per rule of the parser (storage/safetensors.py) --
+    # -- malformed safetensors: one case per rule of the parser (storage/core/formats/safetensors.py) --
     Case("safetensors: shorter than the length prefix", commit_file("model.safetensors", b"\x01\x02\x03"), 400,
          "file has 3 bytes, fewer than the 8 that hold the header length"),
     Case("safetensors: header over the limit", commit_file("model.safetensors", struct.pack("<Q", 200_000_000) + b"{}"),
@@ -296,7 +296,7 @@ def test_upload_cut_off_mid_body_leaves_nothing(target: Target, figures: Figures
 
 def test_cases_cover_every_parser_rule() -> None:
     """One table row per rule of the safetensors parser (each SafetensorsError subclass)."""
-    import storage.safetensors as sf
+    import storage.core.formats.safetensors as sf
 
     rules = {cls for cls in vars(sf).values()
              if isinstance(cls, type) and issubclass(cls, sf.SafetensorsError) and cls is not sf.SafetensorsError}

@@ -23,21 +23,21 @@ from huggingface_hub import hf_hub_download
 from sqlalchemy import select
 
 from service.app import create_app
+from storage.app.hub import FileAddition, Hub
 from storage.catalog import jobs
 from storage.catalog.models import FileSegment, Frame, StoreObject
-from storage.codecs import get_codec
-from storage.dtypes import DTYPES
-from storage.errors import IntegrityError
-from storage.frames import encode_frame, read_frame_header
-from storage.hub import FileAddition, Hub
+from storage.core.codecs import get_codec
+from storage.core.dtypes import DTYPES
+from storage.core.errors import IntegrityError
+from storage.core.frames import encode_frame, read_frame_header
 from storage.settings import load_settings
 from tests.models import finetune, make_weights, to_safetensors
 from tests.reliability.figures import Figures
 from tests.reliability.harness import REPO_ROOT
 from tests.reliability.server import running
 from tests.service.conftest import TEST_OPTIONS, TOKENS
-from workers.ingest import run_ingest
-from workers.verify import verify
+from workers.jobs.ingest import run_ingest
+from workers.jobs.verify import verify
 
 VICTIM, BYSTANDER = "alice/victim", "alice/bystander"
 

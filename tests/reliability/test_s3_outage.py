@@ -1,7 +1,7 @@
 """The S3 server fails mid-ingest: hung (paused), then gone and back (stopped and restarted).
 
 The worker runs in a subprocess and freezes itself right after writing its third store object
-(storage/faults.py in SIGSTOP mode), so the outage always begins at the same step of the same ingest.
+(storage/core/faults.py in SIGSTOP mode), so the outage always begins at the same step of the same ingest.
 The test then breaks S3, lets the worker run on into the outage for a few seconds, and repairs S3.
 The worker must ride it out with its retries, finish every job, and leave no partial object behind:
 every object in the bucket is either referenced by the catalog with its full size, or an orphan of a
@@ -23,14 +23,14 @@ import pytest
 from sqlalchemy import func, select
 
 from storage.catalog.models import IngestJob
-from storage.errors import DeltahubError
+from storage.core.errors import DeltahubError
 from tests.reliability import scenario
 from tests.reliability.figures import Figures
 from tests.reliability.harness import Backend, s3_overrides, start_driver, tail, wait_stopped
 from tests.reliability.invariants import check_clean, check_committed
 from tests.reliability.s3server import S3Server
-from workers.gc import collect_garbage
-from workers.verify import verify
+from workers.jobs.gc import collect_garbage
+from workers.jobs.verify import verify
 
 OUTAGE_SECONDS = 4.0
 STOP_AT = "ingest.after_object_write:3"

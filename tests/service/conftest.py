@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from service.app import create_app
 from service.auth import StaticTokenStore, TokenInfo
 from service.options import ServiceOptions
-from storage.hub import Hub
+from storage.app.hub import Hub
 from storage.settings import load_settings
 from workers.inprocess import InProcessQueue
 from workers.runtime import open_hub

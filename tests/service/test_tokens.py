@@ -18,9 +18,9 @@ from service.tokens import (
     ensure_admin_token,
     token_digest,
 )
+from storage.app.hub import Hub
 from storage.catalog.models import Token
-from storage.errors import Conflict, InvalidInput, NotFound
-from storage.hub import Hub
+from storage.core.errors import Conflict, InvalidInput, NotFound
 from storage.settings import load_settings
 
 

@@ -35,7 +35,7 @@ from storage.catalog.models import (
     Token,
     TreeEntry,
 )
-from storage.errors import Conflict, InvalidInput
+from storage.core.errors import Conflict, InvalidInput
 
 # Beyond 32 bits: sizes and offsets of real model files and packs.
 BIG = 5 * 2**30 + 7
@@ -344,7 +344,7 @@ def test_unsupported_databases_are_refused(url: str) -> None:
 
 
 def test_an_unmigrated_or_unreachable_catalog_says_what_to_do(tmp_path: Path) -> None:
-    from storage.errors import CatalogNotMigrated, CatalogUnavailable
+    from storage.core.errors import CatalogNotMigrated, CatalogUnavailable
 
     empty = session_factory(make_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}"))
     with pytest.raises(CatalogNotMigrated, match="run `deltahub admin migrate`"), session_scope(empty) as s:

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage.errors import InvalidInput, StoreError, TransientStoreError
+from storage.core.errors import InvalidInput, StoreError, TransientStoreError
 from storage.objectstore import InvalidKey, LocalObjectStore, ObjectNotFound, ObjectStore
 from storage.objectstore import s3 as s3_backend
 from storage.objectstore.s3 import S3ObjectStore

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.errors import InvalidInput
+from storage.core.errors import InvalidInput
 from storage.settings import InvalidSettings, Settings, load_settings
 
 PRODUCTION = {

@@ -27,17 +27,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from storage.app.hub import FileStateName, Hub
 from storage.catalog import jobs
 from storage.catalog.jobs import JobView
 from storage.catalog.models import FileObject, IngestJob, JobState
-from storage.hub import FileStateName, Hub
 from storage.objectstore import LocalObjectStore, ObjectStore
 from storage.settings import InvalidSettings, Settings, load_settings
 from tests.hubs import make_hub, push, read_all
 from tests.models import finetune, make_weights, to_safetensors
 from workers.celery_app import INGEST_TASK, celery_config, create_app, ingest_time_limits
 from workers.celery_queue import CeleryQueue, requeue_unfinished
-from workers.ingest import MAX_ATTEMPTS
+from workers.jobs.ingest import MAX_ATTEMPTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"

@@ -1,0 +1,74 @@
+"""The `deltahub` command: serve the hub, run workers, push and pull models, administer a deployment.
+
+Commands live in service/cli_*.py; this module assembles them and owns how they fail: an expected error
+(any DeltahubError) is one line on stderr saying what went wrong and what to do, and the process exits
+with that error's code (docs/cli.md lists them). Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+from importlib import metadata
+from typing import IO, Any
+
+import click
+from rich.markup import escape
+
+from service.cli import cli_admin, cli_pull, cli_push, cli_serve, cli_tokens
+from service.cli.common import LocalFilesError, err_console
+from storage.core.errors import DeltahubError
+
+
+def _version() -> str:
+    try:
+        return metadata.version("deltahub")
+    except metadata.PackageNotFoundError:  # run from a source tree that was not pip-installed
+        return "0+unknown"
+
+
+class CommandFailed(click.ClickException):
+    """A DeltahubError on its way out of the CLI, with the error class's exit code."""
+
+    def __init__(self, error: DeltahubError) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.exit_code = error.exit_code
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        err_console.print(f"[bold red]error:[/] {escape(self.message)}", soft_wrap=True)
+
+
+class DeltahubGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DeltahubError as error:
+            raise CommandFailed(error) from error
+        except OSError as error:
+            if error.errno == errno.EPIPE:
+                raise  # output piped into `head` and the like: Click ends quietly
+            # The local disk: a folder that cannot be read, a full or read-only file system.
+            failure = LocalFilesError(path=error.filename or "?", reason=error.strerror or str(error))
+            raise CommandFailed(failure) from error
+
+
+@click.group(cls=DeltahubGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version=_version(), prog_name="deltahub")
+def cli() -> None:
+    """Self-hosted model hub storage: push and pull models, stored losslessly in a fraction of the space."""
+
+
+cli.add_command(cli_serve.serve)
+cli.add_command(cli_serve.worker)
+cli.add_command(cli_push.push)
+cli.add_command(cli_pull.pull)
+cli.add_command(cli_admin.admin)
+cli_admin.admin.add_command(cli_tokens.token)
+
+
+def main() -> None:
+    cli.main(prog_name="deltahub")
+
+
+if __name__ == "__main__":
+    main()

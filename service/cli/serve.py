@@ -1,0 +1,99 @@
+"""`deltahub serve` (the HTTP API, with an in-process worker in embedded mode) and `deltahub worker`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from service.cli.common import console, data_dir_option, err_console, is_embedded, redact_url, settings_for
+from storage.core.errors import InvalidInput
+from storage.settings import Settings
+
+LOG_LEVELS = click.Choice(["critical", "error", "warning", "info", "debug"])
+
+
+def describe(settings: Settings) -> str:
+    catalog = redact_url(settings.resolved_database_url)
+    if settings.store_backend == "s3":
+        store = f"s3://{settings.s3_bucket}/{settings.s3_prefix}"
+    else:
+        store = str(settings.resolved_store_dir)
+    ingest = "in-process worker" if is_embedded(settings) else f"Celery via {redact_url(settings.broker_url or '')}"
+    return f"catalog {catalog}, store {store}, ingest by {ingest}"
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to listen on [default: $DELTAHUB_HOST or 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to listen on [default: $DELTAHUB_PORT or 8000].")
+@data_dir_option
+@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: str) -> None:
+    """Serve the hub over HTTP (Hugging Face-compatible routes and /api/v1).
+
+    With no DELTAHUB_* settings this is the embedded mode: a SQLite catalog, a local object store and
+    an in-process ingest worker, all under the data directory. DELTAHUB_DATABASE_URL,
+    DELTAHUB_STORE_BACKEND=s3 and DELTAHUB_BROKER_URL switch to PostgreSQL, S3 and Celery workers.
+    """
+    import uvicorn
+
+    from service.app import create_app
+    from service.tokens import CatalogTokenStore, ensure_admin_token
+    from workers.runtime import open_hub
+
+    settings = settings_for(data_dir, host=host, port=port)
+    hub = open_hub(settings)
+    tokens = CatalogTokenStore(hub.session)
+    console.print(f"deltahub: {describe(settings)}")
+    if is_embedded(settings):
+        written = ensure_admin_token(tokens, settings.data_dir)
+        if written is not None:
+            console.print(
+                f"created an admin token (write access), written to {written} (readable by you only);"
+                " pass it as --token or HF_TOKEN"
+            )
+    app = create_app(hub, settings, tokens)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+    finally:
+        _stop_ingest(hub.queue)
+        hub.engine.dispose()
+
+
+def _stop_ingest(queue: object) -> None:
+    shutdown = getattr(queue, "shutdown", None)
+    if shutdown is None:
+        return
+    err_console.print(
+        "deltahub: stopping the ingest worker after its current jobs (Ctrl-C again to stop now; they resume on restart)"
+    )
+    try:
+        shutdown()
+    except KeyboardInterrupt:
+        # Ingest is idempotent and unfinished jobs are resumed on the next start: nothing is lost.
+        os._exit(130)
+
+
+@click.command()
+@click.option(
+    "--concurrency", "-c", type=int, default=None, help="Ingest processes [default: $DELTAHUB_INGEST_WORKERS or 2]."
+)
+@data_dir_option
+@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+def worker(concurrency: int | None, data_dir: Path | None, log_level: str) -> None:
+    """Run a Celery ingest worker for a distributed deployment (same settings as `serve`).
+
+    Start as many as you like, on any machine that reaches the broker, database and object store.
+    """
+    settings = settings_for(data_dir)
+    if is_embedded(settings):
+        raise InvalidInput(
+            detail="a worker needs a broker: set DELTAHUB_BROKER_URL (e.g. redis://host:6379/0); "
+            "in embedded mode `deltahub serve` runs ingest itself"
+        )
+    if concurrency is not None and concurrency < 1:
+        raise InvalidInput(detail=f"--concurrency must be at least 1, not {concurrency}")
+    from workers.celery_app import run_worker
+
+    run_worker(settings, concurrency=concurrency or settings.ingest_workers, loglevel=log_level.upper())

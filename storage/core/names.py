@@ -1,0 +1,69 @@
+"""Validation of the names users send: repository ids, branch names, file paths, hashes.
+
+Every name arrives from the network, so each check is strict and says what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+
+from storage.core.errors import InvalidInput, InvalidPath, InvalidRepoName
+
+# The Hugging Face Hub's own rule for each part of a repository id.
+_REPO_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+_BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+MAX_PATH_BYTES = 1024
+
+
+def split_repo_id(repo_id: str) -> tuple[str, str]:
+    """"namespace/name" → (namespace, name); a bare "name" has the empty namespace."""
+    parts = repo_id.split("/")
+    if len(parts) > 2:
+        raise InvalidRepoName(repo_id=repo_id, reason="at most one '/' (namespace/name)")
+    for part in parts:
+        if not _REPO_PART.match(part):
+            raise InvalidRepoName(
+                repo_id=repo_id,
+                reason="each part is 1-96 letters, digits, '.', '_' or '-', starting and ending alphanumeric",
+            )
+        if "--" in part or ".." in part:
+            raise InvalidRepoName(repo_id=repo_id, reason="'--' and '..' are not allowed")
+    return (parts[0], parts[1]) if len(parts) == 2 else ("", parts[0])
+
+
+def check_branch(branch: str) -> str:
+    if not _BRANCH.match(branch) or ".." in branch or branch.startswith("/") or branch.endswith("/"):
+        raise InvalidInput(detail=f"invalid branch name {branch!r}")
+    return branch
+
+
+def is_commit_oid(revision: str) -> bool:
+    return bool(_HEX40.match(revision))
+
+
+def check_sha256(value: str) -> str:
+    if not _HEX64.match(value):
+        raise InvalidInput(detail=f"invalid sha256 {value!r}: expected 64 lowercase hex digits")
+    return value
+
+
+def check_path(path: str) -> str:
+    """A file path inside a repository: relative, '/'-separated, no '.' or '..' parts, no NUL."""
+    if not path:
+        raise InvalidPath(path=path, reason="empty")
+    if "\x00" in path:
+        raise InvalidPath(path=path, reason="contains a NUL byte")
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise InvalidPath(path=path, reason=f"longer than {MAX_PATH_BYTES} bytes")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        raise InvalidPath(path=path, reason="absolute paths are not allowed")
+    if "\\" in path:
+        raise InvalidPath(path=path, reason="backslashes are not allowed")
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise InvalidPath(path=path, reason="empty, '.' and '..' path parts are not allowed")
+    if any(ord(c) < 0x20 for c in path):
+        raise InvalidPath(path=path, reason="control characters are not allowed")
+    return path

@@ -1,0 +1,209 @@
+"""Encoding tensors into frames and writing them to the store, in bounded memory.
+
+A tensor is read and encoded a window at a time (a few frames), so a multi-GB tensor never sits in
+memory whole. Every frame is decoded and compared with the original before it is kept (the codecs'
+`verify`), and objects are written before anything in the catalog points at them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from storage.app.hub import Hub
+from storage.catalog import files
+from storage.catalog.plans import FramePlan, TensorPlan
+from storage.core import casts
+from storage.core.codecs import get_codec
+from storage.core.dtypes import DTYPES, DType
+from storage.core.faults import crash_point
+from storage.core.frames import encode_tensor
+from storage.core.packs import PackBuilder
+from storage.core.segments import Segment
+
+# Raw bytes encoded per step: 4 frames of the default 4 MiB, so a window and its base use ~32 MiB.
+WINDOW_FRAMES = 4
+# Frames of at least this many encoded bytes are objects of their own; smaller ones share packs.
+SOLO_FRAME_BYTES = 1 << 20
+
+ReadRange = Callable[[int, int], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class TensorJob:
+    segment: Segment
+    tensor_id: str
+    base: TensorPlan | None
+    base_plans: dict[str, TensorPlan] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingFrame:
+    seq: int
+    raw_offset: int
+    raw_length: int
+    ticket: int
+    length: int
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTensor:
+    """An encoded tensor whose frames may still sit in the pack being filled (placed at `finish`)."""
+
+    plan: TensorPlan  # with no frames yet
+    frames: tuple[PendingFrame, ...]
+
+    @property
+    def encoded_bytes(self) -> int:
+        return sum(f.length for f in self.frames)
+
+
+class ObjectWriter:
+    """Packs frame blobs and writes each sealed object at once (put-if-absent: retries are free)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.packer = PackBuilder(target_bytes=hub.settings.pack_target_bytes, solo_bytes=SOLO_FRAME_BYTES)
+        self.objects: list[files.NewObject] = []
+
+    def add(self, blob: bytes) -> int:
+        ticket = self.packer.add(blob)
+        self.flush()
+        return ticket
+
+    def flush(self, *, seal: bool = False) -> None:
+        if seal:
+            self.packer.seal()
+        for obj in self.packer.take_sealed():
+            self.hub.store.put_if_absent(obj.key, obj.data)
+            crash_point("ingest.after_object_write")
+            self.objects.append(files.NewObject(obj.key, len(obj.data), obj.kind))
+
+    def finish(self, tensors: Sequence[PendingTensor]) -> list[TensorPlan]:
+        """Seal and write the last pack, then give each tensor its frames' places.
+
+        Placing is deferred to here so that small tensors share packs across the whole file.
+        """
+        self.flush(seal=True)
+        out = []
+        for tensor in tensors:
+            frames = []
+            for p in tensor.frames:
+                placed = self.packer.placement(p.ticket)
+                frames.append(FramePlan(p.seq, p.raw_offset, p.raw_length, placed.key, placed.offset,
+                                        placed.length, p.checksum))
+            out.append(replace(tensor.plan, frames=tuple(frames)))
+        return out
+
+
+def plan_tensors(
+    hub: Hub, segments: Sequence[Segment], digests: Sequence[str], base: BaseTensors | None
+) -> list[TensorJob]:
+    """The segments whose bytes are not stored yet, each with the base tensor to delta against."""
+    with hub.session() as s:
+        stored = files.existing_tensors(s, digests)
+    jobs: list[TensorJob] = []
+    planned: set[str] = set()
+    for segment, digest in zip(segments, digests, strict=True):
+        if digest in stored or digest in planned:
+            continue
+        planned.add(digest)
+        base_tensor = base.for_segment(segment, hub.settings.max_chain_depth) if base else None
+        jobs.append(TensorJob(segment, digest, base_tensor, base.plans if base else None))
+    return jobs
+
+
+@dataclass(frozen=True, slots=True)
+class BaseTensors:
+    """The chosen base file's tensors, by name, with the plans their chains need."""
+
+    sha256: str
+    score: float
+    by_name: dict[str, TensorPlan]
+    plans: dict[str, TensorPlan]
+
+    def for_segment(self, segment: Segment, max_depth: int) -> TensorPlan | None:
+        candidate = self.by_name.get(segment.name or "")
+        # Same shape in a dtype that predicts ours, or no delta; a chain at its bound hands over to its base.
+        while candidate is not None:
+            if not predictable(candidate, segment.dtype, segment.length):
+                return None
+            if candidate.chain_depth + 1 <= max_depth:
+                return candidate
+            candidate = self.plans.get(candidate.base_id) if candidate.base_id else None
+        return None
+
+
+def encode_windows(
+    hub: Hub,
+    writer: ObjectWriter,
+    *,
+    tensor_id: str,
+    dtype: DType,
+    shape: tuple[int, ...],
+    nbytes: int,
+    read_raw: ReadRange,
+    read_base: ReadRange | None,
+    base: TensorPlan | None,
+) -> PendingTensor:
+    """Encode one tensor window by window; each window picks its smallest codec (frames say which)."""
+    frame_bytes = hub.settings.frame_bytes
+    window = frame_bytes * WINDOW_FRAMES
+    pending: list[PendingFrame] = []
+    codec_bytes: Counter[str] = Counter()
+    configs: dict[str, dict[str, object]] = {}
+    delta_used = False
+    for start in range(0, nbytes, window):
+        end = min(nbytes, start + window)
+        raw = read_raw(start, end)
+        base_raw = read_base(start, end) if read_base is not None else None
+        encoded = encode_tensor(raw, dtype, base_raw, frame_bytes=frame_bytes, verify=True)
+        codec_bytes[encoded.codec_id] += end - start
+        configs.setdefault(encoded.codec_id, dict(encoded.config))
+        delta_used = delta_used or get_codec(encoded.codec_id, encoded.config).needs_base
+        for (a, b), blob, checksum in zip(encoded.spans, encoded.frames, encoded.checksums, strict=True):
+            pending.append(PendingFrame(len(pending), start + a, b - a, writer.add(blob), len(blob), checksum))
+            crash_point("ingest.mid_encode")
+    codec = codec_bytes.most_common(1)[0][0] if codec_bytes else "plain"
+    plan = TensorPlan(
+        tensor_id, dtype.name, shape, nbytes, codec, configs.get(codec, {}),
+        base.id if (delta_used and base) else None,
+        (base.chain_depth + 1) if (delta_used and base) else 0,
+        (),
+    )
+    return PendingTensor(plan, tuple(pending))
+
+
+def encode_and_write(hub: Hub, staging_key: str, jobs: Sequence[TensorJob]) -> files.Written:
+    writer = ObjectWriter(hub)
+    tensors: list[PendingTensor] = []
+    for job in jobs:
+        seg = job.segment
+
+        def read_raw(a: int, b: int, seg: Segment = seg) -> bytes:
+            return hub.store.get(staging_key, seg.offset + a, seg.offset + b)
+
+        read_base = None
+        if job.base is not None and job.base_plans is not None:
+            read_base = base_reader(hub, job.base_plans, job.base.id, seg.dtype)
+        tensors.append(
+            encode_windows(
+                hub, writer, tensor_id=job.tensor_id, dtype=seg.dtype, shape=seg.shape, nbytes=seg.length,
+                read_raw=read_raw, read_base=read_base, base=job.base,
+            )
+        )
+    placed = writer.finish(tensors)
+    return files.Written(tensors=placed, objects=writer.objects)
+
+
+def predictable(base: TensorPlan, dtype: DType, nbytes: int) -> bool:
+    """Whether `base` can serve as the base of a tensor of this dtype and byte length."""
+    base_dtype = DTYPES[base.dtype]
+    return casts.can_predict(base_dtype, dtype) and base.nbytes == nbytes * casts.ratio(base_dtype, dtype)
+
+
+def base_reader(hub: Hub, base_plans: dict[str, TensorPlan], base_id: str, dtype: DType) -> ReadRange:
+    """Bytes [a, b) of the base as the target's dtype sees them (cast-predicted when dtypes differ)."""
+    return hub.reader.base_range_reader(base_plans, base_id, dtype)
