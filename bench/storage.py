@@ -227,7 +227,7 @@ if mode == "ingest":
         with path.open("rb") as f:
             while block := f.read(8 << 20):
                 yield block
-    from storage.app.hub import FileAddition
+    from storage.app.views import FileAddition
     hub.create_repo("big/model", exist_ok=True)
     info = hub.upload(chunks(), expected_size=size)
     hub.commit("big/model", "main", message="big", additions=[FileAddition("model.safetensors", info.sha256)])

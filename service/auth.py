@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from service.errors import INVALID_CREDENTIALS, Forbidden, Unauthorized
-from storage.app.hub import HubApi, RepoInfo
+from storage.app.hub import HubApi
+from storage.app.views import RepoInfo
 from storage.core.errors import RepoNotFound
 
 

@@ -12,7 +12,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.app.hub import CommitInfo, RepoInfo, TreeEntry
+from storage.app.views import CommitInfo, RepoInfo, TreeEntry
 
 
 def git_blob_sha1(content: bytes) -> str:

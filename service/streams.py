@@ -14,7 +14,8 @@ import anyio.from_thread
 import anyio.to_thread
 
 from service.errors import PayloadTooLarge
-from storage.app.hub import FileInfo, HubApi
+from storage.app.hub import HubApi
+from storage.app.views import FileInfo
 from storage.core.errors import UploadMismatch
 
 

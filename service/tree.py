@@ -11,7 +11,7 @@ import hashlib
 from typing import Any
 
 from service.hf_json import tree_directory, tree_file
-from storage.app.hub import TreeEntry
+from storage.app.views import TreeEntry
 
 
 def list_tree(entries: list[TreeEntry], directory: str, *, recursive: bool) -> list[dict[str, Any]] | None:

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, gt=0, lt=65536)
 
     @property
+    def embedded(self) -> bool:
+        """Embedded mode: no broker, so ingest runs on a thread pool inside the serving process."""
+        return self.broker_url is None
+
+    @property
     def resolved_database_url(self) -> str:
         if self.database_url is not None:
             return self.database_url

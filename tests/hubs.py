@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from storage.app.hub import FileAddition, Hub
+from storage.app.hub import Hub
+from storage.app.views import FileAddition
 from storage.catalog.db import upgrade
 from storage.objectstore import ObjectStore
 from storage.settings import load_settings

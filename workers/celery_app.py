@@ -6,21 +6,17 @@ reads no environment: the app reads the DELTAHUB_* settings when Celery first ne
 what senders (`CeleryQueue`) and `run_worker` use.
 
 Only workers/ imports Celery: the hub sees an `IngestQueue` (workers/celery_queue.py), nothing more.
+Imports run one way: celery_app ← celery_queue ← runtime ← tasks.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 from celery import Celery, bootsteps
 
 from storage.settings import InvalidSettings, Settings, load_settings
-
-if TYPE_CHECKING:
-    from storage.app.hub import Hub
 
 INGEST_TASK = "deltahub.ingest"
 GC_TASK = "deltahub.gc"
@@ -89,15 +85,13 @@ def celery_config(settings: Settings, queue: str = DEFAULT_QUEUE) -> dict[str, A
 
 
 class DeltahubCelery(Celery):
-    """A Celery app that knows deltahub's settings and holds one Hub per worker process."""
+    """A Celery app that knows deltahub's settings (the worker's hub is built by workers/tasks.py)."""
 
     def __init__(self, settings: Settings | None = None, *, queue: str = DEFAULT_QUEUE) -> None:
         super().__init__("deltahub", include=["workers.tasks"])
         self._settings = settings
         self.ingest_queue = queue
         self.retry_base_seconds = RETRY_BASE_SECONDS
-        self._hub: Hub | None = None
-        self._hub_lock = threading.Lock()
         # A promise: evaluated when Celery first reads its configuration, not here.
         self.add_defaults(lambda: celery_config(self.deltahub_settings(), queue))
         self.user_options["worker"].add(
@@ -116,17 +110,6 @@ class DeltahubCelery(Celery):
             self._settings = load_settings()
         return self._settings
 
-    def hub(self) -> Hub:
-        """This process's hub, built on first use: after a prefork worker has forked its children,
-        so that no database connection or store client is shared across processes."""
-        with self._hub_lock:
-            if self._hub is None:
-                from workers.runtime import open_hub
-
-                # Workers never migrate: schema changes are the deployment's step, run once.
-                self._hub = open_hub(self.deltahub_settings(), migrate=False)
-            return self._hub
-
 
 class _WorkerOptions(bootsteps.Step):
     """Applies deltahub's own `celery worker` options before the pool starts (children inherit them)."""
@@ -140,33 +123,6 @@ class _WorkerOptions(bootsteps.Step):
 def create_app(settings: Settings | None = None, *, queue: str = DEFAULT_QUEUE) -> DeltahubCelery:
     """A Celery app for `settings` (None: read DELTAHUB_* when the configuration is first needed)."""
     return DeltahubCelery(settings, queue=queue)
-
-
-def run_worker(
-    settings: Settings,
-    *,
-    concurrency: int | None = None,
-    queues: Sequence[str] = (DEFAULT_QUEUE,),
-    loglevel: str = "INFO",
-    extra_options: Sequence[str] = (),
-) -> None:
-    """Run a Celery worker in this process until it is told to stop (`deltahub worker`).
-
-    `extra_options` are more `celery worker` options, e.g. `--ingest-retry-base=0.1` or `--pool=solo`.
-    """
-    from workers.celery_queue import requeue_stale
-
-    requeue_stale(settings, queue=queues[0])
-    worker_app = create_app(settings, queue=queues[0])
-    worker_app.worker_main(
-        [
-            "worker",
-            f"--loglevel={loglevel}",
-            f"--concurrency={concurrency or settings.ingest_workers}",
-            f"--queues={','.join(queues)}",
-            *extra_options,
-        ]
-    )
 
 
 # What `celery -A workers.celery_app` loads; configured from the environment when first used.

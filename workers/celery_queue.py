@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from kombu.exceptions import OperationalError as BrokerError
 
+from storage.app.ports import Sessions
 from storage.catalog import jobs
 from storage.catalog.db import make_engine, session_factory, session_scope
 from storage.settings import Settings
@@ -17,14 +19,22 @@ log = logging.getLogger(__name__)
 # A commit must not hang on a dead broker: three tries within ~1.5 s, then the job is left queued in
 # the catalog, where `requeue_unfinished` finds it.
 PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+# `wait` reads the catalog this often: a job takes seconds at least, and each poll is one small query.
+WAIT_POLL_SECONDS = 0.2
 
 
 class CeleryQueue:
-    """`IngestQueue` (storage/app/hub.py) over Celery: `enqueue` sends the `deltahub.ingest` task."""
+    """`IngestQueue` (storage/app/ports.py) over Celery: `enqueue` sends the `deltahub.ingest` task.
 
-    def __init__(self, settings: Settings, *, queue: str = DEFAULT_QUEUE) -> None:
+    `sessions` opens the catalog, where `wait` watches the jobs sent (workers record their outcome there,
+    there is no result backend); a sender that never waits may leave it out.
+    """
+
+    def __init__(self, settings: Settings, sessions: Sessions | None = None, *, queue: str = DEFAULT_QUEUE) -> None:
         self.queue = queue
         self.app = create_app(settings, queue=queue)
+        self._sessions = sessions
+        self._sent: list[int] = []
 
     def enqueue(self, job_id: int) -> None:
         try:
@@ -36,6 +46,20 @@ class CeleryQueue:
             # loudly in the log, not in the user's request.
             log.error("ingest job %s is queued in the catalog but not on the broker (%s); "
                       "`requeue_unfinished` sends it again", job_id, exc)
+        self._sent.append(job_id)
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._sessions is None:
+            raise TypeError("this CeleryQueue has no catalog to wait on: build it with `sessions`")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._sent:
+            with self._sessions() as s:
+                self._sent = [j for j in self._sent if (job := jobs.get_job(s, j)) and job.state in jobs.UNFINISHED]
+            if not self._sent:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"{len(self._sent)} ingest jobs still running")
+            time.sleep(WAIT_POLL_SECONDS)
 
     def close(self) -> None:
         self.app.close()

@@ -67,7 +67,7 @@ class InProcessQueue:
                 raise TimeoutError(f"{len(pending)} ingest jobs still running")
             _wait_one(pending[0], remaining)
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
 
 

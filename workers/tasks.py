@@ -7,17 +7,20 @@ Every task is idempotent: a redelivered or duplicated message for a finished job
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import asdict
 from typing import Any, cast
 
 from celery import Task, shared_task
 
+from storage.app.hub import Hub
 from storage.catalog import jobs
 from storage.catalog.models import JobState
 from storage.core.errors import InvalidInput
 from workers.celery_app import GC_TASK, INGEST_TASK, RETRY_MAX_SECONDS, VERIFY_TASK, DeltahubCelery
 from workers.jobs import gc, verify
 from workers.jobs.ingest import MAX_ATTEMPTS, run_ingest
+from workers.runtime import open_hub
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,20 @@ MAINTENANCE_SOFT_TIME_LIMIT = 6 * 3600
 MAINTENANCE_HARD_TIME_LIMIT = MAINTENANCE_SOFT_TIME_LIMIT + 600
 
 _FINISHED = (JobState.DONE, JobState.FAILED)
+
+_hubs: dict[int, Hub] = {}
+_hubs_lock = threading.Lock()
+
+
+def worker_hub(app: DeltahubCelery) -> Hub:
+    """This process's hub for `app`, built on first use: after a prefork worker has forked its
+    children, so that no database connection or store client is shared across processes."""
+    with _hubs_lock:
+        hub = _hubs.get(id(app))
+        if hub is None:
+            # Workers never migrate: schema changes are the deployment's step, run once.
+            hub = _hubs[id(app)] = open_hub(app.deltahub_settings(), migrate=False)
+        return hub
 
 
 def retry_countdown(base_seconds: float, attempt: int) -> float:
@@ -49,7 +66,7 @@ def retry_countdown(base_seconds: float, attempt: int) -> float:
 def ingest(self: Task, job_id: int) -> dict[str, Any] | None:
     """Ingest the file of job `job_id`; retried with backoff, failed for good after MAX_ATTEMPTS."""
     app = cast(DeltahubCelery, self.app)
-    hub = app.hub()
+    hub = worker_hub(app)
     with hub.session() as s:
         job = jobs.get_job(s, job_id)
     if job is None or job.state in _FINISHED:
@@ -91,7 +108,7 @@ def ingest(self: Task, job_id: int) -> dict[str, Any] | None:
     time_limit=MAINTENANCE_HARD_TIME_LIMIT,
 )
 def collect_garbage(self: Task, dry_run: bool = False) -> dict[str, int]:
-    report = gc.collect_garbage(cast(DeltahubCelery, self.app).hub(), dry_run=dry_run)
+    report = gc.collect_garbage(worker_hub(cast(DeltahubCelery, self.app)), dry_run=dry_run)
     return {
         "files": report.files,
         "tensors": report.tensors,
@@ -109,7 +126,7 @@ def collect_garbage(self: Task, dry_run: bool = False) -> dict[str, int]:
     time_limit=MAINTENANCE_HARD_TIME_LIMIT,
 )
 def verify_files(self: Task, sample: int | None = None) -> dict[str, int]:
-    report = verify.verify(cast(DeltahubCelery, self.app).hub(), sample=sample)
+    report = verify.verify(worker_hub(cast(DeltahubCelery, self.app)), sample=sample)
     for problem in report.problems:
         log.error("verify: file %s at %s: %s", problem.sha256, problem.locations, problem.error)
     return {"checked": report.checked, "bytes_checked": report.bytes_checked, "problems": len(report.problems)}

@@ -1,8 +1,9 @@
 """The `deltahub` command: serve the hub, run workers, push and pull models, administer a deployment.
 
-Commands live in service/cli_*.py; this module assembles them and owns how they fail: an expected error
-(any DeltahubError) is one line on stderr saying what went wrong and what to do, and the process exits
-with that error's code (docs/cli.md lists them). Anything else is a bug and keeps its traceback.
+Commands live in this package, one module per command group; this module assembles them and owns how
+they fail: an expected error (any DeltahubError) is one line on stderr saying what went wrong and what
+to do, and the process exits with that error's code (docs/cli.md lists them). Anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import IO, Any
 import click
 from rich.markup import escape
 
-from service.cli import cli_admin, cli_pull, cli_push, cli_serve, cli_tokens
+from service.cli import admin, pull, push, serve, tokens
 from service.cli.common import LocalFilesError, err_console
 from storage.core.errors import DeltahubError
 
@@ -58,17 +59,14 @@ def cli() -> None:
     """Self-hosted model hub storage: push and pull models, stored losslessly in a fraction of the space."""
 
 
-cli.add_command(cli_serve.serve)
-cli.add_command(cli_serve.worker)
-cli.add_command(cli_push.push)
-cli.add_command(cli_pull.pull)
-cli.add_command(cli_admin.admin)
-cli_admin.admin.add_command(cli_tokens.token)
+cli.add_command(serve.serve)
+cli.add_command(serve.worker)
+cli.add_command(push.push)
+cli.add_command(pull.pull)
+cli.add_command(admin.admin)
+admin.admin.add_command(tokens.token)
 
 
 def main() -> None:
     cli.main(prog_name="deltahub")
 
-
-if __name__ == "__main__":
-    main()

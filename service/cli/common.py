@@ -101,10 +101,6 @@ def settings_for(data_dir: Path | None, **overrides: Any) -> Settings:
     return load_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def is_embedded(settings: Settings) -> bool:
-    return settings.broker_url is None
-
-
 def default_catalog(settings: Settings) -> Path | None:
     """The SQLite file of the embedded catalog, when no database URL names another catalog."""
     return settings.data_dir / "catalog.sqlite3" if settings.database_url is None else None
@@ -127,7 +123,7 @@ def admin_hub(settings: Settings, *, create: bool = False) -> Iterator[Hub]:
     try:
         yield hub
     finally:
-        hub.engine.dispose()
+        hub.close()
 
 
 def redact_url(url: str) -> str:

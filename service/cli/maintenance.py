@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from service.cli.common import NoDeployment, console, default_catalog, is_embedded
+from service.cli.common import NoDeployment, console, default_catalog
 from storage.app.hub import Hub
 from storage.catalog import files as catalog_files
 from storage.catalog import jobs as catalog_jobs
@@ -82,17 +82,15 @@ def requeue_jobs(settings: Settings, *, unfinished: bool) -> None:
         if not job_ids:
             console.print("nothing to requeue: no failed files" + ("" if unfinished else " (see --unfinished)"))
             return
+        assert hub.queue is not None  # open_hub always gives the hub a queue
         for job_id in job_ids:
-            hub.queue.enqueue(job_id)  # type: ignore[union-attr]
-        if is_embedded(settings):
+            hub.queue.enqueue(job_id)
+        if settings.embedded:
             with console.status(f"running {len(job_ids)} ingest jobs"):
-                hub.queue.wait()  # type: ignore[union-attr]
+                hub.queue.wait()
         _print_jobs(hub, job_ids)
     finally:
-        shutdown = getattr(hub.queue, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
-        hub.engine.dispose()
+        hub.close()
 
 
 def _print_jobs(hub: Hub, job_ids: list[int]) -> None:

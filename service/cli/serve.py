@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from service.cli.common import console, data_dir_option, err_console, is_embedded, redact_url, settings_for
+from service.cli.common import console, data_dir_option, err_console, redact_url, settings_for
 from storage.core.errors import InvalidInput
 from storage.settings import Settings
+
+if TYPE_CHECKING:
+    from storage.app.hub import Hub
 
 LOG_LEVELS = click.Choice(["critical", "error", "warning", "info", "debug"])
 
@@ -20,7 +24,7 @@ def describe(settings: Settings) -> str:
         store = f"s3://{settings.s3_bucket}/{settings.s3_prefix}"
     else:
         store = str(settings.resolved_store_dir)
-    ingest = "in-process worker" if is_embedded(settings) else f"Celery via {redact_url(settings.broker_url or '')}"
+    ingest = "in-process worker" if settings.embedded else f"Celery via {redact_url(settings.broker_url or '')}"
     return f"catalog {catalog}, store {store}, ingest by {ingest}"
 
 
@@ -46,7 +50,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
     hub = open_hub(settings)
     tokens = CatalogTokenStore(hub.session)
     console.print(f"deltahub: {describe(settings)}")
-    if is_embedded(settings):
+    if settings.embedded:
         written = ensure_admin_token(tokens, settings.data_dir)
         if written is not None:
             console.print(
@@ -57,19 +61,17 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
     finally:
-        _stop_ingest(hub.queue)
-        hub.engine.dispose()
+        _close(hub)
 
 
-def _stop_ingest(queue: object) -> None:
-    shutdown = getattr(queue, "shutdown", None)
-    if shutdown is None:
-        return
-    err_console.print(
-        "deltahub: stopping the ingest worker after its current jobs (Ctrl-C again to stop now; they resume on restart)"
-    )
+def _close(hub: Hub) -> None:
+    if hub.settings.embedded:
+        err_console.print(
+            "deltahub: stopping the ingest worker after its current jobs"
+            " (Ctrl-C again to stop now; they resume on restart)"
+        )
     try:
-        shutdown()
+        hub.close()
     except KeyboardInterrupt:
         # Ingest is idempotent and unfinished jobs are resumed on the next start: nothing is lost.
         os._exit(130)
@@ -87,13 +89,13 @@ def worker(concurrency: int | None, data_dir: Path | None, log_level: str) -> No
     Start as many as you like, on any machine that reaches the broker, database and object store.
     """
     settings = settings_for(data_dir)
-    if is_embedded(settings):
+    if settings.embedded:
         raise InvalidInput(
             detail="a worker needs a broker: set DELTAHUB_BROKER_URL (e.g. redis://host:6379/0); "
             "in embedded mode `deltahub serve` runs ingest itself"
         )
     if concurrency is not None and concurrency < 1:
         raise InvalidInput(detail=f"--concurrency must be at least 1, not {concurrency}")
-    from workers.celery_app import run_worker
+    from workers.celery_worker import run_worker
 
     run_worker(settings, concurrency=concurrency or settings.ingest_workers, loglevel=log_level.upper())

@@ -13,7 +13,8 @@ from service.deps import BaseUrlDep, HubDep, OptionsDep, RepoIdDep, RevisionDep,
 from service.errors import NotSupported
 from service.hf_json import git_blob_sha1
 from service.streams import ndjson_lines
-from storage.app.hub import FileAddition, FileInfo, HubApi
+from storage.app.hub import HubApi
+from storage.app.views import FileAddition, FileInfo
 from storage.core.errors import InvalidInput, RevisionNotFound, UploadMismatch
 from storage.core.faults import crash_point
 from storage.core.names import split_repo_id

@@ -14,7 +14,8 @@ from service.auth import TokenInfo, readable_repo
 from service.deps import CallerDep, FilePathDep, HubDep, OptionsDep, RepoIdDep, RevisionDep
 from service.errors import PayloadTooLarge
 from service.tree import list_tree, page_after
-from storage.app.hub import CommitInfo, HubApi
+from storage.app.hub import HubApi
+from storage.app.views import CommitInfo
 from storage.core.errors import EntryNotFound, InvalidInput, RevisionNotFound
 
 router = APIRouter(tags=["huggingface-compatible"])

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from service.auth import readable_repo
 from service.deps import CallerDep, HubDep, RepoIdDep, StateDep
 from service.errors import Unauthorized
-from storage.app.hub import CommitInfo, FileInfo, RepoInfo
+from storage.app.views import CommitInfo, FileInfo, RepoInfo
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["deltahub"])

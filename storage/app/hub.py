@@ -1,11 +1,10 @@
-"""The hub: one object the HTTP service, the CLI and the workers talk to.
+"""The hub: the one facade the HTTP service and the CLI talk to.
 
-It ties the catalog (repositories, commits, files), the object store (staging and packed frames) and the
-ingest queue together. Routes and commands stay thin: they parse a request, call one method here and map
-the result (or a DeltahubError) to a response.
-
-Files are addressed by the SHA-256 of their bytes (the hub's LFS oid). A file is readable the moment its
-upload completes: it is served from staging until ingest has stored it in reduced form.
+It owns the adapters (the SQL catalog, the object store, the ingest queue, the reconstruction reader)
+and delegates each call to the use case it belongs to (storage/app/uploads.py, commits.py, reads.py,
+repositories.py). Routes and commands stay thin: they parse a request, call one method here and map the
+result (or a DeltahubError) to a response. The jobs (workers/jobs) see the same object through the
+narrow `JobContext` they declare.
 """
 
 from __future__ import annotations
@@ -13,21 +12,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from storage.app.commits import Commits
+from storage.app.ports import IngestQueue
 from storage.app.reader import Reader
-from storage.app.staging import read_safetensors_header, sniff_safetensors, stage
-from storage.catalog import jobs, repos
+from storage.app.reads import Reads
+from storage.app.repositories import Repositories
+from storage.app.uploads import Uploads
+from storage.app.views import CommitInfo, FileAddition, FileInfo, RepoInfo, TreeEntry
 from storage.catalog.accounting import storage_report
-from storage.catalog.db import make_engine, session_factory, session_scope, unique_conflicts, upgrade
-from storage.catalog.models import Commit, FileKind, FileObject, FileState, Repository
-from storage.core.declared import base_from_config, base_from_model_card
-from storage.core.errors import Conflict, FileNotStored, InvalidInput, RepoExists
-from storage.core.faults import crash_point
-from storage.core.names import check_branch, check_path, check_sha256, is_commit_oid
-from storage.objectstore import ObjectNotFound, ObjectStore
+from storage.catalog.db import make_engine, session_factory, session_scope, upgrade
+from storage.objectstore import ObjectStore, open_store
 from storage.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,100 +32,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FileStateName = Literal["staged", "stored", "failed"]
-
 # Decoded frames kept for reuse: a base's frames are read once per fine-tune frame that needs them;
 # 256 MiB holds 64 default-size frames, one model layer's worth for 7B-class models.
 FRAME_CACHE_BYTES = 256 << 20
 
-
-@dataclass(frozen=True, slots=True)
-class RepoInfo:
-    id: int
-    namespace: str
-    name: str
-    private: bool
-    created_at: datetime
-
-    @property
-    def repo_id(self) -> str:
-        return f"{self.namespace}/{self.name}" if self.namespace else self.name
-
-
-@dataclass(frozen=True, slots=True)
-class CommitInfo:
-    oid: str
-    parent_oid: str | None
-    message: str
-    author: str | None
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class FileInfo:
-    sha256: str
-    size: int
-    kind: Literal["safetensors", "blob"]
-    state: FileStateName
-    error: str | None = None
-    # The latest ingest job's state (queued, running, done, failed); None when none was queued. A file is
-    # readable once "stored", but its job may still be rebasing relatives onto it.
-    ingest: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TreeEntry:
-    path: str
-    file: FileInfo
-
-
-@dataclass(frozen=True, slots=True)
-class FileAddition:
-    path: str
-    sha256: str
-
-
-class IngestQueue(Protocol):
-    """Where ingest jobs go: an in-process pool (embedded mode) or Celery (distributed)."""
-
-    def enqueue(self, job_id: int) -> None: ...
+# A SHA-256 no upload can have: looking it up touches the catalog and nothing else.
+_PROBE_SHA256 = "0" * 64
 
 
 class HubApi(Protocol):
     """What the service and CLI may call. `repo_id` is "namespace/name" (or a bare "name")."""
 
-    # Repositories
+    # Repositories (storage/app/repositories.py)
     def create_repo(self, repo_id: str, *, private: bool = False, exist_ok: bool = False) -> RepoInfo: ...
     def get_repo(self, repo_id: str) -> RepoInfo: ...
     def list_repos(self) -> list[RepoInfo]: ...
     def delete_repo(self, repo_id: str) -> None: ...
-
-    # Revisions and trees
-    def resolve(self, repo_id: str, revision: str) -> CommitInfo:
-        """A branch name or a full 40-hex commit id → the commit (RevisionNotFound otherwise)."""
-        ...
-
+    def set_private(self, repo_id: str, private: bool) -> RepoInfo: ...
+    def resolve(self, repo_id: str, revision: str) -> CommitInfo: ...
     def list_branches(self, repo_id: str) -> dict[str, str]: ...
     def list_commits(self, repo_id: str, revision: str) -> list[CommitInfo]: ...
-    def list_tree(self, repo_id: str, commit_oid: str) -> list[TreeEntry]:
-        """Every file of the commit, sorted by path."""
-        ...
+    def list_tree(self, repo_id: str, commit_oid: str) -> list[TreeEntry]: ...
+    def get_entry(self, repo_id: str, commit_oid: str, path: str) -> TreeEntry: ...
 
-    def get_entry(self, repo_id: str, commit_oid: str, path: str) -> TreeEntry:
-        """One file of the commit (EntryNotFound otherwise)."""
-        ...
-
-    # Writes
-    def has_file(self, sha256: str) -> bool:
-        """True when the bytes are already held (staged or stored): the upload can be skipped."""
-        ...
-
+    # Uploads and commits (storage/app/uploads.py, commits.py)
+    def has_file(self, sha256: str) -> bool: ...
     def upload(
         self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None
-    ) -> FileInfo:
-        """Stream bytes to staging, hashing as they pass; UploadMismatch when size or hash differ."""
-        ...
-
+    ) -> FileInfo: ...
     def commit(
         self,
         repo_id: str,
@@ -141,32 +71,29 @@ class HubApi(Protocol):
         parent_oid: str | None = None,
         author: str | None = None,
         declared_base: str | None = None,
-    ) -> CommitInfo:
-        """A new commit on `branch` (created if absent). Every added sha256 must be held already.
+    ) -> CommitInfo: ...
 
-        Queues ingest for the files that are still staged; `declared_base` ("namespace/name") is the
-        uploader's claim of the base model, a hint that ingest checks.
-        """
-        ...
-
-    # Reads
+    # Reads (storage/app/reads.py)
     def file_info(self, sha256: str) -> FileInfo: ...
-    def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Bytes [start, end) of a file, streamed, from staging or rebuilt from stored frames."""
-        ...
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
 
+    # Operations
     def stats(self) -> dict[str, object]:
         """Storage accounting: logical vs physical bytes, savings by source, per repository and family."""
         ...
 
-    def set_private(self, repo_id: str, private: bool) -> RepoInfo: ...
     def health(self) -> dict[str, bool]:
         """Whether the catalog and the object store answer."""
         ...
 
 
 class Hub:
-    """The concrete hub over a SQL catalog and an object store (see HubApi for the contract)."""
+    """The concrete hub over a SQL catalog and an object store (see HubApi for the contract).
+
+    `queue` takes the ingest jobs a commit queues; `queue_for` builds one that needs the hub itself
+    (the in-process pool runs jobs against it). With neither, jobs are recorded and left for someone to
+    run (tests, `admin requeue`).
+    """
 
     def __init__(
         self,
@@ -175,119 +102,81 @@ class Hub:
         engine: Engine | None = None,
         store: ObjectStore | None = None,
         queue: IngestQueue | None = None,
+        queue_for: Callable[[Hub], IngestQueue] | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine or make_engine(settings.resolved_database_url)
         self.sessions = session_factory(self.engine)
         self.store = store or open_store(settings)
-        # No queue: jobs are recorded and left for someone to run (tests, `admin ingest`).
-        self.queue = queue
         self.reader = Reader(self.store, self.sessions, cache_bytes=FRAME_CACHE_BYTES)
+        self.queue = queue_for(self) if queue_for is not None else queue
+        self.repositories = Repositories(self.session)
+        self.uploads = Uploads(settings, self.session, self.store)
+        self.reads = Reads(self.session, self.store, self.reader)
+        self.commits = Commits(self.session, self.uploads, self.reads.read, self._enqueue)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, migrate: bool = False) -> Hub:
+    def from_settings(
+        cls, settings: Settings, *, migrate: bool = False, queue_for: Callable[[Hub], IngestQueue] | None = None
+    ) -> Hub:
         if migrate:
             upgrade(settings.resolved_database_url)
-        return cls(settings)
+        return cls(settings, queue_for=queue_for)
 
     def session(self) -> AbstractContextManager[Session]:
         return session_scope(self.sessions)
 
+    def _enqueue(self, job_id: int) -> None:
+        if self.queue is not None:
+            self.queue.enqueue(job_id)
+
+    def close(self) -> None:
+        """Stop the queue (running in-process jobs finish) and release the catalog's connections."""
+        if self.queue is not None:
+            self.queue.close()
+        self.engine.dispose()
+
     # Repositories
 
     def create_repo(self, repo_id: str, *, private: bool = False, exist_ok: bool = False) -> RepoInfo:
-        try:
-            with self.session() as s:
-                return _repo_info(repos.create_repo(s, repo_id, private=private))
-        except RepoExists:
-            if not exist_ok:
-                raise
-            return self.get_repo(repo_id)
+        return self.repositories.create_repo(repo_id, private=private, exist_ok=exist_ok)
 
     def get_repo(self, repo_id: str) -> RepoInfo:
-        with self.session() as s:
-            return _repo_info(repos.find_repo(s, repo_id))
+        return self.repositories.get_repo(repo_id)
 
     def list_repos(self) -> list[RepoInfo]:
-        with self.session() as s:
-            return [_repo_info(r) for r in repos.list_repos(s)]
+        return self.repositories.list_repos()
 
     def set_private(self, repo_id: str, private: bool) -> RepoInfo:
-        with self.session() as s:
-            repo = repos.find_repo(s, repo_id)
-            repo.private = private
-            return _repo_info(repo)
+        return self.repositories.set_private(repo_id, private)
 
     def delete_repo(self, repo_id: str) -> None:
-        with self.session() as s:
-            repos.delete_repo(s, repos.find_repo(s, repo_id))
-
-    # Revisions and trees
+        self.repositories.delete_repo(repo_id)
 
     def resolve(self, repo_id: str, revision: str) -> CommitInfo:
-        with self.session() as s:
-            return _commit_info(repos.resolve(s, repos.find_repo(s, repo_id), repo_id, revision))
+        return self.repositories.resolve(repo_id, revision)
 
     def list_branches(self, repo_id: str) -> dict[str, str]:
-        with self.session() as s:
-            return repos.branches(s, repos.find_repo(s, repo_id))
+        return self.repositories.list_branches(repo_id)
 
     def list_commits(self, repo_id: str, revision: str) -> list[CommitInfo]:
-        with self.session() as s:
-            head = repos.resolve(s, repos.find_repo(s, repo_id), repo_id, revision)
-            return [_commit_info(c) for c in repos.history(s, head)]
+        return self.repositories.list_commits(repo_id, revision)
 
     def list_tree(self, repo_id: str, commit_oid: str) -> list[TreeEntry]:
-        with self.session() as s:
-            return [TreeEntry(path, _file_info(f)) for path, f in repos.tree(s, commit_oid)]
+        return self.repositories.list_tree(repo_id, commit_oid)
 
     def get_entry(self, repo_id: str, commit_oid: str, path: str) -> TreeEntry:
-        with self.session() as s:
-            return TreeEntry(path, _file_info(repos.entry(s, repo_id, commit_oid, path)))
+        return self.repositories.get_entry(repo_id, commit_oid, path)
 
-    # Writes
+    # Uploads and commits
 
     def has_file(self, sha256: str) -> bool:
-        with self.session() as s:
-            return s.get(FileObject, check_sha256(sha256)) is not None
+        return self.uploads.has_file(sha256)
 
     def upload(
         self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None
     ) -> FileInfo:
-        if expected_sha256 is not None:
-            check_sha256(expected_sha256)
-            if self.has_file(expected_sha256):
-                # Drain nothing: the caller's body is dropped; the bytes are already held.
-                return self.file_info(expected_sha256)
-        staged = stage(
-            self.store,
-            chunks,
-            expected_sha256=expected_sha256,
-            expected_size=expected_size,
-            max_bytes=self.settings.max_upload_bytes,
-        )
-        is_st = sniff_safetensors(self.store, staged.key, staged.size, self.settings.max_header_bytes)
-        crash_point("upload.before_file_row")
-        created = False
-        try:
-            with self.session() as s, unique_conflicts("file uploaded concurrently"):
-                if s.get(FileObject, staged.sha256) is None:
-                    kind = FileKind.SAFETENSORS if is_st else FileKind.BLOB
-                    s.add(
-                        FileObject(
-                            sha256=staged.sha256, size=staged.size, kind=kind,
-                            state=FileState.STAGED, staging_key=staged.key,
-                        )
-                    )
-                    s.flush()
-                    created = True
-        except Conflict:
-            created = False  # an identical upload won the race: keep theirs
-        finally:
-            if not created:
-                self.store.delete(staged.key)
-        crash_point("upload.after_file_row")
-        return self.file_info(staged.sha256)
+        return self.uploads.upload(chunks, expected_sha256=expected_sha256, expected_size=expected_size)
 
     def commit(
         self,
@@ -301,100 +190,27 @@ class Hub:
         author: str | None = None,
         declared_base: str | None = None,
     ) -> CommitInfo:
-        check_branch(branch)
-        for path in [a.path for a in additions] + list(deletions):
-            check_path(path.rstrip("/") if path.endswith("/") else path)
-        if parent_oid is not None and not is_commit_oid(parent_oid):
-            raise InvalidInput(detail=f"parent commit {parent_oid!r} is not a 40-hex commit id")
-        declared_base = declared_base or self._declared_base(additions)
-        crash_point("commit.before_transaction")
-        with self.session() as s:
-            repo = repos.find_repo(s, repo_id)
-            head = repos.branch_head(s, repo, branch)
-            files = repos.tree_files(s, head.oid) if head else {}
-            added: list[tuple[str, str]] = []
-            for addition in additions:
-                file = s.get(FileObject, check_sha256(addition.sha256))
-                if file is None:
-                    raise FileNotStored(sha256=addition.sha256)
-                if addition.path.endswith(".safetensors") and file.kind != FileKind.SAFETENSORS:
-                    self._explain_bad_safetensors(file)
-                if declared_base and file.kind == FileKind.SAFETENSORS and file.declared_base is None:
-                    file.declared_base = declared_base
-                added.append((addition.path, addition.sha256))
-            repos.apply_changes(files, added, deletions)
-            commit = repos.new_commit(
-                s, repo, branch, files=files, message=message, author=author,
-                parent=head, expected_parent=parent_oid,
-            )
-            job_ids = jobs.queue_ingest(s, repo.id, added)
-            info = _commit_info(commit)
-            crash_point("commit.in_transaction")
-        crash_point("commit.after_transaction")
-        for job_id in job_ids:
-            if self.queue is not None:
-                self.queue.enqueue(job_id)
-        return info
-
-    def _explain_bad_safetensors(self, file: FileObject) -> None:
-        """A .safetensors path whose bytes do not parse: say why (SafetensorsError, a 400)."""
-        if file.staging_key is None:
-            raise InvalidInput(detail=f"file {file.sha256} is not a safetensors file")
-        read_safetensors_header(self.store, file.staging_key, file.size, self.settings.max_header_bytes)
-        raise InvalidInput(detail=f"file {file.sha256} is not a safetensors file")
-
-    def _declared_base(self, additions: Sequence[FileAddition]) -> str | None:
-        """The base an upload claims, from the model card or config.json in the same commit."""
-        by_name = {a.path.rsplit("/", 1)[-1]: a.sha256 for a in additions}
-        for name, parse in (("README.md", base_from_model_card), ("config.json", base_from_config)):
-            sha = by_name.get(name)
-            if sha is None:
-                continue
-            info = self.file_info(sha)
-            if info.size > 1 << 20:
-                continue
-            claim = parse(b"".join(self.read(sha)))
-            if claim:
-                return claim
-        return None
+        return self.commits.commit(
+            repo_id, branch, message=message, additions=additions, deletions=deletions,
+            parent_oid=parent_oid, author=author, declared_base=declared_base,
+        )
 
     # Reads
 
     def file_info(self, sha256: str) -> FileInfo:
-        with self.session() as s:
-            file = s.get(FileObject, check_sha256(sha256))
-            if file is None:
-                raise FileNotStored(sha256=sha256)
-            history = jobs.jobs_for_file(s, sha256)
-            info = _file_info(file)
-            return replace(info, ingest=history[-1].state if history else None)
+        return self.uploads.file_info(sha256)
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        with self.session() as s:
-            file = s.get(FileObject, check_sha256(sha256))
-            if file is None:
-                raise FileNotStored(sha256=sha256)
-            state, staging_key, size = file.state, file.staging_key, file.size
-        if start < 0 or (end is not None and end < start):
-            raise InvalidInput(detail=f"invalid byte range [{start}, {end})")
-        # Like a slice: a range running past the end is cut at the end (the HTTP layer answers 416).
-        end = size if end is None else min(end, size)
-        start = min(start, end)
-        if state != FileState.STORED and staging_key is not None:
-            try:
-                return self.store.iter_range(staging_key, start, end)
-            except ObjectNotFound:
-                # Ingest stored the file and dropped its staging copy between our look and the read.
-                if self.file_info(sha256).state != FileState.STORED:
-                    raise
-        return self.reader.read_file(sha256, start, end)
+        return self.reads.read(sha256, start, end)
+
+    # Operations
 
     def stats(self) -> dict[str, object]:
         with self.session() as s:
             return storage_report(s)
 
     def health(self) -> dict[str, bool]:
-        return {"catalog": _answers(lambda: self.has_file("0" * 64)),
+        return {"catalog": _answers(lambda: self.has_file(_PROBE_SHA256)),
                 "store": _answers(lambda: self.store.head("health/probe"))}
 
 
@@ -405,38 +221,3 @@ def _answers(probe: Callable[[], object]) -> bool:
         log.warning("health probe failed", exc_info=True)
         return False
     return True
-
-
-def _repo_info(repo: Repository) -> RepoInfo:
-    return RepoInfo(repo.id, repo.namespace, repo.name, repo.private, repo.created_at)
-
-
-def _commit_info(commit: Commit) -> CommitInfo:
-    return CommitInfo(commit.oid, commit.parent_oid, commit.message, commit.author, commit.created_at)
-
-
-def _file_info(file: FileObject) -> FileInfo:
-    return FileInfo(file.sha256, file.size, file.kind, file.state, file.error)  # type: ignore[arg-type]
-
-
-def open_store(settings: Settings, **s3_options: Any) -> ObjectStore:
-    """The object store the settings name: a local directory (embedded) or an S3 bucket.
-
-    `s3_options` pass on to the S3 client (timeouts, attempts), for callers that need them tighter.
-    """
-    if settings.store_backend == "s3":
-        from storage.objectstore.s3 import S3ObjectStore
-
-        secret = settings.s3_secret_access_key
-        return S3ObjectStore(
-            settings.s3_bucket or "",
-            prefix=settings.s3_prefix,
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
-            access_key_id=settings.s3_access_key_id,
-            secret_access_key=secret.get_secret_value() if secret else None,
-            **s3_options,
-        )
-    from storage.objectstore.local import LocalObjectStore
-
-    return LocalObjectStore(settings.resolved_store_dir)

@@ -75,21 +75,24 @@ def history(session: Session, commit: Commit, limit: int = 1000) -> list[Commit]
     return out
 
 
-def tree(session: Session, commit_oid: str) -> list[tuple[str, FileObject]]:
+def tree(session: Session, repo: Repository, commit_oid: str) -> list[tuple[str, FileObject]]:
+    """Every file of a commit of `repo` (none for a commit of another repository)."""
     rows = session.execute(
         select(TreeEntry.path, FileObject)
         .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
-        .where(TreeEntry.commit_oid == commit_oid)
+        .join(Commit, Commit.oid == TreeEntry.commit_oid)
+        .where(TreeEntry.commit_oid == commit_oid, Commit.repo_id == repo.id)
         .order_by(TreeEntry.path)
     )
     return [(path, file) for path, file in rows]
 
 
-def entry(session: Session, repo_id: str, commit_oid: str, path: str) -> FileObject:
+def entry(session: Session, repo: Repository, repo_id: str, commit_oid: str, path: str) -> FileObject:
     file = session.scalar(
         select(FileObject)
         .join(TreeEntry, FileObject.sha256 == TreeEntry.file_sha256)
-        .where(TreeEntry.commit_oid == commit_oid, TreeEntry.path == path)
+        .join(Commit, Commit.oid == TreeEntry.commit_oid)
+        .where(TreeEntry.commit_oid == commit_oid, TreeEntry.path == path, Commit.repo_id == repo.id)
     )
     if file is None:
         raise EntryNotFound(repo_id=repo_id, revision=commit_oid, path=path)

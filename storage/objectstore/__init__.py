@@ -15,6 +15,7 @@ from storage.objectstore.base import (
     validate_key,
     validate_prefix,
 )
+from storage.objectstore.factory import open_store
 from storage.objectstore.local import LocalObjectStore
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStore",
     "S3ObjectStore",
+    "open_store",
     "validate_key",
     "validate_prefix",
 ]

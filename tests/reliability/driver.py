@@ -28,8 +28,8 @@ def open_test_hub(settings: Settings) -> Hub:
     timeout = os.environ.get("DELTAHUB_TEST_S3_TIMEOUT")
     if settings.store_backend != "s3" or not timeout:
         return Hub.from_settings(settings, migrate=True)
-    from storage.app.hub import open_store
     from storage.catalog.db import upgrade
+    from storage.objectstore import open_store
 
     upgrade(settings.resolved_database_url)
     store = open_store(settings, connect_timeout=float(timeout), read_timeout=float(timeout), max_attempts=2)
@@ -42,7 +42,7 @@ def resume(hub: Hub) -> None:
     queue = InProcessQueue(hub, threads=1)
     queue.resume()
     queue.wait(timeout=120)
-    queue.shutdown()
+    queue.close()
 
 
 def serve(port: int) -> None:

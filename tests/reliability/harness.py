@@ -47,7 +47,7 @@ class Backend:
         hub = open_hub(self.settings())
         self.hubs.append(hub)
         hub.queue.wait(timeout=timeout)  # type: ignore[union-attr]
-        hub.queue.shutdown()  # type: ignore[union-attr]
+        hub.queue.close()  # type: ignore[union-attr]
         hub.queue = None
         return hub
 

@@ -16,7 +16,8 @@ import functools
 import hashlib
 from collections.abc import Iterator
 
-from storage.app.hub import FileAddition, Hub
+from storage.app.hub import Hub
+from storage.app.views import FileAddition
 from storage.catalog import jobs
 from storage.core.errors import RepoNotFound, RevisionNotFound
 from tests.models import finetune, make_weights, to_safetensors

@@ -66,7 +66,7 @@ def server(tmp_path: Path, hf_client_env: Path) -> Iterator[tuple[str, Hub]]:
     hub = open_hub(settings)
     with running(create_app(hub, settings, TOKENS, options=TEST_OPTIONS)) as url:
         yield url, hub
-    hub.queue.shutdown()  # type: ignore[union-attr]
+    hub.queue.close()  # type: ignore[union-attr]
     hub.engine.dispose()
 
 

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from service.app import create_app
-from storage.app.hub import FileAddition, Hub
+from storage.app.hub import Hub
+from storage.app.views import FileAddition
 from storage.catalog import jobs
 from storage.settings import load_settings
 from tests.models import finetune, make_weights, to_safetensors

@@ -23,7 +23,8 @@ from huggingface_hub import hf_hub_download
 from sqlalchemy import select
 
 from service.app import create_app
-from storage.app.hub import FileAddition, Hub
+from storage.app.hub import Hub
+from storage.app.views import FileAddition
 from storage.catalog import jobs
 from storage.catalog.models import FileSegment, Frame, StoreObject
 from storage.core.codecs import get_codec

@@ -71,7 +71,7 @@ def start_service(tmp_path: Path, options: ServiceOptions, *, ingest: bool = Fal
     server.should_exit = True
     thread.join(timeout=10)
     if isinstance(hub.queue, InProcessQueue):
-        hub.queue.shutdown()
+        hub.queue.close()
 
 
 @pytest.fixture

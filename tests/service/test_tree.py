@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.tree import list_tree, page_after
-from storage.app.hub import FileInfo, TreeEntry
+from storage.app.views import FileInfo, TreeEntry
 
 
 def entries(*paths: str, sha: str = "a") -> list[TreeEntry]:

@@ -27,7 +27,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from storage.app.hub import FileStateName, Hub
+from storage.app.hub import Hub
+from storage.app.views import FileStateName
 from storage.catalog import jobs
 from storage.catalog.jobs import JobView
 from storage.catalog.models import FileObject, IngestJob, JobState
@@ -97,7 +98,8 @@ def start_worker(settings: Settings, queue: str, log_path: Path, *, through: str
                    "--pool=solo", f"--queues={queue}", "--loglevel=INFO", *options]
     else:
         # One child process: it takes messages in queue order, as the solo pool does.
-        script = ("import sys; from storage.settings import load_settings; from workers.celery_app import run_worker; "
+        script = ("import sys; from storage.settings import load_settings; "
+                  "from workers.celery_worker import run_worker; "
                   "run_worker(load_settings(), concurrency=1, queues=[sys.argv[1]], extra_options=sys.argv[2:])")
         command = [sys.executable, "-c", script, queue, *options]
     with open(log_path, "ab") as log:

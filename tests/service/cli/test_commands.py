@@ -1,6 +1,6 @@
 """`deltahub admin ...` through Click's runner, on a real embedded hub in a temporary data directory.
 
-Push/pull against a real `deltahub serve` process are in test_cli_transfer.py.
+Push/pull against a real `deltahub serve` process are in test_transfer.py.
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ def test_migrate_creates_a_catalog_other_commands_then_open(tmp_path: Path) -> N
 def test_the_documented_json_matches_the_report(hub: Hub, data_dir: Path) -> None:
     push_family(hub)
     report = json.loads(run("admin", "report", "--format", "json", "--data-dir", str(data_dir)).output)
-    docs = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "cli.md").read_text()
     documented = json.loads(docs.split("```json\n", 1)[1].split("```", 1)[0])
 
     def shape(value: object) -> object:

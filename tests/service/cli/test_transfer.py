@@ -23,7 +23,7 @@ import pytest
 from service.cli.download import PARTIAL_DIR
 from tests.models import finetune, make_weights, to_safetensors
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # Above the server's 1 MiB inline limit, so the model travels by LFS (where dedup before transfer acts).
 LAYOUT = {"embeddings.weight": (2048, 160), "layer.0.weight": (256, 160), "norm.weight": (160,)}
 

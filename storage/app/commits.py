@@ -1,0 +1,97 @@
+"""Commits: a new revision of a branch from files the hub already holds, and the ingest it queues."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from storage.app.ports import Sessions
+from storage.app.uploads import Uploads
+from storage.app.views import CommitInfo, FileAddition, commit_info
+from storage.catalog import jobs, repos
+from storage.catalog.models import FileKind, FileObject
+from storage.core.declared import base_from_config, base_from_model_card
+from storage.core.errors import FileNotStored, InvalidInput
+from storage.core.faults import crash_point
+from storage.core.names import check_branch, check_path, check_sha256, is_commit_oid
+
+# A model card or config larger than this is not read for a declared base (they are a few KB).
+MAX_CLAIM_FILE_BYTES = 1 << 20
+
+
+class Commits:
+    def __init__(
+        self,
+        sessions: Sessions,
+        uploads: Uploads,
+        read: Callable[[str], Iterator[bytes]],
+        enqueue: Callable[[int], None],
+    ) -> None:
+        self._session = sessions
+        self._uploads = uploads
+        self._read = read
+        self._enqueue = enqueue
+
+    def commit(
+        self,
+        repo_id: str,
+        branch: str,
+        *,
+        message: str,
+        additions: Sequence[FileAddition] = (),
+        deletions: Sequence[str] = (),
+        parent_oid: str | None = None,
+        author: str | None = None,
+        declared_base: str | None = None,
+    ) -> CommitInfo:
+        """A new commit on `branch` (created if absent). Every added sha256 must be held already.
+
+        Queues ingest for the files that are still staged; `declared_base` ("namespace/name") is the
+        uploader's claim of the base model, a hint that ingest checks.
+        """
+        check_branch(branch)
+        for path in [a.path for a in additions] + list(deletions):
+            check_path(path.rstrip("/") if path.endswith("/") else path)
+        if parent_oid is not None and not is_commit_oid(parent_oid):
+            raise InvalidInput(detail=f"parent commit {parent_oid!r} is not a 40-hex commit id")
+        declared_base = declared_base or self._declared_base(additions)
+        crash_point("commit.before_transaction")
+        with self._session() as s:
+            repo = repos.find_repo(s, repo_id)
+            head = repos.branch_head(s, repo, branch)
+            files = repos.tree_files(s, head.oid) if head else {}
+            added: list[tuple[str, str]] = []
+            for addition in additions:
+                file = s.get(FileObject, check_sha256(addition.sha256))
+                if file is None:
+                    raise FileNotStored(sha256=addition.sha256)
+                if addition.path.endswith(".safetensors") and file.kind != FileKind.SAFETENSORS:
+                    self._uploads.explain_bad_safetensors(file)
+                if declared_base and file.kind == FileKind.SAFETENSORS and file.declared_base is None:
+                    file.declared_base = declared_base
+                added.append((addition.path, addition.sha256))
+            repos.apply_changes(files, added, deletions)
+            commit = repos.new_commit(
+                s, repo, branch, files=files, message=message, author=author,
+                parent=head, expected_parent=parent_oid,
+            )
+            job_ids = jobs.queue_ingest(s, repo.id, added)
+            info = commit_info(commit)
+            crash_point("commit.in_transaction")
+        crash_point("commit.after_transaction")
+        for job_id in job_ids:
+            self._enqueue(job_id)
+        return info
+
+    def _declared_base(self, additions: Sequence[FileAddition]) -> str | None:
+        """The base an upload claims, from the model card or config.json in the same commit."""
+        by_name = {a.path.rsplit("/", 1)[-1]: a.sha256 for a in additions}
+        for name, parse in (("README.md", base_from_model_card), ("config.json", base_from_config)):
+            sha = by_name.get(name)
+            if sha is None:
+                continue
+            if self._uploads.file_info(sha).size > MAX_CLAIM_FILE_BYTES:
+                continue
+            claim = parse(b"".join(self._read(sha)))
+            if claim:
+                return claim
+        return None

@@ -1,0 +1,46 @@
+"""Reads: any byte range of a held file, from staging while it waits for ingest, else rebuilt from its
+stored frames."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from storage.app.ports import Sessions
+from storage.app.reader import Reader
+from storage.catalog.models import FileObject, FileState
+from storage.core.errors import FileNotStored, InvalidInput
+from storage.core.names import check_sha256
+from storage.objectstore import ObjectNotFound, ObjectStore
+
+
+class Reads:
+    def __init__(self, sessions: Sessions, store: ObjectStore, reader: Reader) -> None:
+        self._session = sessions
+        self._store = store
+        self._reader = reader
+
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Bytes [start, end) of a file, streamed, from staging or rebuilt from stored frames."""
+        with self._session() as s:
+            file = s.get(FileObject, check_sha256(sha256))
+            if file is None:
+                raise FileNotStored(sha256=sha256)
+            state, staging_key, size = file.state, file.staging_key, file.size
+        if start < 0 or (end is not None and end < start):
+            raise InvalidInput(detail=f"invalid byte range [{start}, {end})")
+        # Like a slice: a range running past the end is cut at the end (the HTTP layer answers 416).
+        end = size if end is None else min(end, size)
+        start = min(start, end)
+        if state != FileState.STORED and staging_key is not None:
+            try:
+                return self._store.iter_range(staging_key, start, end)
+            except ObjectNotFound:
+                # Ingest stored the file and dropped its staging copy between our look and the read.
+                if not self._is_stored(sha256):
+                    raise
+        return self._reader.read_file(sha256, start, end)
+
+    def _is_stored(self, sha256: str) -> bool:
+        with self._session() as s:
+            file = s.get(FileObject, sha256)
+            return file is not None and file.state == FileState.STORED

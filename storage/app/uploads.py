@@ -1,0 +1,87 @@
+"""Uploads: bytes streamed into staging, hashed as they pass, then recorded as a file the hub holds.
+
+A file is addressed by the SHA-256 of its bytes (the hub's LFS oid) and is readable the moment its
+upload completes: it is served from staging until ingest has stored it in reduced form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from storage.app.ports import Sessions
+from storage.app.staging import read_safetensors_header, sniff_safetensors, stage
+from storage.app.views import FileInfo, file_info
+from storage.catalog import jobs
+from storage.catalog.db import unique_conflicts
+from storage.catalog.models import FileKind, FileObject, FileState
+from storage.core.errors import Conflict, FileNotStored, InvalidInput
+from storage.core.faults import crash_point
+from storage.core.names import check_sha256
+from storage.objectstore import ObjectStore
+from storage.settings import Settings
+
+
+class Uploads:
+    def __init__(self, settings: Settings, sessions: Sessions, store: ObjectStore) -> None:
+        self._settings = settings
+        self._session = sessions
+        self._store = store
+
+    def has_file(self, sha256: str) -> bool:
+        """True when the bytes are already held (staged or stored): the upload can be skipped."""
+        with self._session() as s:
+            return s.get(FileObject, check_sha256(sha256)) is not None
+
+    def file_info(self, sha256: str) -> FileInfo:
+        with self._session() as s:
+            file = s.get(FileObject, check_sha256(sha256))
+            if file is None:
+                raise FileNotStored(sha256=sha256)
+            history = jobs.jobs_for_file(s, sha256)
+            return file_info(file, ingest=history[-1].state if history else None)
+
+    def upload(
+        self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None
+    ) -> FileInfo:
+        """Stream bytes to staging, hashing as they pass; UploadMismatch when size or hash differ."""
+        if expected_sha256 is not None:
+            check_sha256(expected_sha256)
+            if self.has_file(expected_sha256):
+                # Drain nothing: the caller's body is dropped; the bytes are already held.
+                return self.file_info(expected_sha256)
+        staged = stage(
+            self._store,
+            chunks,
+            expected_sha256=expected_sha256,
+            expected_size=expected_size,
+            max_bytes=self._settings.max_upload_bytes,
+        )
+        is_st = sniff_safetensors(self._store, staged.key, staged.size, self._settings.max_header_bytes)
+        crash_point("upload.before_file_row")
+        created = False
+        try:
+            with self._session() as s, unique_conflicts("file uploaded concurrently"):
+                if s.get(FileObject, staged.sha256) is None:
+                    kind = FileKind.SAFETENSORS if is_st else FileKind.BLOB
+                    s.add(
+                        FileObject(
+                            sha256=staged.sha256, size=staged.size, kind=kind,
+                            state=FileState.STAGED, staging_key=staged.key,
+                        )
+                    )
+                    s.flush()
+                    created = True
+        except Conflict:
+            created = False  # an identical upload won the race: keep theirs
+        finally:
+            if not created:
+                self._store.delete(staged.key)
+        crash_point("upload.after_file_row")
+        return self.file_info(staged.sha256)
+
+    def explain_bad_safetensors(self, file: FileObject) -> None:
+        """A .safetensors path whose bytes do not parse: say why (SafetensorsError, a 400)."""
+        if file.staging_key is None:
+            raise InvalidInput(detail=f"file {file.sha256} is not a safetensors file")
+        read_safetensors_header(self._store, file.staging_key, file.size, self._settings.max_header_bytes)
+        raise InvalidInput(detail=f"file {file.sha256} is not a safetensors file")

@@ -1,0 +1,75 @@
+"""What the use cases hand out: frozen records of repositories, commits and files, never ORM rows.
+
+The service, the CLI and the jobs see these and nothing of the catalog; the mappers from rows live here
+and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from storage.catalog.models import Commit, FileObject, Repository
+
+FileStateName = Literal["staged", "stored", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class RepoInfo:
+    id: int
+    namespace: str
+    name: str
+    private: bool
+    created_at: datetime
+
+    @property
+    def repo_id(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class CommitInfo:
+    oid: str
+    parent_oid: str | None
+    message: str
+    author: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    sha256: str
+    size: int
+    # The file format the bytes were recognised as (storage/core/formats), "blob" for none.
+    kind: str
+    state: FileStateName
+    error: str | None = None
+    # The latest ingest job's state (queued, running, done, failed); None when none was queued. A file is
+    # readable once "stored", but its job may still be rebasing relatives onto it.
+    ingest: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TreeEntry:
+    path: str
+    file: FileInfo
+
+
+@dataclass(frozen=True, slots=True)
+class FileAddition:
+    path: str
+    sha256: str
+
+
+def repo_info(repo: Repository) -> RepoInfo:
+    return RepoInfo(repo.id, repo.namespace, repo.name, repo.private, repo.created_at)
+
+
+def commit_info(commit: Commit) -> CommitInfo:
+    return CommitInfo(commit.oid, commit.parent_oid, commit.message, commit.author, commit.created_at)
+
+
+def file_info(file: FileObject, *, ingest: str | None = None) -> FileInfo:
+    state: FileStateName = "stored" if file.state == "stored" else "failed" if file.state == "failed" else "staged"
+    return FileInfo(file.sha256, file.size, str(file.kind), state, file.error, ingest)
