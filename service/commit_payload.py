@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.core.errors import InvalidInput
-
-_SHA256_HEX = frozenset("0123456789abcdef")
+from storage.core.names import is_sha256
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +112,7 @@ def _lfs_file(number: int, value: dict[str, Any]) -> LfsFile:
     path, oid = _text(number, value, "path"), _text(number, value, "oid")
     if _text(number, value, "algo", "sha256") != "sha256":
         raise BadPayloadLine(line=number, reason="only sha256 LFS objects are supported")
-    if len(oid) != 64 or not set(oid) <= _SHA256_HEX:
+    if not is_sha256(oid):
         raise BadPayloadLine(line=number, reason=f"oid {oid!r} is not a lowercase hex SHA-256")
     size = value.get("size")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):

@@ -13,11 +13,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.auth import TokenInfo, TokenStore, identify, require_writer
+from service.auth import TokenInfo, TokenStore, identify, readable_repo, require_writer
 from service.options import ServiceOptions
 from service.paths import param, repo_id_from
 from service.signing import UploadSigner
 from storage.app.hub import HubApi
+from storage.app.views import RepoInfo
 
 
 @dataclass
@@ -119,3 +120,12 @@ def get_base_url(request: Request, options: OptionsDep) -> str:
 
 
 BaseUrlDep = Annotated[str, Depends(get_base_url)]
+
+
+def get_readable_repo(hub: HubDep, caller: CallerDep, repo_id: RepoIdDep) -> RepoInfo:
+    """The route's repository if the caller may read it; RepoNotFound, exactly as for a repository that
+    does not exist, otherwise. Runs before the route reads any body."""
+    return readable_repo(hub, repo_id, caller)
+
+
+ReadableRepoDep = Annotated[RepoInfo, Depends(get_readable_repo)]

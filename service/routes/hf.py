@@ -10,12 +10,11 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import hf_json
-from service.auth import TokenInfo, readable_repo
-from service.deps import CallerDep, FilePathDep, HubDep, OptionsDep, RepoIdDep, RevisionDep
+from service.deps import FilePathDep, HubDep, OptionsDep, ReadableRepoDep, RepoIdDep, RevisionDep
 from service.errors import PayloadTooLarge
 from service.tree import list_tree, page_after
 from storage.app.hub import HubApi
-from storage.app.views import CommitInfo
+from storage.app.views import CommitInfo, RepoInfo
 from storage.core.errors import EntryNotFound, InvalidInput, RevisionNotFound
 
 router = APIRouter(tags=["huggingface-compatible"])
@@ -35,8 +34,8 @@ def self_link(request: Request, options: OptionsDep, **query: Any) -> str:
     return f"{origin}{raw.decode('latin-1')}?{urlencode(query)}"
 
 
-def _model_info(hub: HubApi, caller: TokenInfo | None, repo_id: str, revision: str | None, blobs: bool) -> dict:
-    repo = readable_repo(hub, repo_id, caller)
+def _model_info(hub: HubApi, repo: RepoInfo, revision: str | None, blobs: bool) -> dict:
+    repo_id = repo.repo_id
     commit: CommitInfo | None
     if revision is None:
         try:
@@ -50,19 +49,18 @@ def _model_info(hub: HubApi, caller: TokenInfo | None, repo_id: str, revision: s
 
 
 @router.get(REPO, summary="Model info at the default branch (model_info, repo_info)")
-def model_info(hub: HubDep, caller: CallerDep, repo_id: RepoIdDep, blobs: Annotated[bool, Query()] = False) -> dict:
-    return _model_info(hub, caller, repo_id, None, blobs)
+def model_info(hub: HubDep, repo: ReadableRepoDep, blobs: Annotated[bool, Query()] = False) -> dict:
+    return _model_info(hub, repo, None, blobs)
 
 
 @router.get(REPO + "/revision/{revision}", summary="Model info at a revision (snapshot_download)")
 def model_info_at(
     hub: HubDep,
-    caller: CallerDep,
-    repo_id: RepoIdDep,
+    repo: ReadableRepoDep,
     revision: RevisionDep,
     blobs: Annotated[bool, Query()] = False,
 ) -> dict:
-    return _model_info(hub, caller, repo_id, revision, blobs)
+    return _model_info(hub, repo, revision, blobs)
 
 
 @router.get(REPO + "/tree/{revision}", summary="List the root of a tree (list_repo_tree, list_repo_files)")
@@ -71,7 +69,7 @@ def tree(
     request: Request,
     response: Response,
     hub: HubDep,
-    caller: CallerDep,
+    _readable: ReadableRepoDep,
     options: OptionsDep,
     repo_id: RepoIdDep,
     revision: RevisionDep,
@@ -80,7 +78,6 @@ def tree(
     expand: Annotated[bool, Query()] = False,
     cursor: Annotated[str | None, Query(description="Path after which the page starts")] = None,
 ) -> list[dict]:
-    readable_repo(hub, repo_id, caller)
     commit = hub.resolve(repo_id, revision)
     items = list_tree(hub.list_tree(repo_id, commit.oid), path, recursive=recursive)
     if items is None:
@@ -94,7 +91,7 @@ def tree(
 
 @router.post(REPO + "/paths-info/{revision}", summary="Describe some paths of a tree (get_paths_info)")
 async def paths_info(
-    request: Request, hub: HubDep, caller: CallerDep, repo_id: RepoIdDep, revision: RevisionDep
+    request: Request, hub: HubDep, _readable: ReadableRepoDep, repo_id: RepoIdDep, revision: RevisionDep
 ) -> list[dict]:
     body = bytearray()
     async for chunk in request.stream():
@@ -102,7 +99,7 @@ async def paths_info(
         if len(body) > MAX_PATHS_INFO_BYTES:
             raise PayloadTooLarge(detail=f"paths-info accepts at most {MAX_PATHS_INFO_BYTES} bytes")
     wanted = _form_paths(request.headers.get("content-type", ""), bytes(body))
-    return await run_in_threadpool(_describe_paths, hub, caller, repo_id, revision, wanted)
+    return await run_in_threadpool(_describe_paths, hub, repo_id, revision, wanted)
 
 
 def _form_paths(content_type: str, body: bytes) -> list[str]:
@@ -116,8 +113,7 @@ def _form_paths(content_type: str, body: bytes) -> list[str]:
     return [paths] if isinstance(paths, str) else [str(p) for p in paths]
 
 
-def _describe_paths(hub: HubApi, caller: TokenInfo | None, repo_id: str, revision: str, wanted: list[str]) -> list:
-    readable_repo(hub, repo_id, caller)
+def _describe_paths(hub: HubApi, repo_id: str, revision: str, wanted: list[str]) -> list:
     commit = hub.resolve(repo_id, revision)
     everything = list_tree(hub.list_tree(repo_id, commit.oid), "", recursive=True) or []
     by_path = {item["path"]: item for item in everything}
@@ -125,8 +121,9 @@ def _describe_paths(hub: HubApi, caller: TokenInfo | None, repo_id: str, revisio
 
 
 @router.get(REPO + "/refs", summary="Branches of a repository (list_repo_refs)")
-def refs(hub: HubDep, caller: CallerDep, repo_id: RepoIdDep, include_prs: Annotated[bool, Query()] = False) -> dict:
-    readable_repo(hub, repo_id, caller)
+def refs(
+    hub: HubDep, _readable: ReadableRepoDep, repo_id: RepoIdDep, include_prs: Annotated[bool, Query()] = False
+) -> dict:
     branches = [hf_json.ref_item(name, oid) for name, oid in sorted(hub.list_branches(repo_id).items())]
     out: dict[str, list] = {"branches": branches, "converts": [], "tags": []}
     if include_prs:
@@ -139,13 +136,12 @@ def commits(
     request: Request,
     response: Response,
     hub: HubDep,
-    caller: CallerDep,
+    _readable: ReadableRepoDep,
     options: OptionsDep,
     repo_id: RepoIdDep,
     revision: RevisionDep,
     p: Annotated[int, Query(ge=0, description="Page number")] = 0,
 ) -> list[dict]:
-    readable_repo(hub, repo_id, caller)
     history = hub.list_commits(repo_id, revision)
     size = options.commits_page_size
     if (p + 1) * size < len(history):

@@ -20,11 +20,11 @@ from service.errors import NotSupported
 from service.streams import upload_body
 from storage.core.errors import FileNotStored, UploadMismatch
 from storage.core.faults import crash_point
+from storage.core.names import is_sha256
 
 router = APIRouter(tags=["git-lfs"])
 
 LFS_MEDIA_TYPE = "application/vnd.git-lfs+json"
-_HEX = frozenset("0123456789abcdef")
 
 
 class LfsObject(BaseModel):
@@ -49,7 +49,7 @@ class Verify(BaseModel):
 
 
 def _object_error(obj: LfsObject, max_bytes: int) -> str | None:
-    if len(obj.oid) != 64 or not set(obj.oid) <= _HEX:
+    if not is_sha256(obj.oid):
         return f"oid {obj.oid!r} is not a lowercase hex SHA-256"
     if not 0 <= obj.size <= max_bytes:
         return f"size {obj.size} is outside 0..{max_bytes} bytes"

@@ -8,12 +8,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from service.auth import readable_repo
-from service.deps import CallerDep, HubDep, RepoIdDep, StateDep
+from service.deps import CallerDep, HubDep, ReadableRepoDep, StateDep
 from service.errors import Unauthorized
-from storage.app.views import CommitInfo, FileInfo, RepoInfo
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["deltahub"])
@@ -28,21 +26,14 @@ class Health(BaseModel):
 
 
 class Repo(BaseModel):
+    # Filled from the hub's records (storage/app/views.py) by attribute: no mapper to keep in step.
+    model_config = ConfigDict(from_attributes=True)
+
     repo_id: str
     namespace: str
     name: str
     private: bool
     created_at: datetime
-
-    @classmethod
-    def of(cls, repo: RepoInfo) -> Repo:
-        return cls(
-            repo_id=repo.repo_id,
-            namespace=repo.namespace,
-            name=repo.name,
-            private=repo.private,
-            created_at=repo.created_at,
-        )
 
 
 class RepoDetail(Repo):
@@ -50,27 +41,21 @@ class RepoDetail(Repo):
 
 
 class Commit(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     oid: str
     parent_oid: str | None
     message: str
     author: str | None
     created_at: datetime
 
-    @classmethod
-    def of(cls, commit: CommitInfo) -> Commit:
-        return cls(
-            oid=commit.oid,
-            parent_oid=commit.parent_oid,
-            message=commit.message,
-            author=commit.author,
-            created_at=commit.created_at,
-        )
-
 
 class File(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     sha256: str
     size: int
-    kind: Literal["safetensors", "blob"]
+    kind: str = Field(description="the file format its bytes were recognised as, or blob")
     state: Literal["staged", "stored", "failed"] = Field(
         description="staged: served from the upload as sent; stored: ingested in reduced form; failed: see error"
     )
@@ -79,11 +64,6 @@ class File(BaseModel):
         default=None,
         description="the latest ingest job: done when the file and any rebase of its relatives are finished",
     )
-
-    @classmethod
-    def of(cls, info: FileInfo) -> File:
-        return cls(sha256=info.sha256, size=info.size, kind=info.kind, state=info.state, error=info.error,
-                   ingest=info.ingest)  # type: ignore[arg-type]
 
 
 class Stats(BaseModel):
@@ -106,21 +86,19 @@ def health(hub: HubDep) -> JSONResponse:
 
 @router.get("/repos", response_model=list[Repo], summary="Repositories the caller can see")
 def list_repos(hub: HubDep, caller: CallerDep) -> list[Repo]:
-    return [Repo.of(r) for r in hub.list_repos() if caller is not None or not r.private]
+    return [Repo.model_validate(r) for r in hub.list_repos() if caller is not None or not r.private]
 
 
 @router.get("/repos/{namespace}/{name}", response_model=RepoDetail, summary="One repository and its branches")
-def get_repo(hub: HubDep, caller: CallerDep, repo_id: RepoIdDep) -> RepoDetail:
-    repo = readable_repo(hub, repo_id, caller)
-    return RepoDetail(**Repo.of(repo).model_dump(), branches=hub.list_branches(repo_id))
+def get_repo(hub: HubDep, repo: ReadableRepoDep) -> RepoDetail:
+    return RepoDetail(**Repo.model_validate(repo).model_dump(), branches=hub.list_branches(repo.repo_id))
 
 
 @router.get("/repos/{namespace}/{name}/commits", response_model=list[Commit], summary="History, newest first")
 def list_commits(
-    hub: HubDep, caller: CallerDep, repo_id: RepoIdDep, revision: Annotated[str, Query()] = "main"
+    hub: HubDep, repo: ReadableRepoDep, revision: Annotated[str, Query()] = "main"
 ) -> list[Commit]:
-    readable_repo(hub, repo_id, caller)
-    return [Commit.of(c) for c in hub.list_commits(repo_id, revision)]
+    return [Commit.model_validate(c) for c in hub.list_commits(repo.repo_id, revision)]
 
 
 @router.get("/files/{sha256}", response_model=File, summary="A stored file and its ingest state (needs a token)")
@@ -128,7 +106,7 @@ def file_info(hub: HubDep, caller: CallerDep, sha256: str) -> File:
     if caller is None:
         # Without a token anyone could probe whether some private content is held.
         raise Unauthorized(detail="file lookups need a token")
-    return File.of(hub.file_info(sha256))
+    return File.model_validate(hub.file_info(sha256))
 
 
 @router.get("/stats", response_model=Stats, summary="Storage accounting and transfer counters")

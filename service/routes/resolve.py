@@ -10,8 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from service.auth import readable_repo
-from service.deps import CallerDep, FilePathDep, RepoIdDep, RevisionDep, StateDep
+from service.deps import FilePathDep, ReadableRepoDep, RepoIdDep, RevisionDep, StateDep
 from service.errors import RangeNotSatisfiable, error_response
 from service.ranges import parse_range
 from storage.core.errors import EntryNotFound
@@ -28,13 +27,12 @@ RESOLVE = "/{namespace}/{name}/resolve/{revision}/{path:path}"
 def resolve_file(
     request: Request,
     state: StateDep,
-    caller: CallerDep,
+    _readable: ReadableRepoDep,
     repo_id: RepoIdDep,
     revision: RevisionDep,
     path: FilePathDep,
 ) -> Response:
     hub = state.hub
-    readable_repo(hub, repo_id, caller)
     commit = hub.resolve(repo_id, revision)
     try:
         file = hub.get_entry(repo_id, commit.oid, path).file

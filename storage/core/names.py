@@ -9,6 +9,7 @@ import re
 
 from storage.core.errors import InvalidInput, InvalidPath, InvalidRepoName
 
+# Every pattern is applied with fullmatch: `$` would also match before a final newline ("main\n").
 # The Hugging Face Hub's own rule for each part of a repository id.
 _REPO_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 _BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
@@ -23,7 +24,7 @@ def split_repo_id(repo_id: str) -> tuple[str, str]:
     if len(parts) > 2:
         raise InvalidRepoName(repo_id=repo_id, reason="at most one '/' (namespace/name)")
     for part in parts:
-        if not _REPO_PART.match(part):
+        if not _REPO_PART.fullmatch(part):
             raise InvalidRepoName(
                 repo_id=repo_id,
                 reason="each part is 1-96 letters, digits, '.', '_' or '-', starting and ending alphanumeric",
@@ -34,17 +35,22 @@ def split_repo_id(repo_id: str) -> tuple[str, str]:
 
 
 def check_branch(branch: str) -> str:
-    if not _BRANCH.match(branch) or ".." in branch or branch.startswith("/") or branch.endswith("/"):
+    if not _BRANCH.fullmatch(branch) or ".." in branch or branch.startswith("/") or branch.endswith("/"):
         raise InvalidInput(detail=f"invalid branch name {branch!r}")
     return branch
 
 
 def is_commit_oid(revision: str) -> bool:
-    return bool(_HEX40.match(revision))
+    return bool(_HEX40.fullmatch(revision))
+
+
+def is_sha256(value: str) -> bool:
+    """64 lowercase hex digits: a file's oid as the hub writes it."""
+    return bool(_HEX64.fullmatch(value))
 
 
 def check_sha256(value: str) -> str:
-    if not _HEX64.match(value):
+    if not is_sha256(value):
         raise InvalidInput(detail=f"invalid sha256 {value!r}: expected 64 lowercase hex digits")
     return value
 
