@@ -100,7 +100,7 @@ def gc(dry_run: bool, data_dir: Path | None) -> None:
 @data_dir_option
 def rebase(dry_run: bool, data_dir: Path | None) -> None:
     """Re-encode stored files against the base they declare, where that base is now stored."""
-    from service.cli.maintenance import plan_rebases
+    from service.cli.maintenance import display_name, plan_rebases
 
     with admin_hub(settings_for(data_dir)) as hub:
         plans = plan_rebases(hub)
@@ -114,7 +114,7 @@ def rebase(dry_run: bool, data_dir: Path | None) -> None:
                 outcome = "planned"
             else:
                 outcome = "rebased" if rebase_file(hub, plan.sha256, plan.onto) else "kept (no smaller encoding)"
-            table.add_row(plan.file_name, plan.onto_name, outcome)
+            table.add_row(display_name(hub, plan.sha256), f"{plan.declared_base}:{plan.onto_path}", outcome)
     if not plans:
         console.print("nothing to rebase: no stored file declares a stored base it is not yet coded against")
         return

@@ -1,62 +1,25 @@
-"""Maintenance jobs behind `admin rebase` and `admin requeue`: choosing what to redo, then redoing it."""
+"""`admin rebase` and `admin requeue`: run the maintenance jobs of workers/jobs/maintenance.py and show
+what they did."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from rich.table import Table
 
 from service.cli.common import NoDeployment, console, default_catalog
 from storage.app.hub import Hub
-from storage.catalog import files as catalog_files
 from storage.catalog import jobs as catalog_jobs
 from storage.catalog import repos as catalog_repos
-from storage.core.errors import InvalidInput, NotFound
 from storage.settings import Settings
+from workers.jobs.maintenance import RebaseCandidate, plan_rebases, plan_requeue
+
+__all__ = ["RebaseCandidate", "display_name", "plan_rebases", "requeue_jobs"]
 
 
-@dataclass(frozen=True, slots=True)
-class RebasePlan:
-    sha256: str
-    onto: str
-    file_name: str
-    onto_name: str
-
-
-def _name(locations: list[tuple[str, str]], sha256: str) -> str:
-    return f"{locations[0][0]}:{locations[0][1]}" if locations else sha256[:12]
-
-
-def plan_rebases(hub: Hub) -> list[RebasePlan]:
-    """Stored safetensors files whose declared base repository now holds a stored file of the same
-    architecture that they are not yet coded against (the same path preferred, as in sharded models)."""
-    plans = []
+def display_name(hub: Hub, sha256: str) -> str:
+    """Where a file is found ("namespace/name:path"), for people; its short hash when nowhere."""
     with hub.session() as s:
-        for sha in catalog_repos.all_file_shas(s):
-            me = catalog_files.snapshot(s, sha)
-            if me.state != "stored" or me.kind != "safetensors" or not me.declared_base or not me.fingerprint:
-                continue
-            try:
-                base_repo = catalog_repos.find_repo(s, me.declared_base)
-            except (NotFound, InvalidInput):  # the declared base is not (yet) in this hub
-                continue
-            head = catalog_repos.branch_head(s, base_repo, "main")
-            if head is None:
-                continue
-            mine = catalog_repos.locations(s, sha)
-            my_paths = {path for _, path in mine}
-            candidates = []
-            for path, other in sorted(catalog_repos.tree_files(s, head.oid).items()):
-                snap = catalog_files.snapshot(s, other)
-                if other != sha and snap.state == "stored" and snap.fingerprint == me.fingerprint:
-                    candidates.append((path not in my_paths, path, other))
-            if not candidates:
-                continue
-            _, path, onto = min(candidates)
-            if me.base_sha256 == onto:
-                continue
-            plans.append(RebasePlan(sha, onto, _name(mine, sha), f"{me.declared_base}:{path}"))
-    return plans
+        found = catalog_repos.locations(s, sha256)
+    return f"{found[0][0]}:{found[0][1]}" if found else sha256[:12]
 
 
 def requeue_jobs(settings: Settings, *, unfinished: bool) -> None:
@@ -68,27 +31,19 @@ def requeue_jobs(settings: Settings, *, unfinished: bool) -> None:
         raise NoDeployment(path=catalog)
     hub = open_hub(settings, resume=False)
     try:
-        with hub.session() as s:
-            job_ids = catalog_jobs.unfinished_jobs(s) if unfinished else []
-            for sha in catalog_repos.all_file_shas(s):
-                if catalog_files.snapshot(s, sha).state != "failed":
-                    continue
-                last = catalog_jobs.jobs_for_file(s, sha)
-                repo_id = last[-1].repo_id if last else None
-                if repo_id is None:
-                    console.print(f"skipping {sha[:12]}: its repository is gone (GC will collect it)")
-                    continue
-                job_ids += catalog_jobs.queue_ingest(s, repo_id, [(last[-1].path or "", sha)])
-        if not job_ids:
+        plan = plan_requeue(hub, unfinished=unfinished)
+        for sha in plan.orphaned:
+            console.print(f"skipping {sha[:12]}: its repository is gone (GC will collect it)")
+        if not plan.job_ids:
             console.print("nothing to requeue: no failed files" + ("" if unfinished else " (see --unfinished)"))
             return
         assert hub.queue is not None  # open_hub always gives the hub a queue
-        for job_id in job_ids:
+        for job_id in plan.job_ids:
             hub.queue.enqueue(job_id)
         if settings.embedded:
-            with console.status(f"running {len(job_ids)} ingest jobs"):
+            with console.status(f"running {len(plan.job_ids)} ingest jobs"):
                 hub.queue.wait()
-        _print_jobs(hub, job_ids)
+        _print_jobs(hub, plan.job_ids)
     finally:
         hub.close()
 
@@ -97,11 +52,9 @@ def _print_jobs(hub: Hub, job_ids: list[int]) -> None:
     table = Table(title="Requeued ingest jobs", title_justify="left")
     for column in ("job", "file", "state", "error"):
         table.add_column(column, overflow="fold")
-    with hub.session() as s:
-        for job_id in job_ids:
+    for job_id in job_ids:
+        with hub.session() as s:
             job = catalog_jobs.get_job(s, job_id)
-            if job is None:
-                continue
-            name = _name(catalog_repos.locations(s, job.file_sha256), job.file_sha256)
-            table.add_row(str(job_id), name, job.state, job.error or "")
+        if job is not None:
+            table.add_row(str(job_id), display_name(hub, job.file_sha256), job.state, job.error or "")
     console.print(table)
