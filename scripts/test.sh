@@ -15,4 +15,8 @@ if [ -z "${DELTAHUB_CORPUS:-}" ] && [ -f ../shared/corpus/build_dev_corpus.py ];
     python3 ../shared/corpus/build_dev_corpus.py "$DELTAHUB_CORPUS"
 fi
 python3 -m ruff check .
+# The layers and what may import what (pyproject.toml [tool.importlinter], docs/architecture.md).
+lint-imports --no-cache
+# Types: strict over storage/, workers/ and service/ (pyproject.toml [tool.mypy]).
+python3 -m mypy
 python3 -m pytest -q "$@"

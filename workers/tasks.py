@@ -49,7 +49,7 @@ def worker_hub(app: DeltahubCelery) -> Hub:
 
 def retry_countdown(base_seconds: float, attempt: int) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based): exponential, capped."""
-    return min(RETRY_MAX_SECONDS, base_seconds * 2 ** (attempt - 1))
+    return min(RETRY_MAX_SECONDS, base_seconds * 2.0 ** (attempt - 1))
 
 
 @shared_task(

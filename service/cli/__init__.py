@@ -33,7 +33,8 @@ class CommandFailed(click.ClickException):
     def __init__(self, error: DeltahubError) -> None:
         super().__init__(error.message)
         self.error = error
-        self.exit_code = error.exit_code
+        # Click's stubs call it a ClassVar, but Click reads it from the instance: ours depends on the error.
+        self.exit_code = error.exit_code  # type: ignore[misc]
 
     def show(self, file: IO[Any] | None = None) -> None:
         err_console.print(f"[bold red]error:[/] {escape(self.message)}", soft_wrap=True)

@@ -66,7 +66,7 @@ def hf_client(endpoint: str, token: str | None, headers: dict[str, str] | None =
     # The environment is read when huggingface_hub is first imported; set the flags for an earlier import too.
     constants.HF_HUB_DISABLE_XET = True
     disable_progress_bars()
-    logging.set_verbosity_error()
+    logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # untyped in huggingface_hub
     return HfApi(endpoint=endpoint.rstrip("/"), token=token or False, library_name="deltahub", headers=headers)
 
 
@@ -89,7 +89,7 @@ def _server_message(exc: Any) -> str:
     if response is not None:
         header = response.headers.get("X-Error-Message")
         if header:
-            return header
+            return str(header)
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
@@ -145,7 +145,7 @@ class NativeClient:
     def close(self) -> None:
         self._http.close()
 
-    def _get(self, path: str) -> Any:
+    def _get(self, path: str) -> dict[str, Any]:
         try:
             response = self._http.get(path)
         except httpx.TransportError as exc:
@@ -153,7 +153,8 @@ class NativeClient:
         if response.status_code >= 400:
             message = response.headers.get("X-Error-Message") or response.text[:200]
             raise error_for_status(response.status_code, message)
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
     def file(self, sha256: str) -> dict[str, Any]:
         return self._get(f"/api/v1/files/{quote(sha256)}")

@@ -133,7 +133,7 @@ def _report_transfer(tracked: list[TrackedFile], total: int) -> None:
 
 def _wait_for_ingest(native: NativeClient, repo: str, shas: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    states: dict[str, dict] = {}
+    states: dict[str, dict[str, Any]] = {}
     with Progress(
         TextColumn("storing"), BarColumn(), TextColumn("{task.completed}/{task.total} files"), console=console
     ) as progress:
@@ -157,7 +157,7 @@ def _wait_for_ingest(native: NativeClient, repo: str, shas: list[str], timeout: 
         raise IngestFailed(count=len(failed), detail=detail)
 
 
-def _print_savings(native: NativeClient, repo: str, states: dict[str, dict]) -> None:
+def _print_savings(native: NativeClient, repo: str, states: dict[str, dict[str, Any]]) -> None:
     stored = [info for info in states.values() if info["state"] == "stored"]
     console.print(f"stored {len(stored)} of {len(states)} files ({human_bytes(sum(i['size'] for i in stored))})")
     storage = native.stats().get("storage", {})

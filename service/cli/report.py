@@ -6,6 +6,7 @@ The JSON shape is documented in docs/cli.md ("admin report --format json") and v
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -99,7 +100,7 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
 
     print_families(console, report, detail=False)
     for key, title in (("physical_bytes", "physical"), ("exclusive_bytes", "exclusive (freed if deleted)")):
-        top = sorted(report["repositories"], key=lambda r, k=key: (-r[k], r["repo_id"]))[:TOP_REPOSITORIES]
+        top = sorted(report["repositories"], key=_by(key))[:TOP_REPOSITORIES]
         table = Table(title=f"Top repositories by {title} bytes", title_justify="left")
         table.add_column("repository", overflow="fold")
         for column in ("files", "logical", "physical", "exclusive"):
@@ -159,3 +160,8 @@ def print_families(console: Console, report: dict[str, Any], *, detail: bool) ->
         console.print("no families yet: they form as safetensors files are stored")
         return
     console.print(table)
+
+
+def _by(key: str) -> Callable[[dict[str, Any]], tuple[int, str]]:
+    """Largest `key` first, then by name."""
+    return lambda row: (-int(row[key]), str(row["repo_id"]))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
 from storage.core.errors import InvalidInput
 
@@ -153,7 +153,7 @@ def hash_operations(files: list[LocalFile], count: TransferCount) -> list[tuple[
 
     def build(local: LocalFile) -> tuple[CommitOperationAdd, TrackedFile]:
         tracked = TrackedFile(local, count)
-        op = CommitOperationAdd(path_in_repo=local.path_in_repo, path_or_fileobj=tracked)
+        op = CommitOperationAdd(path_in_repo=local.path_in_repo, path_or_fileobj=cast(BinaryIO, tracked))
         tracked.release()
         return op, tracked
 

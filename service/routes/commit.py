@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,7 +61,7 @@ def preupload(
     revision: RevisionDep,
     body: Annotated[Preupload, Body()],
     create_pr: Annotated[bool, Query()] = False,
-) -> dict:
+) -> dict[str, Any]:
     _no_pull_requests(create_pr)
     hub.get_repo(repo_id)
     remote = _branch_files(hub, repo_id, revision)
@@ -87,7 +87,7 @@ async def commit(
     revision: RevisionDep,
     create_pr: Annotated[bool, Query()] = False,
     base_model: Annotated[str | None, Header(alias="X-Deltahub-Base-Model")] = None,
-) -> dict:
+) -> dict[str, Any]:
     """`X-Deltahub-Base-Model` names the model this upload derives from (`deltahub push --base`): a hint
     that ingest measures like any other candidate."""
     _no_pull_requests(create_pr)

@@ -34,7 +34,7 @@ def self_link(request: Request, options: OptionsDep, **query: Any) -> str:
     return f"{origin}{raw.decode('latin-1')}?{urlencode(query)}"
 
 
-def _model_info(hub: HubApi, repo: RepoInfo, revision: str | None, blobs: bool) -> dict:
+def _model_info(hub: HubApi, repo: RepoInfo, revision: str | None, blobs: bool) -> dict[str, Any]:
     repo_id = repo.repo_id
     commit: CommitInfo | None
     if revision is None:
@@ -49,7 +49,7 @@ def _model_info(hub: HubApi, repo: RepoInfo, revision: str | None, blobs: bool) 
 
 
 @router.get(REPO, summary="Model info at the default branch (model_info, repo_info)")
-def model_info(hub: HubDep, repo: ReadableRepoDep, blobs: Annotated[bool, Query()] = False) -> dict:
+def model_info(hub: HubDep, repo: ReadableRepoDep, blobs: Annotated[bool, Query()] = False) -> dict[str, Any]:
     return _model_info(hub, repo, None, blobs)
 
 
@@ -59,7 +59,7 @@ def model_info_at(
     repo: ReadableRepoDep,
     revision: RevisionDep,
     blobs: Annotated[bool, Query()] = False,
-) -> dict:
+) -> dict[str, Any]:
     return _model_info(hub, repo, revision, blobs)
 
 
@@ -77,7 +77,7 @@ def tree(
     recursive: Annotated[bool, Query()] = False,
     expand: Annotated[bool, Query()] = False,
     cursor: Annotated[str | None, Query(description="Path after which the page starts")] = None,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     commit = hub.resolve(repo_id, revision)
     items = list_tree(hub.list_tree(repo_id, commit.oid), path, recursive=recursive)
     if items is None:
@@ -92,7 +92,7 @@ def tree(
 @router.post(REPO + "/paths-info/{revision}", summary="Describe some paths of a tree (get_paths_info)")
 async def paths_info(
     request: Request, hub: HubDep, _readable: ReadableRepoDep, repo_id: RepoIdDep, revision: RevisionDep
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -113,7 +113,7 @@ def _form_paths(content_type: str, body: bytes) -> list[str]:
     return [paths] if isinstance(paths, str) else [str(p) for p in paths]
 
 
-def _describe_paths(hub: HubApi, repo_id: str, revision: str, wanted: list[str]) -> list:
+def _describe_paths(hub: HubApi, repo_id: str, revision: str, wanted: list[str]) -> list[dict[str, Any]]:
     commit = hub.resolve(repo_id, revision)
     everything = list_tree(hub.list_tree(repo_id, commit.oid), "", recursive=True) or []
     by_path = {item["path"]: item for item in everything}
@@ -123,9 +123,9 @@ def _describe_paths(hub: HubApi, repo_id: str, revision: str, wanted: list[str])
 @router.get(REPO + "/refs", summary="Branches of a repository (list_repo_refs)")
 def refs(
     hub: HubDep, _readable: ReadableRepoDep, repo_id: RepoIdDep, include_prs: Annotated[bool, Query()] = False
-) -> dict:
+) -> dict[str, Any]:
     branches = [hf_json.ref_item(name, oid) for name, oid in sorted(hub.list_branches(repo_id).items())]
-    out: dict[str, list] = {"branches": branches, "converts": [], "tags": []}
+    out: dict[str, list[dict[str, Any]]] = {"branches": branches, "converts": [], "tags": []}
     if include_prs:
         out["pullRequests"] = []
     return out
@@ -141,7 +141,7 @@ def commits(
     repo_id: RepoIdDep,
     revision: RevisionDep,
     p: Annotated[int, Query(ge=0, description="Page number")] = 0,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     history = hub.list_commits(repo_id, revision)
     size = options.commits_page_size
     if (p + 1) * size < len(history):

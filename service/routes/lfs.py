@@ -9,7 +9,7 @@ never offered, so every object arrives as one streamed PUT.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
@@ -99,7 +99,7 @@ async def put_object(
     size: Annotated[int, Query(ge=0)],
     expires: Annotated[int, Query()],
     signature: Annotated[str, Query()],
-) -> dict:
+) -> dict[str, Any]:
     state.signer.check(oid, size, expires, signature, time.time())
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) != size:
@@ -113,7 +113,7 @@ async def put_object(
 
 
 @router.post("/api/v1/lfs/verify", summary="Confirm an LFS object arrived whole")
-def verify(hub: HubDep, writer: WriterDep, body: Annotated[Verify, Body()]) -> dict:
+def verify(hub: HubDep, writer: WriterDep, body: Annotated[Verify, Body()]) -> dict[str, Any]:
     if not hub.has_file(body.oid):
         raise FileNotStored(sha256=body.oid)
     info = hub.file_info(body.oid)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
@@ -51,7 +51,7 @@ def _repo_id(ref: RepoRef, caller_name: str) -> str:
 @router.post("/api/repos/create", summary="Create a repository (create_repo); 409 if it exists", response_model=None)
 def create_repo(
     hub: HubDep, writer: WriterDep, base_url: BaseUrlDep, body: Annotated[CreateRepo, Body()]
-) -> dict | JSONResponse:
+) -> dict[str, Any] | JSONResponse:
     _models_only(body.type)
     private = body.visibility in ("private", "protected") if body.visibility else bool(body.private)
     repo_id = _repo_id(body, writer.name)
@@ -64,25 +64,27 @@ def create_repo(
 
 
 @router.delete("/api/repos/delete", summary="Delete a repository (delete_repo)")
-def delete_repo(hub: HubDep, writer: WriterDep, body: Annotated[RepoRef, Body()]) -> dict:
+def delete_repo(hub: HubDep, writer: WriterDep, body: Annotated[RepoRef, Body()]) -> dict[str, Any]:
     _models_only(body.type)
     hub.delete_repo(_repo_id(body, writer.name))
     return {}
 
 
 @router.put("/api/models/{namespace}/{name}/settings", summary="Change visibility (update_repo_settings)")
-def repo_settings(hub: HubDep, writer: WriterDep, repo_id: RepoIdDep, body: Annotated[RepoSettings, Body()]) -> dict:
+def repo_settings(
+    hub: HubDep, writer: WriterDep, repo_id: RepoIdDep, body: Annotated[RepoSettings, Body()]
+) -> dict[str, Any]:
     if body.gated:
         raise NotSupported(detail="gated repositories")
     private = body.visibility in ("private", "protected") if body.visibility else body.private
     if private is not None:
-        hub.set_private(repo_id, private)  # type: ignore[attr-defined]
+        hub.set_private(repo_id, private)
     repo = hub.get_repo(repo_id)
     return {"private": repo.private, "visibility": "private" if repo.private else "public"}
 
 
 @router.get("/api/whoami-v2", summary="The caller's identity (whoami)")
-def whoami(caller: CallerDep) -> dict:
+def whoami(caller: CallerDep) -> dict[str, Any]:
     if caller is None:
         raise Unauthorized(detail="whoami needs a token")
     role = "write" if caller.can_write else "read"
@@ -96,7 +98,7 @@ def whoami(caller: CallerDep) -> dict:
 
 
 @router.post("/api/validate-yaml", summary="Model card metadata check (called before README.md uploads)")
-async def validate_yaml() -> dict:
+async def validate_yaml() -> dict[str, Any]:
     # Model cards are stored as they are; their metadata is read, as a hint, only at ingest.
     return {"errors": [], "warnings": []}
 

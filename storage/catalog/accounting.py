@@ -91,7 +91,7 @@ def storage_report(session: Session, *, top: int = 20) -> dict[str, Any]:
     def encoded_of(ids: set[str]) -> int:
         return sum(int(encoded.get(t, 0)) for t in ids)
 
-    repo_rows = []
+    repo_rows: list[dict[str, Any]] = []
     closures = {rid: _closure(set().union(*(file_tensors[s] for s in shas)) if shas else set(), bases)
                 for rid, shas in repo_files.items()}
     # What deleting a repository frees: what no other repository needs (counted once, not pairwise).

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult
 
 from storage.catalog.models import (
     FileObject,
@@ -135,7 +139,7 @@ def move_frames(
                    Frame.object_offset == old_offset)
             .values(object_key=new_key, object_offset=new_offset)
         )
-        moved += result.rowcount
+        moved += cast("CursorResult[Any]", result).rowcount
     touch_objects(session, [old_key])
     return moved
 

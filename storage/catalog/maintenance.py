@@ -27,20 +27,20 @@ def rebase_candidates(session: Session) -> list[RebaseCandidate]:
     """Stored safetensors files whose declared base repository holds, on its main branch, a stored file
     of the same architecture that they are not yet coded against (the same path preferred, as in
     sharded models)."""
-    claims = session.execute(
+    claims: list[tuple[str, str, str, str | None]] = session.execute(
         select(FileObject.sha256, FileObject.declared_base, FileObject.fingerprint, FileObject.base_sha256).where(
             FileObject.state == FileState.STORED,
             FileObject.kind == FileKind.SAFETENSORS,
             FileObject.declared_base.is_not(None),
             FileObject.fingerprint.is_not(None),
         )
-    ).all()
+    ).tuples().all()  # type: ignore[assignment]  # the WHERE clause rules out the NULLs
     if not claims:
         return []
     # Every stored file on the main branch of the repositories the claims name, in one query.
     wanted = {declared for _, declared, _, _ in claims}
     named = [split for declared in wanted if (split := _split(declared)) is not None]
-    base_files: dict[str, list[tuple[str, str, str]]] = {}
+    base_files: dict[str, list[tuple[str, str, str | None]]] = {}
     if named:
         rows = session.execute(
             select(Repository.namespace, Repository.name, TreeEntry.path, FileObject.sha256, FileObject.fingerprint)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult
 
 from storage.catalog.models import Commit, FileObject, Ref, Repository, TreeEntry, utcnow
 from storage.core.errors import EntryNotFound, RepoExists, RepoNotFound, RevisionNotFound, StaleParent
@@ -135,7 +139,7 @@ def new_commit(
             .where(Ref.repo_id == repo.id, Ref.name == branch, Ref.commit_oid == head)
             .values(commit_oid=oid)
         )
-        if moved.rowcount != 1:
+        if cast("CursorResult[Any]", moved).rowcount != 1:
             raise StaleParent(branch=branch, expected=head, head="(moved concurrently)")
     session.flush()
     commit = session.get(Commit, oid)

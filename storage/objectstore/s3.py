@@ -255,7 +255,8 @@ class S3ObjectStore(ObjectStore):
             return b""
         try:
             with _vendor_errors(key):
-                return body.read()
+                data: bytes = body.read()
+                return data
         finally:
             body.close()
 
