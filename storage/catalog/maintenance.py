@@ -27,14 +27,16 @@ def rebase_candidates(session: Session) -> list[RebaseCandidate]:
     """Stored safetensors files whose declared base repository holds, on its main branch, a stored file
     of the same architecture that they are not yet coded against (the same path preferred, as in
     sharded models)."""
-    claims: list[tuple[str, str, str, str | None]] = session.execute(
+    rows = session.execute(
         select(FileObject.sha256, FileObject.declared_base, FileObject.fingerprint, FileObject.base_sha256).where(
             FileObject.state == FileState.STORED,
             FileObject.kind == FileKind.SAFETENSORS,
             FileObject.declared_base.is_not(None),
             FileObject.fingerprint.is_not(None),
         )
-    ).tuples().all()  # type: ignore[assignment]  # the WHERE clause rules out the NULLs
+    )
+    # The WHERE clause rules out NULL claims and fingerprints.
+    claims = [(sha, str(declared), str(fingerprint), base) for sha, declared, fingerprint, base in rows]
     if not claims:
         return []
     # Every stored file on the main branch of the repositories the claims name, in one query.
@@ -42,7 +44,7 @@ def rebase_candidates(session: Session) -> list[RebaseCandidate]:
     named = [split for declared in wanted if (split := _split(declared)) is not None]
     base_files: dict[str, list[tuple[str, str, str | None]]] = {}
     if named:
-        rows = session.execute(
+        tree = session.execute(
             select(Repository.namespace, Repository.name, TreeEntry.path, FileObject.sha256, FileObject.fingerprint)
             .join(Ref, (Ref.repo_id == Repository.id) & (Ref.name == DEFAULT_BRANCH))
             .join(TreeEntry, TreeEntry.commit_oid == Ref.commit_oid)
@@ -50,7 +52,7 @@ def rebase_candidates(session: Session) -> list[RebaseCandidate]:
             .where(FileObject.state == FileState.STORED, FileObject.fingerprint.is_not(None))
             .where(or_(*(and_(Repository.namespace == ns, Repository.name == name) for ns, name in named)))
         )
-        for namespace, name, path, sha, fingerprint in rows:
+        for namespace, name, path, sha, fingerprint in tree:
             repo_id = f"{namespace}/{name}" if namespace else name
             base_files.setdefault(repo_id, []).append((path, sha, fingerprint))
     my_paths = _paths_of(session, [sha for sha, *_ in claims])

@@ -148,7 +148,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path, broker_url: str) 
             "s3_secret_access_key": credentials["AWS_SECRET_ACCESS_KEY"],
         }
     hub = make_hub(tmp_path, database_url, store, broker_url=broker_url, **store_settings)
-    queue = CeleryQueue(hub.settings, queue=queue_name)
+    queue = CeleryQueue(hub.settings, hub.session, queue=queue_name)
     hub.queue = queue
     log_path = tmp_path / "worker.log"
     # Both ways of starting a worker, one on each backend pair.
@@ -225,6 +225,32 @@ def test_pushed_model_is_stored_by_the_worker_and_reads_back(deployment: Deploym
         job = job_of(hub, sha(data))
         assert (job.state, job.attempts, job.error) == (JobState.DONE, 1, None)
     assert hub.stats()["physical_bytes"] < hub.stats()["logical_bytes"]  # type: ignore[operator]
+
+
+def test_wait_returns_once_the_worker_has_ended_every_job_sent(deployment: Deployment) -> None:
+    models = [to_safetensors(make_weights(seed)) for seed in (11, 12)]
+    for i, model in enumerate(models):
+        push(deployment.hub, f"org/waited-{i}", {"model.safetensors": model})
+    deployment.queue.wait(timeout=WAIT_SECONDS)
+    for model in models:
+        assert job_of(deployment.hub, sha(model)).state == JobState.DONE, deployment.log_tail()
+
+
+def test_wait_times_out_while_no_worker_takes_the_jobs(
+    tmp_path: Path, local_store: ObjectStore, broker_url: str
+) -> None:
+    hub = make_hub(tmp_path, f"sqlite:///{tmp_path / 'catalog.sqlite3'}", local_store, broker_url=broker_url)
+    queue_name = f"deltahub-idle-{secrets.token_hex(4)}"
+    hub.queue = CeleryQueue(hub.settings, hub.session, queue=queue_name)
+    try:
+        push(hub, "org/idle", {"model.safetensors": to_safetensors(make_weights(13))})
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="1 ingest jobs still running"):
+            hub.queue.wait(timeout=0.5)
+        assert time.monotonic() - started < 5
+    finally:
+        hub.close()
+        forget_queue(broker_url, queue_name)
 
 
 def test_duplicate_task_for_a_done_job_is_a_no_op(deployment: Deployment) -> None:

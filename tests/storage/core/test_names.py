@@ -69,3 +69,22 @@ def test_valid_paths_and_names() -> None:
     for bad in ("../x", "a..b", "/x", "x/", "", "a b"):
         with pytest.raises(InvalidInput):
             check_branch(bad)
+
+
+@pytest.mark.parametrize(
+    ("check", "value"),
+    [
+        (split_repo_id, "bob/evil\n"),
+        (split_repo_id, "alice\n/model"),
+        (check_branch, "main\n"),
+        (check_sha256, "a" * 64 + "\n"),
+    ],
+)
+def test_a_trailing_newline_is_refused(check: object, value: str) -> None:
+    # `$` matches before a final newline: every pattern must be applied as a full match.
+    with pytest.raises(InvalidInput):
+        check(value)  # type: ignore[operator]
+
+
+def test_a_commit_id_with_a_trailing_newline_is_not_one() -> None:
+    assert is_commit_oid("a" * 40) and not is_commit_oid("a" * 40 + "\n")
