@@ -35,6 +35,6 @@ def test_history_and_branches(hub: Hub) -> None:
     push(hub, "org/model", {"b.txt": b"2"})
     head = hub.resolve("org/model", "main")
     history = hub.list_commits("org/model", "main")
-    assert [c.oid for c in history][0] == head.oid and history[1].oid == head.parent_oid
+    assert history[0].oid == head.oid and history[1].oid == head.parent_oid
     assert hub.list_branches("org/model") == {"main": head.oid}
     assert [e.path for e in hub.list_tree("org/model", head.oid)] == ["a.txt", "b.txt"]
