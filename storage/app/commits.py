@@ -12,7 +12,7 @@ from storage.catalog.models import FileKind, FileObject
 from storage.core.declared import base_from_config, base_from_model_card
 from storage.core.errors import FileNotStored, InvalidInput
 from storage.core.faults import crash_point
-from storage.core.names import check_branch, check_path, check_sha256, is_commit_oid
+from storage.core.names import check_branch, check_path, check_sha256, check_tree, is_commit_oid
 
 # A model card or config larger than this is not read for a declared base (they are a few KB).
 MAX_CLAIM_FILE_BYTES = 1 << 20
@@ -70,6 +70,7 @@ class Commits:
                     file.declared_base = declared_base
                 added.append((addition.path, addition.sha256))
             repos.apply_changes(files, added, deletions)
+            check_tree(files)
             commit = repos.new_commit(
                 s, repo, branch, files=files, message=message, author=author,
                 parent=head, expected_parent=parent_oid,

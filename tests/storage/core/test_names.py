@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from storage.core.errors import InvalidInput, InvalidPath, InvalidRepoName
-from storage.core.names import check_branch, check_path, check_sha256, is_commit_oid, split_repo_id
+from storage.core.names import check_branch, check_path, check_sha256, check_tree, is_commit_oid, split_repo_id
 
 
 @pytest.mark.parametrize(
@@ -47,7 +47,15 @@ def test_invalid_repo_ids(repo_id: str, reason: str) -> None:
         ("C:/x", "absolute paths are not allowed"),
         ("a\\b", "backslashes are not allowed"),
         ("a\x00b", "contains a NUL byte"),
-        ("a\nb", "control characters are not allowed"),
+        ("a\nb", "control, invisible and line-breaking characters are not allowed"),
+        ("a\x7fb", "control, invisible and line-breaking characters are not allowed"),
+        ("evil\u202etxt.exe", "control, invisible and line-breaking characters are not allowed"),
+        ("line\u2028break", "control, invisible and line-breaking characters are not allowed"),
+        ("zero\u200bwidth", "control, invisible and line-breaking characters are not allowed"),
+        ("lone\udc80surrogate", "not valid UTF-8 (it holds a lone surrogate)"),
+        (".git/config", "'.git' and '.cache/huggingface' are reserved"),
+        ("sub/.git/hooks/post-checkout", "'.git' and '.cache/huggingface' are reserved"),
+        (".cache/huggingface/download/x.lock", "'.git' and '.cache/huggingface' are reserved"),
         ("x" * 1025, "longer than 1024 bytes"),
     ],
 )
@@ -57,8 +65,19 @@ def test_invalid_paths(path: str, reason: str) -> None:
     assert err.value.message == f"invalid file path {path!r}: {reason}"
 
 
+def test_a_tree_cannot_hold_a_file_where_a_folder_is_needed() -> None:
+    check_tree(["d-x", "d/f", "d/g/h", "e"])
+    with pytest.raises(InvalidPath) as err:
+        check_tree(["d", "d-x", "d/f"])
+    assert err.value.message == "invalid file path 'd': it is a file, and 'd/f' needs it to be a folder"
+    with pytest.raises(InvalidPath):
+        check_tree(["a/b/c", "a/b"])
+
+
 def test_valid_paths_and_names() -> None:
     assert check_path("model-00001-of-00002.safetensors") == "model-00001-of-00002.safetensors"
+    assert check_path(".gitattributes") == ".gitattributes" and check_path("a/.github/x") == "a/.github/x"
+    assert check_path("日本語/модель.bin") == "日本語/модель.bin"
     assert check_path("sub dir/ünïcode.json") == "sub dir/ünïcode.json"
     assert check_branch("feature/x-1") == "feature/x-1"
     assert is_commit_oid("a" * 40) and not is_commit_oid("main")
