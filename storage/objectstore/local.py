@@ -45,6 +45,11 @@ def _os_errors(key: str) -> Iterator[None]:
         raise StoreError(detail=f"{key}: {exc}") from exc
 
 
+# Objects are private model bytes: only the service's own user may list or read them (umask aside).
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
 class LocalObjectStore(ObjectStore):
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
         # fsync=False is for throwaway stores (tests, benchmarks): atomicity holds, durability does not.
@@ -53,8 +58,12 @@ class LocalObjectStore(ObjectStore):
         self._tmp = self.root / "tmp"
         self._fsync = fsync
         with _os_errors(str(self.root)):
-            self._objects.mkdir(parents=True, exist_ok=True)
-            self._tmp.mkdir(exist_ok=True)
+            self.root.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+            for directory in (self._objects, self._tmp):
+                directory.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+            # A store made by an earlier release (0755): closing the top directories hides everything below.
+            for directory in (self.root, self._objects, self._tmp):
+                directory.chmod(PRIVATE_DIR_MODE)
 
     def __repr__(self) -> str:
         return f"LocalObjectStore({str(self.root)!r})"
@@ -85,7 +94,7 @@ class LocalObjectStore(ObjectStore):
         temp = self._tmp / f"{uuid.uuid4().hex}{_TEMP_SUFFIX}"
         size = 0
         with _os_errors(key):
-            file = open(temp, "xb")  # noqa: SIM115 (closed below, on every path)
+            file = os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE), "wb")
         try:
             with file:
                 for chunk in chunks:  # the caller's own errors propagate as they are
@@ -136,7 +145,7 @@ class LocalObjectStore(ObjectStore):
             raise _shadowed(key, f"an object at {directory.relative_to(self._objects)}")
         for new in reversed(missing):
             with contextlib.suppress(FileExistsError):
-                new.mkdir()
+                new.mkdir(mode=PRIVATE_DIR_MODE)
             self._sync_dir(new.parent)
 
     def _sync_dir(self, directory: Path) -> None:
