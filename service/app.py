@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from service.auth import TokenStore
 from service.deps import ServiceState, TransferCounters
 from service.errors import install_error_handlers
-from service.limits import BodyLimit
+from service.limits import BodyLimit, StreamingRoutes
 from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
 from service.routes import commit, hf, lfs, native, repos, resolve
@@ -38,7 +38,8 @@ def create_app(
         counters=TransferCounters(),
     )
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, limit=options.max_json_bytes)
+    # Inside EncodedSlashRouting, so the body limit matches routes on the path the router will see.
+    app.add_middleware(BodyLimit, limit=options.max_json_bytes, streams=StreamingRoutes(app.router.routes))
     app.add_middleware(EncodedSlashRouting)
     # Fixed prefixes first; the download route matches "/{namespace}/{name}/resolve/..." and goes last.
     for module in (native, repos, hf, commit, lfs, resolve):

@@ -1,28 +1,53 @@
 """A bound on request bodies the routes read whole (JSON), enforced before they are read.
 
-The streaming routes (LFS uploads, ndjson commits) bound their own bodies as they read them; every
-other body is small JSON, so anything past `limit` bytes is refused with 413 whether or not the
-client declared a Content-Length, and whoever the caller is.
+The streaming routes (LFS uploads, ndjson commits) bound their own bodies as they read them and say so
+with `@streams_body`; every other body is small JSON, so anything past `limit` bytes is refused with
+413 whether or not the client declared a Content-Length, and whoever the caller is. Which route a
+request is for is decided by the app's own routing, never by a substring of the path (a repository
+named "commit" must not lift the bound).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Routes that stream and bound their own bodies: ndjson commits and LFS object PUTs.
-STREAMING_SUFFIXES = ("/commit/", "/api/v1/lfs/objects/")
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+_STREAMS = "__deltahub_streams_body__"
+
+
+def streams_body(endpoint: Endpoint) -> Endpoint:
+    """Mark a route that reads its body as a stream and bounds it itself."""
+    setattr(endpoint, _STREAMS, True)
+    return endpoint
+
+
+class StreamingRoutes:
+    """Whether a request goes to a route marked with `streams_body`, by the app's own route matching."""
+
+    def __init__(self, routes: list[BaseRoute]) -> None:
+        self._routes = routes
+
+    def __call__(self, scope: Scope) -> bool:
+        for route in self._routes:
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return bool(getattr(getattr(route, "endpoint", None), _STREAMS, False))
+        return False
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, limit: int, streaming: tuple[str, ...] = STREAMING_SUFFIXES) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, streams: Callable[[Scope], bool]) -> None:
         self.app = app
         self.limit = limit
-        self.streaming = streaming
+        self.streams = streams
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or any(part in scope["path"] for part in self.streaming):
+        if scope["type"] != "http" or self.streams(scope):
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")

@@ -12,6 +12,7 @@ from service.commit_payload import CommitHeader, Deletion, InlineFile, LfsFile, 
 from service.deps import BaseUrlDep, HubDep, OptionsDep, RepoIdDep, RevisionDep, StateDep, WriterDep
 from service.errors import NotSupported
 from service.hf_json import git_blob_sha1
+from service.limits import streams_body
 from service.streams import ndjson_lines
 from storage.app.hub import HubApi
 from storage.app.views import FileAddition, FileInfo
@@ -78,6 +79,7 @@ def preupload(
 
 
 @router.post(REPO + "/commit/{revision}", summary="Create a commit from an ndjson payload (create_commit)")
+@streams_body
 async def commit(
     request: Request,
     state: StateDep,

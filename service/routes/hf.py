@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from service import hf_json
 from service.deps import FilePathDep, HubDep, OptionsDep, ReadableRepoDep, RepoIdDep, RevisionDep
 from service.errors import PayloadTooLarge
+from service.limits import streams_body
 from service.tree import list_tree, page_after
 from storage.app.hub import HubApi
 from storage.app.views import CommitInfo, RepoInfo
@@ -90,6 +91,7 @@ def tree(
 
 
 @router.post(REPO + "/paths-info/{revision}", summary="Describe some paths of a tree (get_paths_info)")
+@streams_body
 async def paths_info(
     request: Request, hub: HubDep, _readable: ReadableRepoDep, repo_id: RepoIdDep, revision: RevisionDep
 ) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.deps import BaseUrlDep, HubDep, RepoIdDep, StateDep, WriterDep
 from service.errors import NotSupported
+from service.limits import streams_body
 from service.streams import upload_body
 from storage.core.errors import FileNotStored, UploadMismatch
 from storage.core.faults import crash_point
@@ -92,6 +93,7 @@ def batch(
 
 
 @router.put("/api/v1/lfs/objects/{oid}", summary="Upload one LFS object to a signed URL (streamed)")
+@streams_body
 async def put_object(
     request: Request,
     state: StateDep,
