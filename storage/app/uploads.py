@@ -13,7 +13,7 @@ from storage.app.staging import read_safetensors_header, sniff_safetensors, stag
 from storage.app.views import FileInfo, file_info
 from storage.catalog import jobs
 from storage.catalog.db import unique_conflicts
-from storage.catalog.models import FileKind, FileObject, FileState
+from storage.catalog.models import FileKind, FileObject, FileState, utcnow
 from storage.core.errors import Conflict, FileNotStored, InvalidInput
 from storage.core.faults import crash_point
 from storage.core.names import check_sha256
@@ -28,9 +28,17 @@ class Uploads:
         self._store = store
 
     def has_file(self, sha256: str) -> bool:
-        """True when the bytes are already held (staged or stored): the upload can be skipped."""
+        """True when the bytes are already held (staged or stored): the upload can be skipped.
+
+        A yes is a promise to the uploader, who will commit without sending the bytes: it restarts the
+        file's GC grace period (claimed_at), so an unreferenced file outlives the commit that needs it.
+        """
         with self._session() as s:
-            return s.get(FileObject, check_sha256(sha256)) is not None
+            file = s.get(FileObject, check_sha256(sha256))
+            if file is None:
+                return False
+            file.claimed_at = utcnow()
+            return True
 
     def file_info(self, sha256: str) -> FileInfo:
         with self._session() as s:

@@ -29,7 +29,7 @@ def drop_unreferenced_files(session: Session, cutoff: datetime) -> tuple[int, li
     """Files no tree names, older than `cutoff`, with no unfinished job: (how many, their staging keys)."""
     rows = session.execute(
         select(FileObject.sha256, FileObject.staging_key).where(
-            FileObject.created_at < cutoff,
+            func.coalesce(FileObject.claimed_at, FileObject.created_at) < cutoff,
             ~exists().where(TreeEntry.file_sha256 == FileObject.sha256),
             ~exists().where(
                 IngestJob.file_sha256 == FileObject.sha256,

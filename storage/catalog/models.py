@@ -184,6 +184,9 @@ class FileObject(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     stored_at: Mapped[datetime | None] = mapped_column()
+    # When an upload was last told the file is held (and so skipped sending it): GC's grace period for
+    # an unreferenced file runs from the later of this and created_at, so the commit can still land.
+    claimed_at: Mapped[datetime | None] = mapped_column()
 
 
 class FileSegment(Base):

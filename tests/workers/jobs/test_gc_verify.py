@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from storage.app.hub import Hub
-from storage.catalog.models import StoreObject, Tensor
+from storage.app.views import FileAddition
+from storage.catalog.models import FileObject, StoreObject, Tensor
 from storage.core.errors import IntegrityError
 from storage.objectstore import ObjectStore
 from tests.hubs import ingest_all, make_hub, push, read_all
@@ -89,3 +91,27 @@ def test_flipped_byte_is_detected_on_read_and_by_verify(hub: Hub) -> None:
     report = verify(hub)
     assert not report.ok
     assert [p.locations for p in report.problems] == [(("o/victim", "model.safetensors"),)]
+
+
+def test_a_file_an_upload_was_told_is_held_outlives_the_grace_period_until_its_commit(hub: Hub) -> None:
+    # Uploaded but not committed (an LFS PUT whose commit has not come yet), older than the grace period.
+    data = b"uploaded, not yet committed" * 100
+    info = hub.upload([data])
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    with hub.session() as s:
+        s.get(FileObject, info.sha256).created_at = two_hours_ago  # type: ignore[union-attr]
+    # The LFS batch of the client's next push answers "held", so the client skips the upload...
+    assert hub.has_file(info.sha256)
+    # ...and GC, running before the commit arrives, must keep it.
+    collect_garbage(hub, grace_seconds=3600)
+    assert hub.has_file(info.sha256)
+    hub.create_repo("org/late", exist_ok=True)
+    hub.commit("org/late", "main", message="now", additions=[FileAddition("x.bin", info.sha256)])
+    assert read_all(hub, info.sha256) == data
+    # A file nobody claimed is collected as before.
+    other = hub.upload([b"abandoned upload" * 100])
+    with hub.session() as s:
+        s.get(FileObject, other.sha256).created_at = two_hours_ago  # type: ignore[union-attr]
+    collect_garbage(hub, grace_seconds=3600)
+    with hub.session() as s:
+        assert s.get(FileObject, other.sha256) is None
