@@ -16,6 +16,7 @@ from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
 from service.routes import commit, hf, lfs, native, repos, resolve
 from service.signing import UploadSigner
+from service.streams import UploadGate
 from storage.app.hub import HubApi
 from storage.settings import Settings
 
@@ -36,6 +37,7 @@ def create_app(
         options=options,
         signer=UploadSigner(options.signing_key, options.upload_url_ttl_seconds),
         counters=TransferCounters(),
+        uploads=UploadGate(options),
     )
     install_error_handlers(app)
     # Inside EncodedSlashRouting, so the body limit matches routes on the path the router will see.

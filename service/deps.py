@@ -17,6 +17,7 @@ from service.auth import TokenInfo, TokenStore, identify, readable_repo, require
 from service.options import ServiceOptions
 from service.paths import param, repo_id_from
 from service.signing import UploadSigner
+from service.streams import UploadGate
 from storage.app.hub import HubApi
 from storage.app.views import RepoInfo
 
@@ -52,6 +53,7 @@ class ServiceState:
     options: ServiceOptions
     signer: UploadSigner
     counters: TransferCounters
+    uploads: UploadGate
 
 
 def get_state(request: Request) -> ServiceState:

@@ -39,6 +39,18 @@ class PayloadTooLarge(DeltahubError):
     status = 413
 
 
+class BodyTooSlow(DeltahubError):
+    """request body too slow: {detail}"""
+
+    status = 408
+
+
+class TooManyUploads(DeltahubError):
+    """too many uploads at once: {detail}"""
+
+    status = 429
+
+
 class RangeNotSatisfiable(DeltahubError):
     """range not satisfiable: {detail}"""
 

@@ -34,6 +34,15 @@ class ServiceOptions:
     max_json_bytes: int = 16 * MiB
     # A signed upload URL outlives the slowest single PUT of a 50 GB file at ~15 MB/s.
     upload_url_ttl_seconds: int = 3600
+    # Uploads run on their own threads, never the pool that serves reads: stalled bodies cannot starve
+    # downloads or the API. 16 keeps a 2-core machine busy with streaming uploads (each is I/O-bound).
+    upload_threads: int = 16
+    # Concurrent uploads from one client address; beyond it a 429 (the client retries with backoff).
+    uploads_per_client: int = 8
+    # A body that sends nothing for this long, or averages less than the rate below once this long has
+    # passed, is cut with 408: a client on a 1 Mbit/s link still sends 125 kB/s.
+    upload_stall_seconds: float = 30.0
+    upload_min_bytes_per_second: int = 32 * 1024
     # Signs LFS upload URLs (the client PUTs to them without its token). Replicas must share it.
     signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
@@ -64,5 +73,8 @@ class ServiceOptions:
             max_commit_bytes=pick("max_commit_bytes", defaults.max_commit_bytes),
             max_upload_bytes=pick("max_upload_bytes", defaults.max_upload_bytes),
             upload_url_ttl_seconds=pick("upload_url_ttl_seconds", defaults.upload_url_ttl_seconds),
+            upload_threads=pick("upload_threads", defaults.upload_threads),
+            uploads_per_client=pick("uploads_per_client", defaults.uploads_per_client),
+            upload_stall_seconds=pick("upload_stall_seconds", defaults.upload_stall_seconds),
             signing_key=key,
         )

@@ -3,43 +3,100 @@
 The hub is synchronous (SQL, object store) and runs in worker threads; request bodies arrive on the
 event loop. Bodies are never held whole: an upload is handed to the hub as an iterator that pulls the
 next chunk from the loop, and a commit is split into lines as it arrives.
+
+Uploads pass an `UploadGate`: their own thread pool (a stalled upload holds a thread for as long as it
+lasts, so uploads must not share the pool that serves everything else), a bound on concurrent uploads
+per client address, and a body that stalls or trickles is cut with 408.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from service.errors import PayloadTooLarge
+from service.errors import BodyTooSlow, PayloadTooLarge, TooManyUploads
+from service.options import ServiceOptions
 from storage.app.hub import HubApi
 from storage.app.views import FileInfo
 from storage.core.errors import UploadMismatch
 
 
+class UploadGate:
+    """What every upload body passes through (one per app: see the class docstring of the module)."""
+
+    def __init__(self, options: ServiceOptions) -> None:
+        self.options = options
+        self._threads: anyio.CapacityLimiter | None = None
+        self._active: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    @property
+    def threads(self) -> anyio.CapacityLimiter:
+        if self._threads is None:  # made on first use: a limiter belongs to the running event loop
+            self._threads = anyio.CapacityLimiter(self.options.upload_threads)
+        return self._threads
+
+    @contextmanager
+    def admit(self, client: str) -> Iterator[None]:
+        """One upload of `client`; TooManyUploads past the per-client bound."""
+        with self._lock:
+            if self._active[client] >= self.options.uploads_per_client:
+                raise TooManyUploads(detail=f"at most {self.options.uploads_per_client} from one client; retry later")
+            self._active[client] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active[client] -= 1
+                if not self._active[client]:
+                    del self._active[client]
+
+
 async def upload_body(
-    body: AsyncIterator[bytes], hub: HubApi, *, sha256: str | None, size: int | None, limit: int
+    body: AsyncIterator[bytes],
+    hub: HubApi,
+    *,
+    sha256: str | None,
+    size: int | None,
+    limit: int,
+    gate: UploadGate,
+    client: str,
 ) -> tuple[FileInfo, int]:
     """Stream `body` into ``hub.upload``; (the stored file, bytes received).
 
-    More bytes than declared (or than `limit`) stop the transfer at once instead of after the fact.
+    More bytes than declared (or than `limit`) stop the transfer at once instead of after the fact; a
+    body that stalls or trickles below the gate's rate is cut with BodyTooSlow.
     """
     stream = aiter(body)
     bound = limit if size is None else min(size, limit)
     received = 0
+    stall = gate.options.upload_stall_seconds
+    min_rate = gate.options.upload_min_bytes_per_second
 
     async def next_chunk() -> bytes | None:
         try:
-            return await anext(stream)
+            with anyio.fail_after(stall):
+                return await anext(stream)
         except StopAsyncIteration:
             return None
+        except TimeoutError:
+            raise BodyTooSlow(detail=f"no bytes for {stall:g} s after {received} bytes") from None
 
     def chunks() -> Iterator[bytes]:
         nonlocal received
+        started = time.monotonic()  # once a thread runs us: time spent waiting for one is not the client's
         while (chunk := anyio.from_thread.run(next_chunk)) is not None:
             received += len(chunk)
+            elapsed = time.monotonic() - started
+            if elapsed > stall and received < min_rate * elapsed and received != size:
+                raise BodyTooSlow(detail=f"{received} bytes in {elapsed:.0f} s, under {min_rate} bytes/s")
             if received > bound:
                 if size is not None and received > size:
                     raise UploadMismatch(detail=f"more than the {size} bytes declared")
@@ -50,7 +107,8 @@ async def upload_body(
     def upload() -> FileInfo:
         return hub.upload(chunks(), expected_sha256=sha256, expected_size=size)
 
-    info = await anyio.to_thread.run_sync(upload)
+    with gate.admit(client):
+        info = await anyio.to_thread.run_sync(upload, limiter=gate.threads)
     # The hub may skip the transfer (it already holds these bytes); the rest of the body must still be
     # read, or the connection breaks while the client is sending and it retries for nothing.
     async for chunk in stream:

@@ -107,7 +107,8 @@ async def put_object(
     if declared is not None and declared.isdigit() and int(declared) != size:
         raise UploadMismatch(detail=f"Content-Length {declared} differs from the {size} bytes signed for")
     info, received = await upload_body(
-        request.stream(), state.hub, sha256=oid, size=size, limit=state.options.max_upload_bytes
+        request.stream(), state.hub, sha256=oid, size=size, limit=state.options.max_upload_bytes,
+        gate=state.uploads, client=request.client.host if request.client else "?",
     )
     state.counters.add(lfs_put_requests=1, lfs_put_bytes=received)
     crash_point("api.lfs_put_received")
