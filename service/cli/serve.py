@@ -42,6 +42,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
     """
     import uvicorn
 
+    from service import logmask
     from service.app import create_app
     from service.tokens import CatalogTokenStore, ensure_admin_token
     from workers.runtime import open_hub
@@ -59,6 +60,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
             )
     app = create_app(hub, settings, tokens)
     try:
+        logmask.install()
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
     finally:
         _close(hub)

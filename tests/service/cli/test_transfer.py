@@ -235,3 +235,19 @@ def test_push_base_flag_records_the_declared_base(server: Server, tmp_path: Path
     rejected = deltahub("push", str(tmp_path / "tuned"), "org/declared", "--base", "not/a/repo", *common,
                         env=server.env)
     assert rejected.returncode != 0
+
+
+def test_the_access_log_masks_upload_signatures(server: Server) -> None:
+    data = os.urandom(4096)
+    oid = hashlib.sha256(data).hexdigest()
+    headers = {"Authorization": f"Bearer {server.token}"}
+    httpx.post(f"{server.url}/api/repos/create", json={"name": "logged", "organization": "admin"},
+               headers=headers, timeout=10)
+    batch = {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(data)}]}
+    answer = httpx.post(f"{server.url}/admin/logged.git/info/lfs/objects/batch", json=batch, headers=headers,
+                        timeout=10).json()
+    href = answer["objects"][0]["actions"]["upload"]["href"]
+    assert httpx.put(href, content=data, timeout=30).status_code == 200
+    signature = href.split("signature=")[1].split("&")[0]
+    log = (server.data_dir.parent / "serve.log").read_text()
+    assert "signature=***" in log and signature not in log
