@@ -1,14 +1,17 @@
 """Reads: any byte range of a held file, from staging while it waits for ingest, else rebuilt from its
-stored frames."""
+stored frames. Every byte is checked before it is sent: staged bytes against the block checksums the
+upload recorded, stored frames against their CRCs (storage/app/reader.py)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 from storage.app.ports import Sessions
 from storage.app.reader import Reader
 from storage.catalog.models import FileObject, FileState
-from storage.core.errors import FileNotStored, InvalidInput
+from storage.core.blocksums import CorruptStagedFile, block_span, checked_range
+from storage.core.errors import FileNotStored, IntegrityError, InvalidInput
 from storage.core.names import check_sha256
 from storage.objectstore import ObjectNotFound, ObjectStore
 
@@ -25,7 +28,7 @@ class Reads:
             file = s.get(FileObject, check_sha256(sha256))
             if file is None:
                 raise FileNotStored(sha256=sha256)
-            state, staging_key, size = file.state, file.staging_key, file.size
+            state, staging_key, size, sums = file.state, file.staging_key, file.size, file.staging_sums
         if start < 0 or (end is not None and end < start):
             raise InvalidInput(detail=f"invalid byte range [{start}, {end})")
         # Like a slice: a range running past the end is cut at the end (the HTTP layer answers 416).
@@ -33,14 +36,36 @@ class Reads:
         start = min(start, end)
         if state != FileState.STORED and staging_key is not None:
             try:
-                return self._store.iter_range(staging_key, start, end)
+                return self._read_staged(sha256, staging_key, size, sums, start, end)
             except ObjectNotFound:
                 # Ingest stored the file and dropped its staging copy between our look and the read.
                 if not self._is_stored(sha256):
                     raise
         return self._reader.read_file(sha256, start, end)
 
+    def _read_staged(
+        self, sha256: str, key: str, size: int, sums: bytes | None, start: int, end: int
+    ) -> Iterator[bytes]:
+        if sums is None:
+            return self._read_staged_unsummed(sha256, key, size, start, end)
+        first, stop = block_span(start, end, size)
+        chunks = self._store.iter_range(key, first, stop)  # opened now: a missing object fails here
+        return checked_range(chunks, sums=sums, sha256=sha256, start=start, end=end, size=size)
+
+    def _read_staged_unsummed(self, sha256: str, key: str, size: int, start: int, end: int) -> Iterator[bytes]:
+        """An upload staged by a release that recorded no block sums: prove the whole object against
+        its SHA-256 first (one extra pass), then serve the range."""
+        whole = hashlib.sha256()
+        for chunk in self._store.iter_range(key, 0, size):
+            whole.update(chunk)
+        if whole.hexdigest() != sha256:
+            raise IntegrityError(detail=f"staged file {sha256} is damaged: its bytes hash to {whole.hexdigest()}")
+        return self._store.iter_range(key, start, end)
+
     def _is_stored(self, sha256: str) -> bool:
         with self._session() as s:
             file = s.get(FileObject, sha256)
             return file is not None and file.state == FileState.STORED
+
+
+__all__ = ["CorruptStagedFile", "Reads"]

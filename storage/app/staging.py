@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from storage.core.blocksums import BlockSums
 from storage.core.errors import InvalidInput, UploadMismatch
 from storage.core.faults import crash_point
 from storage.core.formats.safetensors import (
@@ -26,6 +27,8 @@ class StagedUpload:
     key: str
     sha256: str
     size: int
+    # Checksums of its blocks, for reads served from staging (storage/core/blocksums.py).
+    block_sums: bytes
 
 
 class _Counted:
@@ -35,6 +38,7 @@ class _Counted:
         self._chunks = chunks
         self._limit = limit
         self.hash = hashlib.sha256()
+        self.blocks = BlockSums()
         self.size = 0
 
     def __iter__(self) -> Iterator[bytes]:
@@ -45,6 +49,7 @@ class _Counted:
             if self._limit is not None and self.size > self._limit:
                 raise UploadMismatch(detail=f"more than the declared or allowed {self._limit} bytes")
             self.hash.update(chunk)
+            self.blocks.update(chunk)
             crash_point("upload.mid_stream")
             yield chunk
 
@@ -74,7 +79,7 @@ def stage(
     if problem:
         store.delete(key)
         raise UploadMismatch(detail=problem)
-    return StagedUpload(key=key, sha256=sha256, size=counted.size)
+    return StagedUpload(key=key, sha256=sha256, size=counted.size, block_sums=counted.blocks.digest())
 
 
 def read_safetensors_header(store: ObjectStore, key: str, size: int, max_header_bytes: int) -> SafetensorsHeader:

@@ -74,7 +74,7 @@ class Uploads:
                     s.add(
                         FileObject(
                             sha256=staged.sha256, size=staged.size, kind=kind,
-                            state=FileState.STAGED, staging_key=staged.key,
+                            state=FileState.STAGED, staging_key=staged.key, staging_sums=staged.block_sums,
                         )
                     )
                     s.flush()

@@ -163,6 +163,7 @@ def mark_stored(
     file.base_sha256 = base_sha256
     file.state = FileState.STORED
     file.staging_key = None
+    file.staging_sums = None
     file.error = None
     file.stored_at = utcnow()
     session.flush()

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -187,6 +188,9 @@ class FileObject(Base):
     # When an upload was last told the file is held (and so skipped sending it): GC's grace period for
     # an unreferenced file runs from the later of this and created_at, so the commit can still land.
     claimed_at: Mapped[datetime | None] = mapped_column()
+    # CRC-32 of each 1 MiB block of the staged bytes (storage/core/blocksums.py): reads from staging
+    # check them. None once ingest has stored the file, and for uploads staged by an earlier release.
+    staging_sums: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class FileSegment(Base):

@@ -9,6 +9,7 @@ repository and path of every damaged file. Parts of files the damage does not to
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import tracemalloc
@@ -26,7 +27,9 @@ from service.app import create_app
 from storage.app.hub import Hub
 from storage.app.views import FileAddition
 from storage.catalog import jobs
+from storage.catalog.models import FileObject as FileObjectRow
 from storage.catalog.models import FileSegment, Frame, StoreObject
+from storage.core.blocksums import BLOCK_BYTES
 from storage.core.codecs import get_codec
 from storage.core.dtypes import DTYPES
 from storage.core.errors import IntegrityError
@@ -207,3 +210,39 @@ def test_crafted_frame_costs_no_more_memory_than_the_catalog_allows(stored: Stor
     finally:
         tracemalloc.stop()
     assert peak < CLAIMED // 4, f"decoding a frame the catalog sizes at 16 KiB took {peak >> 20} MiB"
+
+
+def test_a_flipped_byte_in_a_staged_file_is_never_served(tmp_path: Path, hf_client_env: Path,
+                                                          figures: Figures) -> None:
+    """Before ingest the file is served from its staged upload: every block sent is checked against the
+    checksums recorded while it streamed in (issue 12, part 3, item 2)."""
+    hub = Hub.from_settings(load_settings(data_dir=tmp_path / "hub"), migrate=True)
+    data = os.urandom(3 * BLOCK_BYTES + 12345)
+    hub.create_repo(VICTIM)
+    info = hub.upload([data])
+    hub.commit(VICTIM, "main", message="staged", additions=[FileAddition("weights.bin", info.sha256)])
+    with hub.session() as s:
+        key = s.get(FileObjectRow, info.sha256).staging_key  # type: ignore[union-attr]
+    assert key is not None  # no ingest ran: it is served from staging
+    position = 2 * BLOCK_BYTES + 77
+    blob = bytearray(hub.store.get(key))
+    blob[position] ^= 0x01
+    hub.store.put(key, bytes(blob))
+    try:
+        with running(create_app(hub, hub.settings, TOKENS, options=TEST_OPTIONS)) as url:
+            resolve = f"{url}/{VICTIM}/resolve/main/weights.bin"
+            status, body, complete = _download(resolve)
+            assert not (status == 200 and complete), "a damaged staged file was served whole"
+            assert body == data[: len(body)] and len(body) <= 2 * BLOCK_BYTES
+            with pytest.raises(Exception):  # noqa: B017 (whatever the client raises, it must not succeed)
+                hf_hub_download(VICTIM, "weights.bin", endpoint=url, cache_dir=tmp_path / "cache")
+            cached = [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.stat().st_size == len(data)]
+            assert all(p.read_bytes() == data for p in cached)
+            # Ranges in undamaged blocks still read; one touching the damaged block does not.
+            assert _download_range(resolve, 10, BLOCK_BYTES + 10) == (206, data[10 : BLOCK_BYTES + 10], True)
+            assert _download_range(resolve, 3 * BLOCK_BYTES, len(data)) == (206, data[3 * BLOCK_BYTES :], True)
+            status, body, complete = _download_range(resolve, position - 5, position + 5)
+            assert not (status == 206 and complete) and body == data[position - 5 : position - 5 + len(body)]
+    finally:
+        hub.engine.dispose()
+    figures.add(bad_inputs=1)
