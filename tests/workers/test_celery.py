@@ -32,6 +32,7 @@ from storage.app.views import FileStateName
 from storage.catalog import jobs
 from storage.catalog.jobs import JobView
 from storage.catalog.models import FileObject, IngestJob, JobState
+from storage.core.blocksums import CorruptStagedFile
 from storage.objectstore import LocalObjectStore, ObjectStore
 from storage.settings import InvalidSettings, Settings, load_settings
 from tests.hubs import make_hub, push, read_all
@@ -283,7 +284,7 @@ def test_job_whose_staged_file_is_gone_fails_after_bounded_attempts(deployment: 
     assert hub.file_info(sha(data)).state == "failed"
 
 
-def test_bytes_the_parser_refuses_fail_at_once_and_stay_served(deployment: Deployment) -> None:
+def test_bytes_the_parser_refuses_fail_at_once_and_are_never_served(deployment: Deployment) -> None:
     hub = deployment.hub
     data = to_safetensors(make_weights(7))
     (job_id,) = push_recorded_only(hub, "org/garbled", {"model.safetensors": data})
@@ -295,7 +296,9 @@ def test_bytes_the_parser_refuses_fail_at_once_and_stay_served(deployment: Deplo
     job = job_of(hub, sha(data))
     assert (job.state, job.attempts) == (JobState.FAILED, 1)
     assert "header" in (job.error or "")
-    assert read_all(hub, sha(data)) == garbled  # the staged object is kept and served as it is
+    # The staged object is kept (for the operator), but bytes that fail their checksums are never served.
+    with pytest.raises(CorruptStagedFile):
+        read_all(hub, sha(data))
 
 
 def test_job_whose_last_attempt_lost_its_worker_is_failed_without_running(deployment: Deployment) -> None:
