@@ -27,7 +27,7 @@ from storage.core.codecs import Codec, CorruptFrame, get_codec, kernels
 from storage.core.codecs.base import Buffer
 from storage.core.codecs.choose import choose_codec
 from storage.core.dtypes import DTYPES, DType
-from storage.core.errors import IntegrityError, InvalidInput
+from storage.core.errors import IntegrityError, InternalError
 
 FRAME_MAGIC = b"DHFR"
 FRAME_VERSION = 1
@@ -86,7 +86,7 @@ def frame_spans(nbytes: int, dtype: DType, frame_bytes: int = DEFAULT_FRAME_BYTE
     """[start, end) raw byte ranges covering `nbytes` exactly, each but the last a whole number of elements
     of at most `frame_bytes` (at least one element). An empty tensor is one empty frame."""
     if not 0 < frame_bytes <= MAX_FRAME_BYTES:
-        raise InvalidInput(detail=f"frame size {frame_bytes} is not in (0, {MAX_FRAME_BYTES}]")
+        raise InternalError(detail=f"frame size {frame_bytes} is not in (0, {MAX_FRAME_BYTES}]")
     step = max(dtype.itemsize, frame_bytes // dtype.itemsize * dtype.itemsize)
     if nbytes == 0:
         return [(0, 0)]
@@ -100,7 +100,7 @@ def _canonical(config: dict[str, Any]) -> bytes:
 def encode_frame(codec: Codec, raw: Buffer, dtype: DType, base: Buffer | None = None) -> bytes:
     raw_view = memoryview(raw).cast("B")
     if len(raw_view) > MAX_FRAME_BYTES:
-        raise InvalidInput(detail=f"frame of {len(raw_view)} bytes exceeds {MAX_FRAME_BYTES}")
+        raise InternalError(detail=f"frame of {len(raw_view)} bytes exceeds {MAX_FRAME_BYTES}")
     return _assemble(codec, len(raw_view), dtype, codec.encode_parts(raw_view, dtype, base), checksum(raw_view))
 
 
@@ -178,7 +178,7 @@ def _decode(blob: Buffer, base: Buffer | None, out: Buffer | None) -> tuple[Fram
     """A frame's header and decoded bytes, every check but the data crc done."""
     header = read_frame_header(blob)
     if out is not None and memoryview(out).nbytes != header.raw_size:
-        raise InvalidInput(detail=f"output buffer has {memoryview(out).nbytes} bytes, the frame {header.raw_size}")
+        raise InternalError(detail=f"output buffer has {memoryview(out).nbytes} bytes, the frame {header.raw_size}")
     codec = get_codec(header.codec_id, header.config)
     payload = memoryview(blob).cast("B")[header.header_size :]
     base = base if codec.needs_base else None
@@ -214,7 +214,7 @@ def encode_tensor(
     view = memoryview(raw).cast("B")
     base_view = memoryview(base).cast("B") if base is not None else None
     if base_view is not None and len(base_view) != len(view):
-        raise InvalidInput(detail=f"base has {len(base_view)} bytes, the tensor {len(view)}")
+        raise InternalError(detail=f"base has {len(base_view)} bytes, the tensor {len(view)}")
     spans = frame_spans(len(view), dtype, frame_bytes)
     codec, whole_payload = choose_codec(view, dtype, base_view, candidates)
     checksums = [checksum(view[a:b]) for a, b in spans]
@@ -266,7 +266,7 @@ def decode_frames_into(
         return
     origin, target = spans[0][0], memoryview(out).cast("B")
     if len(target) != spans[-1][1] - origin:
-        raise InvalidInput(detail=f"output has {len(target)} bytes, the frames cover {spans[-1][1] - origin}")
+        raise InternalError(detail=f"output has {len(target)} bytes, the frames cover {spans[-1][1] - origin}")
     base_view = memoryview(base).cast("B") if base is not None else None
 
     def decode(i: int) -> None:
@@ -295,7 +295,7 @@ def decode_tensor_range(
     """Raw bytes [start, end) decoding only the frames that overlap the range."""
     total = spans[-1][1] if spans else 0
     if not 0 <= start <= end <= total:
-        raise InvalidInput(detail=f"range [{start}, {end}) is outside [0, {total})")
+        raise InternalError(detail=f"range [{start}, {end}) is outside [0, {total})")
     wanted = [i for i, (a, b) in enumerate(spans) if a < end and b > start]
     if not wanted:
         return b""

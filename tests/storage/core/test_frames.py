@@ -19,7 +19,7 @@ from storage.core.codecs.base import Buffer
 from storage.core.codecs.choose import candidates_for, choose_codec, sample_ranges
 from storage.core.codecs.plain import PlainCodec
 from storage.core.dtypes import DTYPES, DType
-from storage.core.errors import IntegrityError, InvalidInput
+from storage.core.errors import IntegrityError, InternalError
 from storage.core.frames import (
     FRAME_MAGIC,
     FRAME_VERSION,
@@ -164,10 +164,10 @@ def test_frames_decode_into_the_callers_buffer(case, frame_bytes: int) -> None:
 def test_decoding_into_a_wrong_sized_buffer_is_refused() -> None:
     raw = np.arange(1000, dtype=np.uint16).tobytes()
     blob = encode_frame(get_codec("plain"), raw, BF16)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InternalError):
         decode_frame(blob, out=bytearray(len(raw) - 2))
     encoded = encode_tensor(raw, BF16, frame_bytes=600)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InternalError):
         decode_frames_into(encoded.frames, encoded.spans, bytearray(len(raw) + 1))
     assert type(decode_frame(blob)) is bytes
 
