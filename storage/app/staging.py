@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from storage.core import keys
 from storage.core.errors import InvalidInput, UploadMismatch
 from storage.core.faults import crash_point
 from storage.core.formats.safetensors import (
@@ -17,8 +17,6 @@ from storage.core.formats.safetensors import (
     parse_header,
 )
 from storage.objectstore import ObjectStore
-
-STAGING_PREFIX = "staging/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +59,7 @@ def stage(
     limit = expected_size if expected_size is not None else max_bytes
     if expected_size is not None and max_bytes is not None and expected_size > max_bytes:
         raise InvalidInput(detail=f"declared size {expected_size} exceeds the limit of {max_bytes} bytes")
-    key = f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    key = keys.staging_key()
     counted = _Counted(chunks, limit)
     store.put_stream(key, counted)
     crash_point("upload.after_staging_put")

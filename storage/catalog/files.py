@@ -10,7 +10,7 @@ import sqlalchemy.exc
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from storage.catalog.db import is_unique_violation
+from storage.catalog.db import batches, is_unique_violation
 from storage.catalog.models import (
     Family,
     FileKind,
@@ -65,8 +65,8 @@ def snapshot(session: Session, sha256: str) -> FileSnapshot:
 def existing_tensors(session: Session, ids: Iterable[str]) -> set[str]:
     ids = list(set(ids))
     found: set[str] = set()
-    for start in range(0, len(ids), 500):
-        found.update(session.scalars(select(Tensor.id).where(Tensor.id.in_(ids[start : start + 500]))))
+    for chunk in batches(ids):
+        found.update(session.scalars(select(Tensor.id).where(Tensor.id.in_(chunk))))
     return found
 
 

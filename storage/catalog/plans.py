@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage.catalog.db import batches
 from storage.catalog.models import FileObject, FileSegment, Frame, Tensor
 
 
@@ -74,8 +75,7 @@ def tensor_plans(session: Session, ids: Iterable[str], *, with_bases: bool = Tru
     while wanted:
         batch = list(wanted)
         wanted = set()
-        for start in range(0, len(batch), 500):
-            chunk = batch[start : start + 500]
+        for chunk in batches(batch):
             frames: dict[str, list[FramePlan]] = {i: [] for i in chunk}
             for f in session.scalars(select(Frame).where(Frame.tensor_id.in_(chunk)).order_by(Frame.seq)):
                 frames[f.tensor_id].append(

@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from storage.app.hub import Hub
 from storage.catalog import files
 from storage.catalog.plans import FramePlan, TensorPlan
 from storage.core import casts
@@ -21,6 +20,7 @@ from storage.core.faults import crash_point
 from storage.core.frames import encode_tensor
 from storage.core.packs import PackBuilder
 from storage.core.segments import Segment
+from workers.jobs.context import JobContext
 
 # Raw bytes encoded per step: 4 frames of the default 4 MiB, so a window and its base use ~32 MiB.
 WINDOW_FRAMES = 4
@@ -63,9 +63,9 @@ class PendingTensor:
 class ObjectWriter:
     """Packs frame blobs and writes each sealed object at once (put-if-absent: retries are free)."""
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.packer = PackBuilder(target_bytes=hub.settings.pack_target_bytes, solo_bytes=SOLO_FRAME_BYTES)
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx = ctx
+        self.packer = PackBuilder(target_bytes=ctx.settings.pack_target_bytes, solo_bytes=SOLO_FRAME_BYTES)
         self.objects: list[files.NewObject] = []
 
     def add(self, blob: bytes) -> int:
@@ -77,7 +77,7 @@ class ObjectWriter:
         if seal:
             self.packer.seal()
         for obj in self.packer.take_sealed():
-            self.hub.store.put_if_absent(obj.key, obj.data)
+            self.ctx.store.put_if_absent(obj.key, obj.data)
             crash_point("ingest.after_object_write")
             self.objects.append(files.NewObject(obj.key, len(obj.data), obj.kind))
 
@@ -99,10 +99,10 @@ class ObjectWriter:
 
 
 def plan_tensors(
-    hub: Hub, segments: Sequence[Segment], digests: Sequence[str], base: BaseTensors | None
+    ctx: JobContext, segments: Sequence[Segment], digests: Sequence[str], base: BaseTensors | None
 ) -> list[TensorJob]:
     """The segments whose bytes are not stored yet, each with the base tensor to delta against."""
-    with hub.session() as s:
+    with ctx.session() as s:
         stored = files.existing_tensors(s, digests)
     jobs: list[TensorJob] = []
     planned: set[str] = set()
@@ -110,7 +110,7 @@ def plan_tensors(
         if digest in stored or digest in planned:
             continue
         planned.add(digest)
-        base_tensor = base.for_segment(segment, hub.settings.max_chain_depth) if base else None
+        base_tensor = base.for_segment(segment, ctx.settings.max_chain_depth) if base else None
         jobs.append(TensorJob(segment, digest, base_tensor, base.plans if base else None))
     return jobs
 
@@ -137,7 +137,7 @@ class BaseTensors:
 
 
 def encode_windows(
-    hub: Hub,
+    ctx: JobContext,
     writer: ObjectWriter,
     *,
     tensor_id: str,
@@ -149,7 +149,7 @@ def encode_windows(
     base: TensorPlan | None,
 ) -> PendingTensor:
     """Encode one tensor window by window; each window picks its smallest codec (frames say which)."""
-    frame_bytes = hub.settings.frame_bytes
+    frame_bytes = ctx.settings.frame_bytes
     window = frame_bytes * WINDOW_FRAMES
     pending: list[PendingFrame] = []
     codec_bytes: Counter[str] = Counter()
@@ -176,21 +176,21 @@ def encode_windows(
     return PendingTensor(plan, tuple(pending))
 
 
-def encode_and_write(hub: Hub, staging_key: str, jobs: Sequence[TensorJob]) -> files.Written:
-    writer = ObjectWriter(hub)
+def encode_and_write(ctx: JobContext, staging_key: str, jobs: Sequence[TensorJob]) -> files.Written:
+    writer = ObjectWriter(ctx)
     tensors: list[PendingTensor] = []
     for job in jobs:
         seg = job.segment
 
         def read_raw(a: int, b: int, seg: Segment = seg) -> bytes:
-            return hub.store.get(staging_key, seg.offset + a, seg.offset + b)
+            return ctx.store.get(staging_key, seg.offset + a, seg.offset + b)
 
         read_base = None
         if job.base is not None and job.base_plans is not None:
-            read_base = base_reader(hub, job.base_plans, job.base.id, seg.dtype)
+            read_base = base_reader(ctx, job.base_plans, job.base.id, seg.dtype)
         tensors.append(
             encode_windows(
-                hub, writer, tensor_id=job.tensor_id, dtype=seg.dtype, shape=seg.shape, nbytes=seg.length,
+                ctx, writer, tensor_id=job.tensor_id, dtype=seg.dtype, shape=seg.shape, nbytes=seg.length,
                 read_raw=read_raw, read_base=read_base, base=job.base,
             )
         )
@@ -204,6 +204,6 @@ def predictable(base: TensorPlan, dtype: DType, nbytes: int) -> bool:
     return casts.can_predict(base_dtype, dtype) and base.nbytes == nbytes * casts.ratio(base_dtype, dtype)
 
 
-def base_reader(hub: Hub, base_plans: dict[str, TensorPlan], base_id: str, dtype: DType) -> ReadRange:
+def base_reader(ctx: JobContext, base_plans: dict[str, TensorPlan], base_id: str, dtype: DType) -> ReadRange:
     """Bytes [a, b) of the base as the target's dtype sees them (cast-predicted when dtypes differ)."""
-    return hub.reader.base_range_reader(base_plans, base_id, dtype)
+    return ctx.reader.base_range_reader(base_plans, base_id, dtype)
