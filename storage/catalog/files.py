@@ -117,8 +117,8 @@ def record_written(session: Session, written: Written) -> None:
             # A savepoint: a concurrent ingest may insert the same tensor between the check and here.
             with session.begin_nested():
                 session.add(
-                    Tensor(id=t.id, dtype=t.dtype, shape=list(t.shape), nbytes=t.nbytes, codec=t.codec,
-                           codec_config=t.codec_config, base_tensor_id=t.base_id, chain_depth=t.chain_depth)
+                    Tensor(id=t.id, dtype=t.dtype, shape=list(t.shape), nbytes=t.nbytes, base_tensor_id=t.base_id,
+                           chain_depth=t.chain_depth)
                 )
                 session.flush()
                 session.add_all(
@@ -188,7 +188,7 @@ def lock_family(session: Session, fingerprint: str | None) -> None:
 
 
 def replace_encoding(session: Session, new: TensorPlan, *, max_depth: int) -> bool:
-    """Swap a tensor's codec, base and frames for a new encoding of the same bytes (a rebase).
+    """Swap a tensor's base and frames for a new encoding of the same bytes (a rebase).
 
     Checked again here, inside the transaction, against the catalog as it is now (a concurrent rebase
     may have moved things since the encoding was planned): the base's chain must not pass through this
@@ -213,7 +213,6 @@ def replace_encoding(session: Session, new: TensorPlan, *, max_depth: int) -> bo
     session.flush()
     # Readers that planned before this swap may still fetch the old frames: give them a grace period.
     session.execute(update(StoreObject).where(StoreObject.key.in_(old_keys)).values(created_at=utcnow()))
-    tensor.codec, tensor.codec_config = new.codec, new.codec_config
     tensor.base_tensor_id, tensor.chain_depth = new.base_id, depth
     session.add_all(
         Frame(tensor_id=new.id, seq=f.seq, raw_offset=f.raw_offset, raw_length=f.raw_length,

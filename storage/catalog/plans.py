@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,11 +33,14 @@ class TensorPlan:
     dtype: str
     shape: tuple[int, ...]
     nbytes: int
-    codec: str
-    codec_config: dict[str, Any]
     base_id: str | None
     chain_depth: int
     frames: tuple[FramePlan, ...]
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        """Each frame's raw [start, end), in order (each frame names its own codec)."""
+        return [(f.raw_offset, f.raw_end) for f in self.frames]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,7 @@ def tensor_plans(session: Session, ids: Iterable[str], *, with_bases: bool = Tru
                 )
             for t in session.scalars(select(Tensor).where(Tensor.id.in_(chunk))):
                 plans[t.id] = TensorPlan(
-                    t.id, t.dtype, tuple(t.shape), t.nbytes, t.codec, dict(t.codec_config), t.base_tensor_id,
+                    t.id, t.dtype, tuple(t.shape), t.nbytes, t.base_tensor_id,
                     t.chain_depth, tuple(frames[t.id]),
                 )
                 if with_bases and t.base_tensor_id and t.base_tensor_id not in plans:

@@ -61,18 +61,19 @@ def sample_spans(tensors: Sequence[TensorInfo]) -> list[SampleSpan]:
     return spans
 
 
-def encoded_size(raw: bytes, dtype: DType, base: bytes | None) -> int:
-    encoded = encode_tensor(raw, dtype, base, verify=False)
+def encoded_size(raw: bytes, dtype: DType, base: bytes | None, base_dtype: DType | None = None) -> int:
+    encoded = encode_tensor(raw, dtype, base, base_dtype=base_dtype, verify=False)
     return sum(len(frame) for frame in encoded.frames)
 
 
-def base_score(pairs: Sequence[tuple[bytes, bytes, DType]]) -> float:
-    """Encoded size against the base ÷ encoded size alone, over sampled (target, base, dtype) slices.
+def base_score(pairs: Sequence[tuple[bytes, bytes, DType, DType]]) -> float:
+    """Encoded size against the base ÷ encoded size alone, over sampled (target, base, dtype, base dtype)
+    slices; the base slice is the base's own bytes for the target's elements (cast-predicted in coding).
 
     1.0 means the base does not help (unrelated); smaller is closer.
     """
-    alone = sum(encoded_size(t, d, None) for t, _, d in pairs)
+    alone = sum(encoded_size(t, d, None) for t, _, d, _ in pairs)
     if alone == 0:
         return 1.0
-    with_base = sum(encoded_size(t, d, b) for t, b, d in pairs)
+    with_base = sum(encoded_size(t, d, b, bd) for t, b, d, bd in pairs)
     return with_base / alone

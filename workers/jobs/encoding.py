@@ -7,14 +7,12 @@ memory whole. Every frame is decoded and compared with the original before it is
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from storage.catalog import files
 from storage.catalog.plans import FramePlan, TensorPlan
 from storage.core import casts
-from storage.core.codecs import get_codec
 from storage.core.dtypes import DTYPES, DType
 from storage.core.faults import crash_point
 from storage.core.frames import encode_tensor
@@ -148,27 +146,24 @@ def encode_windows(
     read_base: ReadRange | None,
     base: TensorPlan | None,
 ) -> PendingTensor:
-    """Encode one tensor window by window; each window picks its smallest codec (frames say which)."""
+    """Encode one tensor window by window; each window picks its smallest codec (its frames say which,
+    and against which base dtype: `read_base` gives the base's own bytes, cast-predicted by the frames)."""
     frame_bytes = ctx.settings.frame_bytes
     window = frame_bytes * WINDOW_FRAMES
+    base_dtype = DTYPES[base.dtype] if (base is not None and read_base is not None) else None
     pending: list[PendingFrame] = []
-    codec_bytes: Counter[str] = Counter()
-    configs: dict[str, dict[str, object]] = {}
     delta_used = False
     for start in range(0, nbytes, window):
         end = min(nbytes, start + window)
         raw = read_raw(start, end)
         base_raw = read_base(start, end) if read_base is not None else None
-        encoded = encode_tensor(raw, dtype, base_raw, frame_bytes=frame_bytes, verify=True)
-        codec_bytes[encoded.codec_id] += end - start
-        configs.setdefault(encoded.codec_id, dict(encoded.config))
-        delta_used = delta_used or get_codec(encoded.codec_id, encoded.config).needs_base
+        encoded = encode_tensor(raw, dtype, base_raw, base_dtype=base_dtype, frame_bytes=frame_bytes, verify=True)
+        delta_used = delta_used or encoded.base_dtype is not None
         for (a, b), blob, checksum in zip(encoded.spans, encoded.frames, encoded.checksums, strict=True):
             pending.append(PendingFrame(len(pending), start + a, b - a, writer.add(blob), len(blob), checksum))
             crash_point("ingest.mid_encode")
-    codec = codec_bytes.most_common(1)[0][0] if codec_bytes else "plain"
     plan = TensorPlan(
-        tensor_id, dtype.name, shape, nbytes, codec, configs.get(codec, {}),
+        tensor_id, dtype.name, shape, nbytes,
         base.id if (delta_used and base) else None,
         (base.chain_depth + 1) if (delta_used and base) else 0,
         (),
@@ -205,5 +200,5 @@ def predictable(base: TensorPlan, dtype: DType, nbytes: int) -> bool:
 
 
 def base_reader(ctx: JobContext, base_plans: dict[str, TensorPlan], base_id: str, dtype: DType) -> ReadRange:
-    """Bytes [a, b) of the base as the target's dtype sees them (cast-predicted when dtypes differ)."""
+    """For target bytes [a, b), the base's own bytes for the same elements ([a·r, b·r) of a wider base)."""
     return ctx.reader.base_range_reader(base_plans, base_id, dtype)

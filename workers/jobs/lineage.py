@@ -92,7 +92,8 @@ def choose_base(
             dtype = infos[sp.name].dtype
             if plan is None or not predictable(plan, dtype, infos[sp.name].nbytes):
                 continue
-            pairs.append((target, base_reader(ctx, base.plans, plan.id, dtype)(sp.start, sp.end), dtype))
+            base_raw = base_reader(ctx, base.plans, plan.id, dtype)(sp.start, sp.end)
+            pairs.append((target, base_raw, dtype, DTYPES[plan.dtype]))
         score = base_score(pairs) if pairs else 1.0
         log.info("base candidate %s for %s scores %.3f", sha, sha256, score)
         if score < MAX_BASE_SCORE and (best is None or score < best.score):

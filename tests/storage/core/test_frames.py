@@ -104,10 +104,14 @@ def test_truncated_and_extended_frames_are_corrupt() -> None:
 
 
 def _craft(codec_id: bytes, dtype: bytes, config: bytes, raw_size: int, payload: bytes, crc: int = 0,
-           version: int = FRAME_VERSION) -> bytes:  # fmt: skip
-    fixed = struct.pack("<4sBBBBHIII", FRAME_MAGIC, version, 0, len(codec_id), len(dtype), len(config),
-                        raw_size, len(payload), crc)  # fmt: skip
-    variable = codec_id + dtype + config
+           version: int = FRAME_VERSION, base_dtype: bytes = b"") -> bytes:  # fmt: skip
+    if version == 1:
+        fixed = struct.pack("<4sBBBBHIII", FRAME_MAGIC, version, 0, len(codec_id), len(dtype), len(config),
+                            raw_size, len(payload), crc)  # fmt: skip
+    else:
+        fixed = struct.pack("<4sBBBBHBIII", FRAME_MAGIC, version, 0, len(codec_id), len(dtype), len(config),
+                            len(base_dtype), raw_size, len(payload), crc)  # fmt: skip
+    variable = codec_id + dtype + config + base_dtype
     return fixed + zlib.crc32(variable, zlib.crc32(fixed)).to_bytes(4, "little") + variable + payload
 
 
@@ -120,6 +124,17 @@ def test_unknown_codec_and_version_are_refused() -> None:
         decode_frame(_craft(b"plain", b"F128", b"", 0, b""))
     with pytest.raises(CorruptFrame):
         decode_frame(_craft(b"plain", b"U8", b'{"skip": "x"}', 0, b""))
+
+
+def test_v2_base_dtype_field_is_checked() -> None:
+    # A base dtype that cannot predict the frame's, one for a codec without a base, and a delta naming none.
+    with pytest.raises(CorruptFrame, match="cannot predict"):
+        decode_frame(_craft(b"bitx", b"BF16", b"", 0, b"", base_dtype=b"I32"))
+    with pytest.raises(CorruptFrame, match="takes no base"):
+        decode_frame(_craft(b"plain", b"BF16", b"", 0, b"", base_dtype=b"F32"))
+    with pytest.raises(CorruptFrame, match="names no base dtype"):
+        decode_frame(_craft(b"bitx", b"BF16", b"", 0, b""), b"")
+    assert decode_frame(_craft(b"plain", b"U8", b"", 0, b"", version=1)) == b""
 
 
 def test_decompression_bomb_is_refused_without_allocating_it() -> None:
