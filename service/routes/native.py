@@ -70,7 +70,7 @@ class Commit(BaseModel):
 class File(BaseModel):
     sha256: str
     size: int
-    kind: Literal["safetensors", "blob"]
+    kind: str = Field(description="the file format that parsed it: safetensors, torchzip, blob (opaque), ...")
     state: Literal["staged", "stored", "failed"] = Field(
         description="staged: served from the upload as sent; stored: ingested in reduced form; failed: see error"
     )

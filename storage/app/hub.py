@@ -18,14 +18,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from storage.app.reader import Reader
-from storage.app.staging import read_safetensors_header, sniff_safetensors, stage
+from storage.app.staging import detect_staged_format, read_staged_layout, stage
 from storage.catalog import jobs, repos
 from storage.catalog.accounting import storage_report
 from storage.catalog.db import make_engine, session_factory, session_scope, unique_conflicts, upgrade
-from storage.catalog.models import Commit, FileKind, FileObject, FileState, Repository
+from storage.catalog.models import Commit, FileObject, FileState, Repository
 from storage.core.declared import base_from_config, base_from_model_card
 from storage.core.errors import Conflict, FileNotStored, InvalidInput, RepoExists
 from storage.core.faults import crash_point
+from storage.core.formats.safetensors import FORMAT_ID as SAFETENSORS
 from storage.core.names import check_branch, check_path, check_sha256, is_commit_oid
 from storage.objectstore import ObjectNotFound, ObjectStore
 from storage.settings import Settings
@@ -69,7 +70,7 @@ class CommitInfo:
 class FileInfo:
     sha256: str
     size: int
-    kind: Literal["safetensors", "blob"]
+    kind: str  # the id of the file format that parsed it (storage/core/formats/registry.py)
     state: FileStateName
     error: str | None = None
     # The latest ingest job's state (queued, running, done, failed); None when none was queued. A file is
@@ -266,16 +267,15 @@ class Hub:
             expected_size=expected_size,
             max_bytes=self.settings.max_upload_bytes,
         )
-        is_st = sniff_safetensors(self.store, staged.key, staged.size, self.settings.max_header_bytes)
+        fmt = detect_staged_format(self.store, staged.key, staged.size, self.settings.max_header_bytes)
         crash_point("upload.before_file_row")
         created = False
         try:
             with self.session() as s, unique_conflicts("file uploaded concurrently"):
                 if s.get(FileObject, staged.sha256) is None:
-                    kind = FileKind.SAFETENSORS if is_st else FileKind.BLOB
                     s.add(
                         FileObject(
-                            sha256=staged.sha256, size=staged.size, kind=kind,
+                            sha256=staged.sha256, size=staged.size, kind=fmt.format_id,
                             state=FileState.STAGED, staging_key=staged.key,
                         )
                     )
@@ -317,9 +317,9 @@ class Hub:
                 file = s.get(FileObject, check_sha256(addition.sha256))
                 if file is None:
                     raise FileNotStored(sha256=addition.sha256)
-                if addition.path.endswith(".safetensors") and file.kind != FileKind.SAFETENSORS:
+                if addition.path.endswith(".safetensors") and file.kind != SAFETENSORS:
                     self._explain_bad_safetensors(file)
-                if declared_base and file.kind == FileKind.SAFETENSORS and file.declared_base is None:
+                if declared_base and file.kind == SAFETENSORS and file.declared_base is None:
                     file.declared_base = declared_base
                 added.append((addition.path, addition.sha256))
             repos.apply_changes(files, added, deletions)
@@ -340,7 +340,7 @@ class Hub:
         """A .safetensors path whose bytes do not parse: say why (SafetensorsError, a 400)."""
         if file.staging_key is None:
             raise InvalidInput(detail=f"file {file.sha256} is not a safetensors file")
-        read_safetensors_header(self.store, file.staging_key, file.size, self.settings.max_header_bytes)
+        read_staged_layout(self.store, file.staging_key, SAFETENSORS, file.size, self.settings.max_header_bytes)
         raise InvalidInput(detail=f"file {file.sha256} is not a safetensors file")
 
     def _declared_base(self, additions: Sequence[FileAddition]) -> str | None:

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from storage.catalog.db import batches, is_unique_violation
 from storage.catalog.models import (
     Family,
-    FileKind,
     FileObject,
     FileSegment,
     FileState,
@@ -73,11 +72,11 @@ def existing_tensors(session: Session, ids: Iterable[str]) -> set[str]:
 def family_members(
     session: Session, fingerprint: str, *, exclude: str, limit: int, stored_after: datetime | None = None
 ) -> list[FileSnapshot]:
-    """Stored safetensors files with this fingerprint (stored after `stored_after`), most recent first."""
+    """Stored files with this fingerprint (stored after `stored_after`), most recent first. Only files of
+    a format that parses tensors have a fingerprint."""
     query = select(FileObject).where(
         FileObject.fingerprint == fingerprint,
         FileObject.state == FileState.STORED,
-        FileObject.kind == FileKind.SAFETENSORS,
         FileObject.sha256 != exclude,
     )
     if stored_after is not None:

@@ -72,11 +72,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class FileKind(StrEnum):
-    SAFETENSORS = "safetensors"
-    BLOB = "blob"
-
-
 class FileState(StrEnum):
     STAGED = "staged"
     STORED = "stored"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.core.dtypes import DType
-from storage.core.formats.safetensors import TensorInfo
+from storage.core.formats.base import TensorEntry
 from storage.core.frames import encode_tensor
 
 # A candidate base is used only when the delta is clearly smaller than coding the model alone; on the
@@ -23,7 +23,7 @@ SAMPLE_BYTES = 64 << 10
 SAMPLE_TENSORS = 32
 
 
-def fingerprint(tensors: Sequence[TensorInfo]) -> str:
+def fingerprint(tensors: Sequence[TensorEntry]) -> str:
     """Architecture fingerprint: SHA-256 over the sorted (name, shape) of the floating-point tensors.
 
     The dtype is left out on purpose: an F32 checkpoint and its BF16 release are one family, and the
@@ -42,7 +42,7 @@ class SampleSpan:
     end: int
 
 
-def sample_spans(tensors: Sequence[TensorInfo]) -> list[SampleSpan]:
+def sample_spans(tensors: Sequence[TensorEntry]) -> list[SampleSpan]:
     """Deterministic slices to compare: the largest tensors, a slice from the middle of each.
 
     Middles avoid padding rows at the ends of embeddings; the largest tensors carry most of the bytes a

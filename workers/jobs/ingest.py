@@ -11,12 +11,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from storage.app.staging import read_safetensors_header
+from storage.app.staging import read_staged_layout, staged_reader
 from storage.catalog import files, jobs
-from storage.catalog.models import FileKind, FileState, utcnow
+from storage.catalog.models import FileState, utcnow
 from storage.core.errors import DeltahubError, TransientStoreError
 from storage.core.faults import crash_point
-from storage.core.segments import blob_segments, hash_segments, safetensors_segments
+from storage.core.formats.registry import parses_tensors
+from storage.core.segments import hash_segments
 from workers import retry
 from workers.jobs import encoding, lineage
 from workers.jobs.context import JobContext
@@ -69,24 +70,21 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
         snapshot = files.snapshot(s, sha256)
     if snapshot.state == FileState.STORED or snapshot.staging_key is None:
         done = IngestResult(sha256, snapshot.state)
-        if snapshot.state == FileState.STORED and snapshot.kind == FileKind.SAFETENSORS:
+        if snapshot.state == FileState.STORED and parses_tensors(snapshot.kind):
             # A retry after a crash between the catalog commit and the rebase: the rebase is still owed.
             done.rebased = lineage.rebase_dependents(ctx, sha256, repo_id=repo_id)
         return done
     key, size = snapshot.staging_key, snapshot.size
-    header = None
-    if snapshot.kind == FileKind.SAFETENSORS:
-        header = read_safetensors_header(ctx.store, key, size, ctx.settings.max_header_bytes)
-        segments = safetensors_segments(header)
-    else:
-        segments = blob_segments(size)
+    # The format upload detected (its id is the file's kind) cuts the file; only the contract is used.
+    layout = read_staged_layout(ctx.store, key, snapshot.kind, size, ctx.settings.max_header_bytes)
+    segments = layout.segments
     digests = hash_segments(ctx.store.iter_range(key, 0, size), segments, size, sha256)
     crash_point("ingest.after_hashing")
 
     base = None
     chosen_at = utcnow()
-    if header is not None:
-        base = lineage.choose_base(ctx, sha256, header, lambda a, b: ctx.store.get(key, a, b), repo_id=repo_id)
+    if layout.tensors is not None:
+        base = lineage.choose_base(ctx, sha256, layout, staged_reader(ctx.store, key), repo_id=repo_id)
     crash_point("ingest.after_choose_base")
     plan = encoding.plan_tensors(ctx, segments, digests, base)
     written = encoding.encode_and_write(ctx, key, plan)
@@ -105,11 +103,11 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
         # ours, if we committed now. Give up this attempt; the retry writes fresh objects.
         raise TransientStoreError(detail=f"ingest of {sha256} outlived half the GC grace period; retrying")
     with ctx.session() as s:
-        lineage.commit_file(s, sha256, segments, digests, written, header=header, base=base)
+        lineage.commit_file(s, sha256, segments, digests, written, layout=layout, base=base)
     crash_point("ingest.after_catalog_commit")
     ctx.store.delete(key)
     crash_point("ingest.after_staging_delete")
-    if header is not None:
+    if layout.tensors is not None:
         result.rebased = lineage.rebase_dependents(ctx, sha256, repo_id=repo_id)
         if base is None:
             result.base_sha256 = lineage.settle(ctx, sha256, repo_id=repo_id, chosen_at=chosen_at)

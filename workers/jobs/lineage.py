@@ -7,7 +7,7 @@ wins; nothing is delta-coded against a model that does not measurably help (unre
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,8 @@ from storage.core.dtypes import DTYPES
 from storage.core.errors import InvalidInput, NotFound
 from storage.core.families import MAX_BASE_SCORE, base_score, fingerprint, sample_spans
 from storage.core.faults import crash_point
-from storage.core.formats.safetensors import SafetensorsHeader, parse_header
+from storage.core.formats.base import FileLayout, ReadRange
+from storage.core.formats.registry import parses_tensors, read_layout
 from storage.core.segments import HEADER_SEGMENT, Segment
 from workers.jobs.context import JobContext
 from workers.jobs.encoding import BaseTensors, ObjectWriter, PendingTensor, base_reader, encode_windows, predictable
@@ -45,7 +46,7 @@ def _declared_files(ctx: JobContext, declared: str | None) -> list[FileSnapshot]
         if head is None:
             return []
         snaps = [files.snapshot(s, sha) for sha in set(repos.tree_files(s, head.oid).values())]
-    return [x for x in snaps if x.state == "stored" and x.kind == "safetensors"]
+    return [x for x in snaps if x.state == "stored" and parses_tensors(x.kind)]
 
 
 def _base_tensors(ctx: JobContext, sha256: str, score: float) -> BaseTensors:
@@ -59,15 +60,16 @@ def _base_tensors(ctx: JobContext, sha256: str, score: float) -> BaseTensors:
 def choose_base(
     ctx: JobContext,
     sha256: str,
-    header: SafetensorsHeader,
-    read: Callable[[int, int], bytes],
+    layout: FileLayout,
+    read: ReadRange,
     *,
     repo_id: int | None,
     stored_after: datetime | None = None,
 ) -> BaseTensors | None:
     """The nearest stored relative, if one measurably helps. `stored_after` limits the candidates to
     family members stored since then (settling looks only at what it could not see before)."""
-    fp = fingerprint(header.tensors)
+    tensors = layout.tensors or ()
+    fp = fingerprint(tensors)
     with ctx.session() as s:
         me = files.repo_name(s, repo_id)
         declared = files.snapshot(s, sha256).declared_base if stored_after is None else None
@@ -77,12 +79,9 @@ def choose_base(
     candidates = {k: c for k, c in candidates.items() if me is None or c.declared_base != me}
     if not candidates:
         return None
-    infos = {t.name: t for t in header.tensors}
-    spans = sample_spans(header.tensors)
-    targets = [
-        read(header.data_offset + infos[sp.name].start + sp.start, header.data_offset + infos[sp.name].start + sp.end)
-        for sp in spans
-    ]
+    infos = {t.name: t for t in tensors}
+    spans = sample_spans(tensors)
+    targets = [read(infos[sp.name].offset + sp.start, infos[sp.name].offset + sp.end) for sp in spans]
     best: BaseTensors | None = None
     for sha in sorted(candidates):
         base = _base_tensors(ctx, sha, 1.0)
@@ -108,7 +107,7 @@ def commit_file(
     digests: Sequence[str],
     written: Written,
     *,
-    header: SafetensorsHeader | None,
+    layout: FileLayout,
     base: BaseTensors | None,
 ) -> None:
     files.record_written(session, written)
@@ -117,7 +116,7 @@ def commit_file(
         session,
         sha256,
         [(seg.seq, seg.offset, seg.length, digest, seg.name) for seg, digest in zip(segments, digests, strict=True)],
-        fingerprint=fingerprint(header.tensors) if header is not None else None,
+        fingerprint=fingerprint(layout.tensors) if layout.tensors is not None else None,
         base_sha256=base.sha256 if base else None,
     )
     crash_point("ingest.before_catalog_commit")
@@ -130,21 +129,19 @@ def settle(ctx: JobContext, sha256: str, *, repo_id: int | None, chosen_at: date
     the first rebase happen.)"""
     with ctx.session() as s:
         snap = files.snapshot(s, sha256)
-    if snap.base_sha256 is not None or snap.kind != "safetensors":
+    if snap.base_sha256 is not None or not parses_tensors(snap.kind):
         return None
-    header = _stored_header(ctx, sha256)
-    read = lambda a, b: b"".join(ctx.read(sha256, a, b))  # noqa: E731
+
+    def read(start: int, end: int) -> bytes:
+        return b"".join(ctx.read(sha256, start, end))
+
+    # The stored file's structure, through the same bounded, hostile-input parse as at ingest.
+    layout = read_layout(snap.kind, read, snap.size, max_header_bytes=ctx.settings.max_header_bytes)
     # Only members stored since our choice are new information; a second of slack covers clock steps.
-    best = choose_base(ctx, sha256, header, read, repo_id=repo_id, stored_after=chosen_at - timedelta(seconds=1))
+    best = choose_base(ctx, sha256, layout, read, repo_id=repo_id, stored_after=chosen_at - timedelta(seconds=1))
     if best is not None and rebase_file(ctx, sha256, best.sha256):
         return best.sha256
     return None
-
-
-def _stored_header(ctx: JobContext, sha256: str) -> SafetensorsHeader:
-    first8 = b"".join(ctx.read(sha256, 0, 8))
-    length = int.from_bytes(first8, "little")
-    return parse_header(b"".join(ctx.read(sha256, 8, 8 + length)), file_size=ctx.file_info(sha256).size)
 
 
 def rebase_dependents(ctx: JobContext, sha256: str, *, repo_id: int | None) -> list[str]:
