@@ -22,7 +22,7 @@ RETRY_MAX_SECONDS = 300.0
 
 def retry_delay(attempt: int, base_seconds: float = RETRY_BASE_SECONDS) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based): exponential, capped."""
-    return min(RETRY_MAX_SECONDS, base_seconds * 2 ** (attempt - 1))
+    return min(RETRY_MAX_SECONDS, base_seconds * 2.0 ** (attempt - 1))
 
 
 def is_retryable(exc: BaseException) -> bool:

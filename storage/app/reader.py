@@ -12,7 +12,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from storage.catalog import plans
 from storage.catalog.db import session_scope
@@ -167,7 +167,8 @@ class Reader:
             base_dtype = tensors[tensor.base_id].dtype
             r = base_ratio(header, base_dtype)
             base = self.read_tensor(tensors, tensor.base_id, frame.raw_offset * r, frame.raw_end * r)
-        raw = decode_frame(blob, base, base_dtype=base_dtype)
+        # Without `out`, decode_frame returns a new bytes object.
+        raw = cast(bytes, decode_frame(blob, base, base_dtype=base_dtype))
         if len(raw) != frame.raw_length or checksum(raw) != frame.checksum:
             raise IntegrityError(detail=f"frame {frame.seq} of tensor {tensor.id} does not match its checksum")
         self.cache.put(key, raw)

@@ -63,10 +63,10 @@ def collect_garbage(ctx: JobContext, *, dry_run: bool = False, grace_seconds: fl
                 report.orphans += 1
     report.objects = len(object_keys)
     for key in doomed:
-        info = ctx.store.head(key)
-        if info is None:
+        head = ctx.store.head(key)
+        if head is None:
             continue
-        report.bytes_freed += info.size
+        report.bytes_freed += head.size
         report.deleted_keys.append(key)
         if not dry_run:
             ctx.store.delete(key)

@@ -196,8 +196,8 @@ def rebase_file(ctx: JobContext, sha256: str, onto: str) -> bool:
         files.lock_family(s, files.snapshot(s, sha256).fingerprint)
         files.record_written(s, Written(objects=writer.objects))
         swapped = 0
-        for new in placed:
-            swapped += files.replace_encoding(s, new, max_depth=max_depth)
+        for encoded in placed:
+            swapped += files.replace_encoding(s, encoded, max_depth=max_depth)
             crash_point("rebase.mid_swap")
         if swapped:
             files.set_file_base(s, sha256, onto)

@@ -150,7 +150,7 @@ def _zip64(read: ReadRange, tail: bytes, at: int, tail_start: int) -> tuple[int,
 
 
 def _parse_entries(directory: bytes, declared: int) -> tuple[Member, ...]:
-    members = []
+    members: list[Member] = []
     pos = 0
     while pos < len(directory):
         index = len(members)
