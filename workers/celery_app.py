@@ -17,18 +17,14 @@ import click
 from celery import Celery, bootsteps
 
 from storage.settings import InvalidSettings, Settings, load_settings
+from workers.retry import RETRY_BASE_SECONDS, RETRY_MAX_SECONDS
 
 INGEST_TASK = "deltahub.ingest"
 GC_TASK = "deltahub.gc"
 VERIFY_TASK = "deltahub.verify"
 DEFAULT_QUEUE = "deltahub"
 
-# The first retry of a failed ingest attempt waits this long, doubling after each attempt: the 5
-# attempts of workers.jobs.ingest.MAX_ATTEMPTS span ~15 s, as in the embedded pool (workers/inprocess.py),
-# enough to ride out a store or database restart. `celery worker --ingest-retry-base` overrides it.
-RETRY_BASE_SECONDS = 1.0
-# Longest wait before a retry, whatever the attempt: a job must not sit idle longer than it runs.
-RETRY_MAX_SECONDS = 300.0
+# The retry policy (back-off base and cap) is workers/retry.py's, shared with the embedded pool.
 
 # Fractions of settings.gc_grace_seconds for one ingest attempt. Ingest writes its objects before the
 # catalog rows that reference them, so GC may collect an object of a live attempt once it is older than

@@ -9,12 +9,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from storage.app.hub import Hub
 from storage.catalog import jobs
-from storage.core.errors import InvalidInput
+from workers import retry
 
 log = logging.getLogger(__name__)
-
-# First retry after 1 s, doubling: 5 attempts span ~15 s, enough to ride out a store restart.
-RETRY_BASE_SECONDS = 1.0
 
 
 class InProcessQueue:
@@ -40,19 +37,17 @@ class InProcessQueue:
         return len(pending)
 
     def _run(self, job_id: int) -> None:
-        from workers.jobs.ingest import MAX_ATTEMPTS, run_ingest
+        from workers.jobs.ingest import run_ingest
 
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        for attempt in range(1, retry.MAX_ATTEMPTS + 1):
             try:
-                final = attempt == MAX_ATTEMPTS
-                run_ingest(self.hub, job_id, final_attempt=final)
+                run_ingest(self.hub, job_id, final_attempt=attempt == retry.MAX_ATTEMPTS)
                 return
-            except InvalidInput:
-                return  # the bytes themselves are bad: retrying cannot help (run_ingest recorded why)
-            except Exception:
-                if attempt == MAX_ATTEMPTS:
+            except Exception as exc:
+                # run_ingest recorded the attempt (and logged a bug's traceback).
+                if retry.is_final(exc, attempt):
                     return
-                time.sleep(RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+                time.sleep(retry.retry_delay(attempt))
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until every job queued so far has finished (tests, `push --wait` in embedded mode)."""

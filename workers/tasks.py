@@ -16,10 +16,11 @@ from celery import Task, shared_task
 from storage.app.hub import Hub
 from storage.catalog import jobs
 from storage.catalog.models import JobState
-from storage.core.errors import InvalidInput
-from workers.celery_app import GC_TASK, INGEST_TASK, RETRY_MAX_SECONDS, VERIFY_TASK, DeltahubCelery
+from workers import retry
+from workers.celery_app import GC_TASK, INGEST_TASK, VERIFY_TASK, DeltahubCelery
 from workers.jobs import gc, verify
-from workers.jobs.ingest import MAX_ATTEMPTS, run_ingest
+from workers.jobs.ingest import run_ingest
+from workers.retry import MAX_ATTEMPTS
 from workers.runtime import open_hub
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,6 @@ def worker_hub(app: DeltahubCelery) -> Hub:
             # Workers never migrate: schema changes are the deployment's step, run once.
             hub = _hubs[id(app)] = open_hub(app.deltahub_settings(), migrate=False)
         return hub
-
-
-def retry_countdown(base_seconds: float, attempt: int) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1-based): exponential, capped."""
-    return min(RETRY_MAX_SECONDS, base_seconds * 2.0 ** (attempt - 1))
 
 
 @shared_task(
@@ -85,16 +81,12 @@ def ingest(self: Task, job_id: int) -> dict[str, Any] | None:
     final = attempt >= MAX_ATTEMPTS
     try:
         result = run_ingest(hub, job_id, final_attempt=final)
-    except InvalidInput as exc:
-        # The bytes themselves are refused: no retry can help. run_ingest recorded the attempt.
-        if not final:
-            with hub.session() as s:
-                jobs.fail_job(s, job_id, exc.message, final=True)
-        return None
     except Exception as exc:
-        if final:
-            return None  # recorded as failed by run_ingest; its staged bytes stay and are served
-        raise self.retry(exc=exc, countdown=retry_countdown(app.retry_base_seconds, attempt)) from exc
+        if retry.is_final(exc, attempt):
+            # Recorded as failed by run_ingest (a refusal of the bytes at once, whatever the attempt);
+            # its staged bytes stay and are served.
+            return None
+        raise self.retry(exc=exc, countdown=retry.retry_delay(attempt, app.retry_base_seconds)) from exc
     return None if result is None else asdict(result)
 
 

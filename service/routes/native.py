@@ -55,7 +55,7 @@ class File(BaseModel):
 
     sha256: str
     size: int
-    kind: str = Field(description="the file format its bytes were recognised as, or blob")
+    kind: str = Field(description="the file format that parsed it: safetensors, torchzip, blob (opaque), ...")
     state: Literal["staged", "stored", "failed"] = Field(
         description="staged: served from the upload as sent; stored: ingested in reduced form; failed: see error"
     )

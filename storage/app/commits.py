@@ -8,10 +8,11 @@ from storage.app.ports import Sessions
 from storage.app.uploads import Uploads
 from storage.app.views import CommitInfo, FileAddition, commit_info
 from storage.catalog import jobs, repos
-from storage.catalog.models import FileKind, FileObject
+from storage.catalog.models import FileObject
 from storage.core.declared import base_from_config, base_from_model_card
 from storage.core.errors import FileNotStored, InvalidInput
 from storage.core.faults import crash_point
+from storage.core.formats.safetensors import FORMAT_ID as SAFETENSORS
 from storage.core.names import check_branch, check_path, check_sha256, check_tree, is_commit_oid
 
 # A model card or config larger than this is not read for a declared base (they are a few KB).
@@ -64,9 +65,9 @@ class Commits:
                 file = s.get(FileObject, check_sha256(addition.sha256))
                 if file is None:
                     raise FileNotStored(sha256=addition.sha256)
-                if addition.path.endswith(".safetensors") and file.kind != FileKind.SAFETENSORS:
+                if addition.path.endswith(".safetensors") and file.kind != SAFETENSORS:
                     self._uploads.explain_bad_safetensors(file)
-                if declared_base and file.kind == FileKind.SAFETENSORS and file.declared_base is None:
+                if declared_base and file.kind == SAFETENSORS and file.declared_base is None:
                     file.declared_base = declared_base
                 added.append((addition.path, addition.sha256))
             repos.apply_changes(files, added, deletions)

@@ -12,13 +12,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from storage.catalog import plans
 from storage.catalog.db import session_scope
 from storage.core import casts
+from storage.core.codecs import get_codec
 from storage.core.dtypes import DTYPES, DType
 from storage.core.errors import FileNotStored, IntegrityError
+from storage.core.frames import base_ratio, checksum, covering, decode_frame, read_frame_header
 from storage.objectstore import ObjectStore
 
 if TYPE_CHECKING:
@@ -92,9 +94,8 @@ class Reader:
         """Bytes [start, end) of one tensor, decoded in this thread (used for bases and by ingest)."""
         tensor = tensors[tensor_id]
         out = []
-        for frame in tensor.frames:
-            if frame.raw_end <= start or frame.raw_offset >= end:
-                continue
+        for i in covering(tensor.spans, start, end):
+            frame = tensor.frames[i]
             raw = self._frame(tensors, tensor, frame)
             lo, hi = max(start, frame.raw_offset), min(end, frame.raw_end)
             out.append(raw[lo - frame.raw_offset : hi - frame.raw_offset])
@@ -103,12 +104,13 @@ class Reader:
     def base_range_reader(
         self, tensors: dict[str, plans.TensorPlan], base_id: str, target: DType
     ) -> Callable[[int, int], bytes]:
-        """Read [a, b) of a base in the target's dtype: cast-predicted when the base is wider."""
-        base_dtype = DTYPES[tensors[base_id].dtype]
-        r = casts.ratio(base_dtype, target)
+        """For target range [a, b), the base's own bytes for those elements: [a·r, b·r) in the base's
+        dtype (r = 2 for an F32 base of a BF16 tensor). The cast itself is the encoder's and decoder's
+        stage, recorded in every frame, not the reader's."""
+        r = casts.ratio(DTYPES[tensors[base_id].dtype], target)
 
         def read(a: int, b: int) -> bytes:
-            return casts.predict(self.read_tensor(tensors, base_id, a * r, b * r), base_dtype, target)
+            return self.read_tensor(tensors, base_id, a * r, b * r)
 
         return read
 
@@ -119,9 +121,8 @@ class Reader:
                 continue
             lo, hi = max(start, seg.offset) - seg.offset, min(end, seg.end) - seg.offset
             tensor = plan.tensors[seg.tensor_id]
-            for frame in tensor.frames:
-                if frame.raw_end <= lo or frame.raw_offset >= hi:
-                    continue
+            for i in covering(tensor.spans, lo, hi):
+                frame = tensor.frames[i]
                 a, b = max(lo, frame.raw_offset) - frame.raw_offset, min(hi, frame.raw_end) - frame.raw_offset
                 yield _slice_of(self._frame, plan.tensors, tensor, frame, a, b)
 
@@ -150,9 +151,6 @@ class Reader:
                 detail=f"object {frame.object_key} is short: frame {frame.seq} of tensor {tensor.id} "
                 f"needs {frame.object_length} bytes at {frame.object_offset}, got {len(blob)}"
             )
-        from storage.core.codecs import get_codec
-        from storage.core.frames import checksum, decode_frame, read_frame_header
-
         header = read_frame_header(blob)
         if header.raw_size != frame.raw_length:
             # Checked before decoding: a damaged or crafted frame must not make us allocate its claim.
@@ -160,12 +158,17 @@ class Reader:
                 detail=f"frame {frame.seq} of tensor {tensor.id} claims {header.raw_size} bytes, "
                 f"the catalog {frame.raw_length}"
             )
-        base = None
+        base, base_dtype = None, None
         # Frames say their codec: a window coded plain inside a delta tensor needs no base read.
-        if tensor.base_id is not None and get_codec(header.codec_id).needs_base:
-            read_base = self.base_range_reader(tensors, tensor.base_id, DTYPES[tensor.dtype])
-            base = read_base(frame.raw_offset, frame.raw_end)
-        raw = decode_frame(blob, base)
+        if get_codec(header.codec_id, header.config).needs_base:
+            if tensor.base_id is None:
+                raise IntegrityError(detail=f"frame {frame.seq} of tensor {tensor.id} is a delta of no base")
+            # The frame says which dtype its base is read in (v2; for v1 the catalog's, as v1 did).
+            base_dtype = tensors[tensor.base_id].dtype
+            r = base_ratio(header, base_dtype)
+            base = self.read_tensor(tensors, tensor.base_id, frame.raw_offset * r, frame.raw_end * r)
+        # Without `out`, decode_frame returns a new bytes object.
+        raw = cast(bytes, decode_frame(blob, base, base_dtype=base_dtype))
         if len(raw) != frame.raw_length or checksum(raw) != frame.checksum:
             raise IntegrityError(detail=f"frame {frame.seq} of tensor {tensor.id} does not match its checksum")
         self.cache.put(key, raw)

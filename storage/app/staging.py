@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from storage.core import keys
 from storage.core.blocksums import BlockSums
 from storage.core.errors import InvalidInput, UploadMismatch
 from storage.core.faults import crash_point
-from storage.core.formats.safetensors import (
-    HeaderTruncated,
-    SafetensorsError,
-    SafetensorsHeader,
-    header_length,
-    parse_header,
-)
+from storage.core.formats import registry
+from storage.core.formats.base import FileFormat, FileLayout, ReadRange
 from storage.objectstore import ObjectStore
-
-STAGING_PREFIX = "staging/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +59,7 @@ def stage(
     limit = expected_size if expected_size is not None else max_bytes
     if expected_size is not None and max_bytes is not None and expected_size > max_bytes:
         raise InvalidInput(detail=f"declared size {expected_size} exceeds the limit of {max_bytes} bytes")
-    key = f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    key = keys.staging_key()
     counted = _Counted(chunks, limit)
     store.put_stream(key, counted)
     crash_point("upload.after_staging_put")
@@ -82,19 +75,16 @@ def stage(
     return StagedUpload(key=key, sha256=sha256, size=counted.size, block_sums=counted.blocks.digest())
 
 
-def read_safetensors_header(store: ObjectStore, key: str, size: int, max_header_bytes: int) -> SafetensorsHeader:
-    """Parse the header of a staged safetensors file with two ranged reads (never the whole file)."""
-    length = header_length(store.get(key, 0, 8), max_header_bytes=max_header_bytes)
-    if size - 8 < length:
-        # Refuse before reading a length the file cannot hold.
-        raise HeaderTruncated(length=length, available=max(0, size - 8))
-    return parse_header(store.get(key, 8, 8 + length), file_size=size)
+def staged_reader(store: ObjectStore, key: str) -> ReadRange:
+    """Ranged reads of a staged object: formats read headers this way, never the whole file."""
+    return lambda start, end: store.get(key, start, end)
 
 
-def sniff_safetensors(store: ObjectStore, key: str, size: int, max_header_bytes: int) -> bool:
-    """True when the staged bytes are a valid safetensors file."""
-    try:
-        read_safetensors_header(store, key, size, max_header_bytes)
-    except SafetensorsError:
-        return False
-    return True
+def detect_staged_format(store: ObjectStore, key: str, size: int, max_header_bytes: int) -> FileFormat:
+    """The format of the staged bytes, by their content (blob when no format claims them)."""
+    return registry.detect_format(staged_reader(store, key), size, max_header_bytes=max_header_bytes)
+
+
+def read_staged_layout(store: ObjectStore, key: str, format_id: str, size: int, max_header_bytes: int) -> FileLayout:
+    """The segments (and tensors) of a staged file of format `format_id`, parsed as hostile input."""
+    return registry.read_layout(format_id, staged_reader(store, key), size, max_header_bytes=max_header_bytes)

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from storage.app.ports import Sessions
-from storage.app.staging import read_safetensors_header, sniff_safetensors, stage
+from storage.app.staging import detect_staged_format, read_staged_layout, stage
 from storage.app.views import FileInfo, file_info
 from storage.catalog import jobs
 from storage.catalog.db import unique_conflicts
-from storage.catalog.models import FileKind, FileObject, FileState, utcnow
+from storage.catalog.models import FileObject, FileState, utcnow
 from storage.core.errors import Conflict, FileNotStored, InvalidInput
 from storage.core.faults import crash_point
+from storage.core.formats.safetensors import FORMAT_ID as SAFETENSORS
 from storage.core.names import check_sha256
 from storage.objectstore import ObjectStore
 from storage.settings import Settings
@@ -64,16 +65,15 @@ class Uploads:
             expected_size=expected_size,
             max_bytes=self._settings.max_upload_bytes,
         )
-        is_st = sniff_safetensors(self._store, staged.key, staged.size, self._settings.max_header_bytes)
+        fmt = detect_staged_format(self._store, staged.key, staged.size, self._settings.max_header_bytes)
         crash_point("upload.before_file_row")
         created = False
         try:
             with self._session() as s, unique_conflicts("file uploaded concurrently"):
                 if s.get(FileObject, staged.sha256) is None:
-                    kind = FileKind.SAFETENSORS if is_st else FileKind.BLOB
                     s.add(
                         FileObject(
-                            sha256=staged.sha256, size=staged.size, kind=kind,
+                            sha256=staged.sha256, size=staged.size, kind=fmt.format_id,
                             state=FileState.STAGED, staging_key=staged.key, staging_sums=staged.block_sums,
                         )
                     )
@@ -91,5 +91,5 @@ class Uploads:
         """A .safetensors path whose bytes do not parse: say why (SafetensorsError, a 400)."""
         if file.staging_key is None:
             raise InvalidInput(detail=f"file {file.sha256} is not a safetensors file")
-        read_safetensors_header(self._store, file.staging_key, file.size, self._settings.max_header_bytes)
+        read_staged_layout(self._store, file.staging_key, SAFETENSORS, file.size, self._settings.max_header_bytes)
         raise InvalidInput(detail=f"file {file.sha256} is not a safetensors file")

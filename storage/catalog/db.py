@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -24,6 +24,19 @@ from storage.core.errors import Conflict, InvalidInput
 # How long a SQLite writer waits for another writer's lock before failing: ingest transactions commit
 # a file's rows at once, so waits are short, but the API and the in-process worker do contend.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+T = TypeVar("T")
+
+# Ids per `IN (...)` query when a statement names many rows: SQLite before 3.32 refuses more than 999
+# bound parameters in one statement, and 500 leaves room for the statement's other parameters.
+IN_BATCH = 500
+
+
+def batches(items: Sequence[T], size: int = IN_BATCH) -> Iterator[Sequence[T]]:
+    """`items` in consecutive slices of at most `size`, for queries that name rows by id."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
 
 # The drivers the catalog is tested with; others may parse but behave differently.
 _SUPPORTED_DRIVERS = {"sqlite", "sqlite+pysqlite", "postgresql+psycopg"}

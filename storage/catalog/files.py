@@ -10,10 +10,9 @@ import sqlalchemy.exc
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from storage.catalog.db import is_unique_violation
+from storage.catalog.db import batches, is_unique_violation
 from storage.catalog.models import (
     Family,
-    FileKind,
     FileObject,
     FileSegment,
     FileState,
@@ -65,19 +64,19 @@ def snapshot(session: Session, sha256: str) -> FileSnapshot:
 def existing_tensors(session: Session, ids: Iterable[str]) -> set[str]:
     ids = list(set(ids))
     found: set[str] = set()
-    for start in range(0, len(ids), 500):
-        found.update(session.scalars(select(Tensor.id).where(Tensor.id.in_(ids[start : start + 500]))))
+    for chunk in batches(ids):
+        found.update(session.scalars(select(Tensor.id).where(Tensor.id.in_(chunk))))
     return found
 
 
 def family_members(
     session: Session, fingerprint: str, *, exclude: str, limit: int, stored_after: datetime | None = None
 ) -> list[FileSnapshot]:
-    """Stored safetensors files with this fingerprint (stored after `stored_after`), most recent first."""
+    """Stored files with this fingerprint (stored after `stored_after`), most recent first. Only files of
+    a format that parses tensors have a fingerprint."""
     query = select(FileObject).where(
         FileObject.fingerprint == fingerprint,
         FileObject.state == FileState.STORED,
-        FileObject.kind == FileKind.SAFETENSORS,
         FileObject.sha256 != exclude,
     )
     if stored_after is not None:
@@ -117,8 +116,8 @@ def record_written(session: Session, written: Written) -> None:
             # A savepoint: a concurrent ingest may insert the same tensor between the check and here.
             with session.begin_nested():
                 session.add(
-                    Tensor(id=t.id, dtype=t.dtype, shape=list(t.shape), nbytes=t.nbytes, codec=t.codec,
-                           codec_config=t.codec_config, base_tensor_id=t.base_id, chain_depth=t.chain_depth)
+                    Tensor(id=t.id, dtype=t.dtype, shape=list(t.shape), nbytes=t.nbytes, base_tensor_id=t.base_id,
+                           chain_depth=t.chain_depth)
                 )
                 session.flush()
                 session.add_all(
@@ -189,7 +188,7 @@ def lock_family(session: Session, fingerprint: str | None) -> None:
 
 
 def replace_encoding(session: Session, new: TensorPlan, *, max_depth: int) -> bool:
-    """Swap a tensor's codec, base and frames for a new encoding of the same bytes (a rebase).
+    """Swap a tensor's base and frames for a new encoding of the same bytes (a rebase).
 
     Checked again here, inside the transaction, against the catalog as it is now (a concurrent rebase
     may have moved things since the encoding was planned): the base's chain must not pass through this
@@ -214,7 +213,6 @@ def replace_encoding(session: Session, new: TensorPlan, *, max_depth: int) -> bo
     session.flush()
     # Readers that planned before this swap may still fetch the old frames: give them a grace period.
     session.execute(update(StoreObject).where(StoreObject.key.in_(old_keys)).values(created_at=utcnow()))
-    tensor.codec, tensor.codec_config = new.codec, new.codec_config
     tensor.base_tensor_id, tensor.chain_depth = new.base_id, depth
     session.add_all(
         Frame(tensor_id=new.id, seq=f.seq, raw_offset=f.raw_offset, raw_length=f.raw_length,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 if TYPE_CHECKING:
     from sqlalchemy.engine import CursorResult
 
+from storage.catalog.db import batches
 from storage.catalog.models import (
     FileObject,
     FileSegment,
@@ -38,8 +39,7 @@ def drop_unreferenced_files(session: Session, cutoff: datetime) -> tuple[int, li
         )
     ).all()
     shas = [r[0] for r in rows]
-    for start in range(0, len(shas), 500):
-        chunk = shas[start : start + 500]
+    for chunk in batches(shas):
         # The file-level base is a record of lineage; the tensor-level bases are what keep data whole.
         session.execute(update(FileObject).where(FileObject.base_sha256.in_(chunk)).values(base_sha256=None))
         session.execute(delete(FileSegment).where(FileSegment.file_sha256.in_(chunk)))
@@ -63,8 +63,7 @@ def drop_unreferenced_tensors(session: Session) -> int:
         )
         if not ids:
             return total
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for chunk in batches(ids):
             session.execute(delete(Frame).where(Frame.tensor_id.in_(chunk)))
             session.execute(delete(Tensor).where(Tensor.id.in_(chunk)))
         session.flush()
@@ -80,8 +79,8 @@ def drop_unreferenced_objects(session: Session, cutoff: datetime) -> list[str]:
             )
         )
     )
-    for start in range(0, len(keys), 500):
-        session.execute(delete(StoreObject).where(StoreObject.key.in_(keys[start : start + 500])))
+    for chunk in batches(keys):
+        session.execute(delete(StoreObject).where(StoreObject.key.in_(chunk)))
     return keys
 
 

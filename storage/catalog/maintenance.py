@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from storage.catalog.models import FileKind, FileObject, FileState, IngestJob, Ref, Repository, TreeEntry
+from storage.catalog.models import FileObject, FileState, IngestJob, Ref, Repository, TreeEntry
 from storage.core.errors import InvalidInput
+from storage.core.formats.safetensors import FORMAT_ID as SAFETENSORS
 from storage.core.names import split_repo_id
 
 DEFAULT_BRANCH = "main"
@@ -30,7 +31,7 @@ def rebase_candidates(session: Session) -> list[RebaseCandidate]:
     rows = session.execute(
         select(FileObject.sha256, FileObject.declared_base, FileObject.fingerprint, FileObject.base_sha256).where(
             FileObject.state == FileState.STORED,
-            FileObject.kind == FileKind.SAFETENSORS,
+            FileObject.kind == SAFETENSORS,
             FileObject.declared_base.is_not(None),
             FileObject.fingerprint.is_not(None),
         )

@@ -73,11 +73,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class FileKind(StrEnum):
-    SAFETENSORS = "safetensors"
-    BLOB = "blob"
-
-
 class FileState(StrEnum):
     STAGED = "staged"
     STORED = "stored"
@@ -165,7 +160,9 @@ class FileObject(Base):
 
     __tablename__ = "file_objects"
     __table_args__ = (
-        one_of("kind", FileKind, "kind"),
+        # The id of the format that parsed the file (storage/core/formats/registry.py): any registered
+        # id, so a new format needs no migration.
+        CheckConstraint("kind <> ''", name="kind"),
         one_of("state", FileState, "state"),
         CheckConstraint("size >= 0", name="size_nonnegative"),
     )
@@ -211,7 +208,10 @@ class FileSegment(Base):
 
 
 class Tensor(Base):
-    """A unique run of bytes, addressed by their sha256, stored once with one codec."""
+    """A unique run of bytes, addressed by their sha256, stored once.
+
+    No codec column: every frame names its own codec and config (a long tensor's windows may each pick
+    another), so a per-tensor codec could only be a lossy summary: migration 0002_formats dropped it."""
 
     __tablename__ = "tensors"
     __table_args__ = (
@@ -223,8 +223,6 @@ class Tensor(Base):
     dtype: Mapped[str] = mapped_column(String(16))
     shape: Mapped[list[int]] = mapped_column(JSON)
     nbytes: Mapped[int] = mapped_column(BigInteger)
-    codec: Mapped[str] = mapped_column(String(32))
-    codec_config: Mapped[dict[str, Any]] = mapped_column(JSON)
     base_tensor_id: Mapped[str | None] = mapped_column(
         ForeignKey("tensors.id", ondelete="RESTRICT"), index=True
     )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage.catalog.db import batches
 from storage.catalog.models import FileObject, FileSegment, Frame, Tensor
 
 
@@ -33,11 +33,14 @@ class TensorPlan:
     dtype: str
     shape: tuple[int, ...]
     nbytes: int
-    codec: str
-    codec_config: dict[str, Any]
     base_id: str | None
     chain_depth: int
     frames: tuple[FramePlan, ...]
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        """Each frame's raw [start, end), in order (each frame names its own codec)."""
+        return [(f.raw_offset, f.raw_end) for f in self.frames]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +77,7 @@ def tensor_plans(session: Session, ids: Iterable[str], *, with_bases: bool = Tru
     while wanted:
         batch = list(wanted)
         wanted = set()
-        for start in range(0, len(batch), 500):
-            chunk = batch[start : start + 500]
+        for chunk in batches(batch):
             frames: dict[str, list[FramePlan]] = {i: [] for i in chunk}
             for f in session.scalars(select(Frame).where(Frame.tensor_id.in_(chunk)).order_by(Frame.seq)):
                 frames[f.tensor_id].append(
@@ -84,7 +86,7 @@ def tensor_plans(session: Session, ids: Iterable[str], *, with_bases: bool = Tru
                 )
             for t in session.scalars(select(Tensor).where(Tensor.id.in_(chunk))):
                 plans[t.id] = TensorPlan(
-                    t.id, t.dtype, tuple(t.shape), t.nbytes, t.codec, dict(t.codec_config), t.base_tensor_id,
+                    t.id, t.dtype, tuple(t.shape), t.nbytes, t.base_tensor_id,
                     t.chain_depth, tuple(frames[t.id]),
                 )
                 if with_bases and t.base_tensor_id and t.base_tensor_id not in plans:

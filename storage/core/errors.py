@@ -32,10 +32,25 @@ class DeltahubError(Exception):
 
 
 class InvalidInput(DeltahubError):
-    """invalid input: {detail}"""
+    """invalid input: {detail}
+
+    Only for bytes or parameters a user sent: an ingest that raises it is failed for good at once,
+    without a retry, since the same bytes would be refused again.
+    """
 
     status = 400
     exit_code = 2
+
+
+class InternalError(DeltahubError):
+    """internal error: {detail}
+
+    A caller inside deltahub broke a contract (a bug, not a user's bytes): logged with its traceback
+    and retried like any other failure, never reported as the user's fault.
+    """
+
+    status = 500
+    exit_code = 1
 
 
 class NotFound(DeltahubError):
@@ -57,6 +72,14 @@ class IntegrityError(DeltahubError):
 
     status = 500
     exit_code = 5
+
+
+class CorruptFrame(IntegrityError):
+    """corrupt frame: {detail}"""
+
+
+class CorruptPack(IntegrityError):
+    """corrupt pack: {detail}"""
 
 
 class StoreError(DeltahubError):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.core.dtypes import DType
-from storage.core.formats.safetensors import TensorInfo
+from storage.core.formats.base import TensorEntry
 from storage.core.frames import encode_tensor
 
 # A candidate base is used only when the delta is clearly smaller than coding the model alone; on the
@@ -23,7 +23,7 @@ SAMPLE_BYTES = 64 << 10
 SAMPLE_TENSORS = 32
 
 
-def fingerprint(tensors: Sequence[TensorInfo]) -> str:
+def fingerprint(tensors: Sequence[TensorEntry]) -> str:
     """Architecture fingerprint: SHA-256 over the sorted (name, shape) of the floating-point tensors.
 
     The dtype is left out on purpose: an F32 checkpoint and its BF16 release are one family, and the
@@ -42,7 +42,7 @@ class SampleSpan:
     end: int
 
 
-def sample_spans(tensors: Sequence[TensorInfo]) -> list[SampleSpan]:
+def sample_spans(tensors: Sequence[TensorEntry]) -> list[SampleSpan]:
     """Deterministic slices to compare: the largest tensors, a slice from the middle of each.
 
     Middles avoid padding rows at the ends of embeddings; the largest tensors carry most of the bytes a
@@ -61,18 +61,19 @@ def sample_spans(tensors: Sequence[TensorInfo]) -> list[SampleSpan]:
     return spans
 
 
-def encoded_size(raw: bytes, dtype: DType, base: bytes | None) -> int:
-    encoded = encode_tensor(raw, dtype, base, verify=False)
+def encoded_size(raw: bytes, dtype: DType, base: bytes | None, base_dtype: DType | None = None) -> int:
+    encoded = encode_tensor(raw, dtype, base, base_dtype=base_dtype, verify=False)
     return sum(len(frame) for frame in encoded.frames)
 
 
-def base_score(pairs: Sequence[tuple[bytes, bytes, DType]]) -> float:
-    """Encoded size against the base ÷ encoded size alone, over sampled (target, base, dtype) slices.
+def base_score(pairs: Sequence[tuple[bytes, bytes, DType, DType]]) -> float:
+    """Encoded size against the base ÷ encoded size alone, over sampled (target, base, dtype, base dtype)
+    slices; the base slice is the base's own bytes for the target's elements (cast-predicted in coding).
 
     1.0 means the base does not help (unrelated); smaller is closer.
     """
-    alone = sum(encoded_size(t, d, None) for t, _, d in pairs)
+    alone = sum(encoded_size(t, d, None) for t, _, d, _ in pairs)
     if alone == 0:
         return 1.0
-    with_base = sum(encoded_size(t, d, b) for t, b, d in pairs)
+    with_base = sum(encoded_size(t, d, b, bd) for t, b, d, bd in pairs)
     return with_base / alone

@@ -13,10 +13,11 @@ tensor level, where the catalog's foreign keys guard it).
 from __future__ import annotations
 
 import struct
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from storage.core import keys
+from storage.core.errors import CorruptPack
 from storage.core.frames import frame_length
 
 PACK_MAGIC = b"DHPK"
@@ -58,7 +59,7 @@ class PackBuilder:
     def add(self, blob: bytes) -> int:
         ticket = len(self._placements)
         if len(blob) >= self.solo_bytes:
-            key = f"frames/{uuid.uuid4().hex}"
+            key = keys.frame_key()
             self.sealed.append(SealedObject(key, blob, "frame"))
             self._placements.append(Placement(key, 0, len(blob)))
             return ticket
@@ -81,7 +82,7 @@ class PackBuilder:
             self._placements[ticket] = Placement("", offset, len(blob))
             offset += len(blob)
         data = b"".join(parts)
-        key = f"packs/{uuid.uuid4().hex}"
+        key = keys.pack_key()
         for ticket in self._waiting:
             placed = self._placements[ticket]
             assert placed is not None
@@ -108,20 +109,20 @@ def iter_pack(data: bytes) -> Iterator[tuple[int, int]]:
     for _ in range(count):
         length = frame_length(memoryview(data)[offset:])
         if offset + length > len(data):
-            raise ValueError(f"pack ends inside a frame at offset {offset}")
+            raise CorruptPack(detail=f"pack ends inside a frame at offset {offset}")
         yield offset, length
         offset += length
     if offset != len(data):
-        raise ValueError(f"pack has {len(data) - offset} bytes after its {count} frames")
+        raise CorruptPack(detail=f"pack has {len(data) - offset} bytes after its {count} frames")
 
 
 def read_pack_header(data: bytes) -> int:
     """The frame count of a pack, after checking its magic and version."""
     if len(data) < _HEADER.size:
-        raise ValueError(f"pack is {len(data)} bytes, shorter than its {_HEADER.size}-byte header")
+        raise CorruptPack(detail=f"pack is {len(data)} bytes, shorter than its {_HEADER.size}-byte header")
     magic, version, _reserved, count = _HEADER.unpack_from(data)
     if magic != PACK_MAGIC:
-        raise ValueError(f"not a pack: magic {magic!r}")
+        raise CorruptPack(detail=f"not a pack: magic {magic!r}")
     if version != PACK_VERSION:
-        raise ValueError(f"unsupported pack version {version} (this build reads {PACK_VERSION})")
+        raise CorruptPack(detail=f"unsupported pack version {version} (this build reads {PACK_VERSION})")
     return count

@@ -1,4 +1,7 @@
-"""Cutting a staged file into segments and hashing each, in one streaming pass."""
+"""Segments (the contiguous byte ranges a stored file is cut into) and hashing them in one streaming pass.
+
+Which segments a file has is its format's business (storage/core/formats/).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ from dataclasses import dataclass
 
 from storage.core.dtypes import DTYPES, DType
 from storage.core.errors import IntegrityError
-from storage.core.formats.safetensors import SafetensorsHeader
 
+# The name of a file's opaque leading header segment (safetensors' length prefix and JSON), kept in the
+# catalog: it is never a tensor, so never a delta base's match.
 HEADER_SEGMENT = "__header__"
 U8 = DTYPES["U8"]
 
@@ -28,16 +32,9 @@ class Segment:
         return self.offset + self.length
 
 
-def safetensors_segments(header: SafetensorsHeader) -> list[Segment]:
-    """The header (length prefix + JSON, verbatim) then every tensor in offset order."""
-    out = [Segment(0, 0, header.data_offset, HEADER_SEGMENT, U8, (header.data_offset,))]
-    for seq, t in enumerate(header.tensors, start=1):
-        out.append(Segment(seq, header.data_offset + t.start, t.nbytes, t.name, t.dtype, t.shape))
-    return out
-
-
-def blob_segments(size: int) -> list[Segment]:
-    return [Segment(0, 0, size, None, U8, (size,))]
+def opaque(seq: int, offset: int, length: int, name: str | None = None) -> Segment:
+    """A span of bytes that is not a tensor, stored as U8 bytes."""
+    return Segment(seq, offset, length, name, U8, (length,))
 
 
 def hash_segments(chunks: Iterable[bytes], segments: Sequence[Segment], size: int, sha256: str) -> list[str]:

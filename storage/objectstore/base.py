@@ -13,9 +13,9 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from storage.core.errors import InvalidInput, NotFound
+from storage.core.errors import InternalError, InvalidInput, NotFound
 
 # S3 allows 1024 bytes per key; half of it leaves room for a deployment's key prefix.
 MAX_KEY_LENGTH = 512
@@ -86,11 +86,14 @@ def _validate_segment(key: str, segment: str) -> None:
 
 
 def check_range(start: int, end: int | None) -> None:
-    """Reject byte ranges that make no sense; a range past the object's end is fine (it is clipped)."""
+    """Reject byte ranges that make no sense; a range past the object's end is fine (it is clipped).
+
+    Ranges come from deltahub's own plans (the hub checks a user's range first), so a bad one is a bug:
+    an InternalError, retried and logged, never a 400 that fails a user's file for good."""
     if start < 0:
-        raise InvalidInput(detail=f"range start {start} is negative")
+        raise InternalError(detail=f"range start {start} is negative")
     if end is not None and end < start:
-        raise InvalidInput(detail=f"range end {end} is before start {start}")
+        raise InternalError(detail=f"range end {end} is before start {start}")
 
 
 class ObjectStore(ABC):
@@ -147,3 +150,9 @@ class ObjectStore(ABC):
 
     def exists(self, key: str) -> bool:
         return self.head(key) is not None
+
+    def remove_stale_temp_files(self, older_than: timedelta) -> int:
+        """Delete the partial writes of crashed processes that no key names, older than `older_than`;
+        return how many. Only stores that write through temporary files have any (the local directory's
+        tmp/); an S3 write is atomic and a failed multipart upload is aborted by the writer."""
+        return 0

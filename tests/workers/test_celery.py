@@ -39,7 +39,7 @@ from tests.hubs import make_hub, push, read_all
 from tests.models import finetune, make_weights, to_safetensors
 from workers.celery_app import INGEST_TASK, celery_config, create_app, ingest_time_limits
 from workers.celery_queue import CeleryQueue, requeue_unfinished
-from workers.jobs.ingest import MAX_ATTEMPTS
+from workers.retry import MAX_ATTEMPTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"

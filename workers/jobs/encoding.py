@@ -7,20 +7,18 @@ memory whole. Every frame is decoded and compared with the original before it is
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from storage.app.hub import Hub
 from storage.catalog import files
 from storage.catalog.plans import FramePlan, TensorPlan
 from storage.core import casts
-from storage.core.codecs import get_codec
 from storage.core.dtypes import DTYPES, DType
 from storage.core.faults import crash_point
 from storage.core.frames import encode_tensor
 from storage.core.packs import PackBuilder
 from storage.core.segments import Segment
+from workers.jobs.context import JobContext
 
 # Raw bytes encoded per step: 4 frames of the default 4 MiB, so a window and its base use ~32 MiB.
 WINDOW_FRAMES = 4
@@ -63,9 +61,9 @@ class PendingTensor:
 class ObjectWriter:
     """Packs frame blobs and writes each sealed object at once (put-if-absent: retries are free)."""
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.packer = PackBuilder(target_bytes=hub.settings.pack_target_bytes, solo_bytes=SOLO_FRAME_BYTES)
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx = ctx
+        self.packer = PackBuilder(target_bytes=ctx.settings.pack_target_bytes, solo_bytes=SOLO_FRAME_BYTES)
         self.objects: list[files.NewObject] = []
 
     def add(self, blob: bytes) -> int:
@@ -77,7 +75,7 @@ class ObjectWriter:
         if seal:
             self.packer.seal()
         for obj in self.packer.take_sealed():
-            self.hub.store.put_if_absent(obj.key, obj.data)
+            self.ctx.store.put_if_absent(obj.key, obj.data)
             crash_point("ingest.after_object_write")
             self.objects.append(files.NewObject(obj.key, len(obj.data), obj.kind))
 
@@ -99,10 +97,10 @@ class ObjectWriter:
 
 
 def plan_tensors(
-    hub: Hub, segments: Sequence[Segment], digests: Sequence[str], base: BaseTensors | None
+    ctx: JobContext, segments: Sequence[Segment], digests: Sequence[str], base: BaseTensors | None
 ) -> list[TensorJob]:
     """The segments whose bytes are not stored yet, each with the base tensor to delta against."""
-    with hub.session() as s:
+    with ctx.session() as s:
         stored = files.existing_tensors(s, digests)
     jobs: list[TensorJob] = []
     planned: set[str] = set()
@@ -110,7 +108,7 @@ def plan_tensors(
         if digest in stored or digest in planned:
             continue
         planned.add(digest)
-        base_tensor = base.for_segment(segment, hub.settings.max_chain_depth) if base else None
+        base_tensor = base.for_segment(segment, ctx.settings.max_chain_depth) if base else None
         jobs.append(TensorJob(segment, digest, base_tensor, base.plans if base else None))
     return jobs
 
@@ -137,7 +135,7 @@ class BaseTensors:
 
 
 def encode_windows(
-    hub: Hub,
+    ctx: JobContext,
     writer: ObjectWriter,
     *,
     tensor_id: str,
@@ -148,27 +146,24 @@ def encode_windows(
     read_base: ReadRange | None,
     base: TensorPlan | None,
 ) -> PendingTensor:
-    """Encode one tensor window by window; each window picks its smallest codec (frames say which)."""
-    frame_bytes = hub.settings.frame_bytes
+    """Encode one tensor window by window; each window picks its smallest codec (its frames say which,
+    and against which base dtype: `read_base` gives the base's own bytes, cast-predicted by the frames)."""
+    frame_bytes = ctx.settings.frame_bytes
     window = frame_bytes * WINDOW_FRAMES
+    base_dtype = DTYPES[base.dtype] if (base is not None and read_base is not None) else None
     pending: list[PendingFrame] = []
-    codec_bytes: Counter[str] = Counter()
-    configs: dict[str, dict[str, object]] = {}
     delta_used = False
     for start in range(0, nbytes, window):
         end = min(nbytes, start + window)
         raw = read_raw(start, end)
         base_raw = read_base(start, end) if read_base is not None else None
-        encoded = encode_tensor(raw, dtype, base_raw, frame_bytes=frame_bytes, verify=True)
-        codec_bytes[encoded.codec_id] += end - start
-        configs.setdefault(encoded.codec_id, dict(encoded.config))
-        delta_used = delta_used or get_codec(encoded.codec_id, encoded.config).needs_base
+        encoded = encode_tensor(raw, dtype, base_raw, base_dtype=base_dtype, frame_bytes=frame_bytes, verify=True)
+        delta_used = delta_used or encoded.base_dtype is not None
         for (a, b), blob, checksum in zip(encoded.spans, encoded.frames, encoded.checksums, strict=True):
             pending.append(PendingFrame(len(pending), start + a, b - a, writer.add(blob), len(blob), checksum))
             crash_point("ingest.mid_encode")
-    codec = codec_bytes.most_common(1)[0][0] if codec_bytes else "plain"
     plan = TensorPlan(
-        tensor_id, dtype.name, shape, nbytes, codec, configs.get(codec, {}),
+        tensor_id, dtype.name, shape, nbytes,
         base.id if (delta_used and base) else None,
         (base.chain_depth + 1) if (delta_used and base) else 0,
         (),
@@ -176,21 +171,21 @@ def encode_windows(
     return PendingTensor(plan, tuple(pending))
 
 
-def encode_and_write(hub: Hub, staging_key: str, jobs: Sequence[TensorJob]) -> files.Written:
-    writer = ObjectWriter(hub)
+def encode_and_write(ctx: JobContext, staging_key: str, jobs: Sequence[TensorJob]) -> files.Written:
+    writer = ObjectWriter(ctx)
     tensors: list[PendingTensor] = []
     for job in jobs:
         seg = job.segment
 
         def read_raw(a: int, b: int, seg: Segment = seg) -> bytes:
-            return hub.store.get(staging_key, seg.offset + a, seg.offset + b)
+            return ctx.store.get(staging_key, seg.offset + a, seg.offset + b)
 
         read_base = None
         if job.base is not None and job.base_plans is not None:
-            read_base = base_reader(hub, job.base_plans, job.base.id, seg.dtype)
+            read_base = base_reader(ctx, job.base_plans, job.base.id, seg.dtype)
         tensors.append(
             encode_windows(
-                hub, writer, tensor_id=job.tensor_id, dtype=seg.dtype, shape=seg.shape, nbytes=seg.length,
+                ctx, writer, tensor_id=job.tensor_id, dtype=seg.dtype, shape=seg.shape, nbytes=seg.length,
                 read_raw=read_raw, read_base=read_base, base=job.base,
             )
         )
@@ -204,6 +199,6 @@ def predictable(base: TensorPlan, dtype: DType, nbytes: int) -> bool:
     return casts.can_predict(base_dtype, dtype) and base.nbytes == nbytes * casts.ratio(base_dtype, dtype)
 
 
-def base_reader(hub: Hub, base_plans: dict[str, TensorPlan], base_id: str, dtype: DType) -> ReadRange:
-    """Bytes [a, b) of the base as the target's dtype sees them (cast-predicted when dtypes differ)."""
-    return hub.reader.base_range_reader(base_plans, base_id, dtype)
+def base_reader(ctx: JobContext, base_plans: dict[str, TensorPlan], base_id: str, dtype: DType) -> ReadRange:
+    """For target bytes [a, b), the base's own bytes for the same elements ([a·r, b·r) of a wider base)."""
+    return ctx.reader.base_range_reader(base_plans, base_id, dtype)

@@ -1,6 +1,6 @@
 """The ingest job: turn a staged file into deduplicated, delta- or plain-coded frames.
 
-Pure of Celery: `run_ingest(hub, job_id)` is called by the in-process pool and by the Celery task alike.
+Pure of Celery: `run_ingest(ctx, job_id)` is called by the in-process pool and by the Celery task alike.
 Idempotent: content-addressed objects and an "already stored?" check at every step make a retry (or a
 second delivery) store nothing twice. Order: objects first, catalog second, staging deleted last.
 """
@@ -11,19 +11,18 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from storage.app.hub import Hub
-from storage.app.staging import read_safetensors_header
+from storage.app.staging import read_staged_layout, staged_reader
 from storage.catalog import files, jobs
-from storage.catalog.models import FileKind, FileState, utcnow
-from storage.core.errors import DeltahubError, InvalidInput, TransientStoreError
+from storage.catalog.models import FileState, utcnow
+from storage.core.errors import DeltahubError, TransientStoreError
 from storage.core.faults import crash_point
-from storage.core.segments import blob_segments, hash_segments, safetensors_segments
+from storage.core.formats.registry import parses_tensors
+from storage.core.segments import hash_segments
+from workers import retry
 from workers.jobs import encoding, lineage
+from workers.jobs.context import JobContext
 
 log = logging.getLogger(__name__)
-
-# Attempts before a job is marked failed; its staged bytes stay and are served from staging.
-MAX_ATTEMPTS = 5
 
 
 @dataclass
@@ -39,59 +38,56 @@ class IngestResult:
     rebased: list[str] = field(default_factory=list)
 
 
-def run_ingest(hub: Hub, job_id: int, *, final_attempt: bool | None = None) -> IngestResult | None:
+def run_ingest(ctx: JobContext, job_id: int, *, final_attempt: bool | None = None) -> IngestResult | None:
     """Run one ingest job; returns None when the job does not exist or is already done."""
-    with hub.session() as s:
+    with ctx.session() as s:
         job = jobs.start_job(s, job_id)
     if job is None:
         return None
     crash_point("ingest.after_start_job")
     try:
-        result = ingest_file(hub, job.file_sha256, repo_id=job.repo_id)
+        result = ingest_file(ctx, job.file_sha256, repo_id=job.repo_id)
     except Exception as exc:
-        # Bad bytes stay bad: an InvalidInput is final at once, whoever runs the job.
-        final = isinstance(exc, InvalidInput) or (
-            final_attempt if final_attempt is not None else job.attempts >= MAX_ATTEMPTS
+        # Bad bytes stay bad (final at once, whoever runs the job); anything else follows the policy.
+        final = not retry.is_retryable(exc) or (
+            final_attempt if final_attempt is not None else retry.is_final(exc, job.attempts)
         )
         # Only our own errors carry a message meant for users; anything else is logged in full.
         message = exc.message if isinstance(exc, DeltahubError) else f"{type(exc).__name__}: {exc}"
         log.exception("ingest job %s (file %s) failed (attempt %s)", job_id, job.file_sha256, job.attempts)
-        with hub.session() as s:
+        with ctx.session() as s:
             jobs.fail_job(s, job_id, message, final=final)
         raise
     crash_point("ingest.before_finish_job")
-    with hub.session() as s:
+    with ctx.session() as s:
         jobs.finish_job(s, job_id)
     return result
 
 
-def ingest_file(hub: Hub, sha256: str, *, repo_id: int | None = None) -> IngestResult:
+def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> IngestResult:
     started = time.monotonic()
-    with hub.session() as s:
+    with ctx.session() as s:
         snapshot = files.snapshot(s, sha256)
     if snapshot.state == FileState.STORED or snapshot.staging_key is None:
         done = IngestResult(sha256, snapshot.state)
-        if snapshot.state == FileState.STORED and snapshot.kind == FileKind.SAFETENSORS:
+        if snapshot.state == FileState.STORED and parses_tensors(snapshot.kind):
             # A retry after a crash between the catalog commit and the rebase: the rebase is still owed.
-            done.rebased = lineage.rebase_dependents(hub, sha256, repo_id=repo_id)
+            done.rebased = lineage.rebase_dependents(ctx, sha256, repo_id=repo_id)
         return done
     key, size = snapshot.staging_key, snapshot.size
-    header = None
-    if snapshot.kind == FileKind.SAFETENSORS:
-        header = read_safetensors_header(hub.store, key, size, hub.settings.max_header_bytes)
-        segments = safetensors_segments(header)
-    else:
-        segments = blob_segments(size)
-    digests = hash_segments(hub.store.iter_range(key, 0, size), segments, size, sha256)
+    # The format upload detected (its id is the file's kind) cuts the file; only the contract is used.
+    layout = read_staged_layout(ctx.store, key, snapshot.kind, size, ctx.settings.max_header_bytes)
+    segments = layout.segments
+    digests = hash_segments(ctx.store.iter_range(key, 0, size), segments, size, sha256)
     crash_point("ingest.after_hashing")
 
     base = None
     chosen_at = utcnow()
-    if header is not None:
-        base = lineage.choose_base(hub, sha256, header, lambda a, b: hub.store.get(key, a, b), repo_id=repo_id)
+    if layout.tensors is not None:
+        base = lineage.choose_base(ctx, sha256, layout, staged_reader(ctx.store, key), repo_id=repo_id)
     crash_point("ingest.after_choose_base")
-    plan = encoding.plan_tensors(hub, segments, digests, base)
-    written = encoding.encode_and_write(hub, key, plan)
+    plan = encoding.plan_tensors(ctx, segments, digests, base)
+    written = encoding.encode_and_write(ctx, key, plan)
     result = IngestResult(
         sha256,
         FileState.STORED,
@@ -102,18 +98,18 @@ def ingest_file(hub: Hub, sha256: str, *, repo_id: int | None = None) -> IngestR
         encoded_bytes=sum(f.object_length for t in written.tensors for f in t.frames),
         base_sha256=base.sha256 if base else None,
     )
-    if time.monotonic() - started > hub.settings.gc_grace_seconds / 2:
+    if time.monotonic() - started > ctx.settings.gc_grace_seconds / 2:
         # GC may collect objects older than the grace period that the catalog does not know yet:
         # ours, if we committed now. Give up this attempt; the retry writes fresh objects.
         raise TransientStoreError(detail=f"ingest of {sha256} outlived half the GC grace period; retrying")
-    with hub.session() as s:
-        lineage.commit_file(s, sha256, segments, digests, written, header=header, base=base)
+    with ctx.session() as s:
+        lineage.commit_file(s, sha256, segments, digests, written, layout=layout, base=base)
     crash_point("ingest.after_catalog_commit")
-    hub.store.delete(key)
+    ctx.store.delete(key)
     crash_point("ingest.after_staging_delete")
-    if header is not None:
-        result.rebased = lineage.rebase_dependents(hub, sha256, repo_id=repo_id)
+    if layout.tensors is not None:
+        result.rebased = lineage.rebase_dependents(ctx, sha256, repo_id=repo_id)
         if base is None:
-            result.base_sha256 = lineage.settle(hub, sha256, repo_id=repo_id, chosen_at=chosen_at)
+            result.base_sha256 = lineage.settle(ctx, sha256, repo_id=repo_id, chosen_at=chosen_at)
     log.info("stored %s: %s", sha256, result)
     return result

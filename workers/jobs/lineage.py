@@ -7,19 +7,20 @@ wins; nothing is delta-coded against a model that does not measurably help (unre
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from storage.app.hub import Hub
 from storage.catalog import files, plans, repos
 from storage.catalog.files import FileSnapshot, Written
 from storage.core.dtypes import DTYPES
 from storage.core.errors import InvalidInput, NotFound
 from storage.core.families import MAX_BASE_SCORE, base_score, fingerprint, sample_spans
 from storage.core.faults import crash_point
-from storage.core.formats.safetensors import SafetensorsHeader, parse_header
+from storage.core.formats.base import FileLayout, ReadRange
+from storage.core.formats.registry import parses_tensors, read_layout
 from storage.core.segments import HEADER_SEGMENT, Segment
+from workers.jobs.context import JobContext
 from workers.jobs.encoding import BaseTensors, ObjectWriter, PendingTensor, base_reader, encode_windows, predictable
 
 if TYPE_CHECKING:
@@ -31,12 +32,12 @@ log = logging.getLogger(__name__)
 MAX_CANDIDATES = 8
 
 
-def _declared_files(hub: Hub, declared: str | None) -> list[FileSnapshot]:
+def _declared_files(ctx: JobContext, declared: str | None) -> list[FileSnapshot]:
     """Stored safetensors files on the declared base repository's main branch (any fingerprint:
     the declaration is the hint, the measurement decides)."""
     if not declared:
         return []
-    with hub.session() as s:
+    with ctx.session() as s:
         try:
             repo = repos.find_repo(s, declared)
         except (NotFound, InvalidInput):  # an unknown or invalid name is a bad hint, not an error
@@ -45,11 +46,11 @@ def _declared_files(hub: Hub, declared: str | None) -> list[FileSnapshot]:
         if head is None:
             return []
         snaps = [files.snapshot(s, sha) for sha in set(repos.tree_files(s, head.oid).values())]
-    return [x for x in snaps if x.state == "stored" and x.kind == "safetensors"]
+    return [x for x in snaps if x.state == "stored" and parses_tensors(x.kind)]
 
 
-def _base_tensors(hub: Hub, sha256: str, score: float) -> BaseTensors:
-    with hub.session() as s:
+def _base_tensors(ctx: JobContext, sha256: str, score: float) -> BaseTensors:
+    with ctx.session() as s:
         segs = plans.segments(s, sha256)
         tensor_plans = plans.tensor_plans(s, {seg.tensor_id for seg in segs})
     by_name = {seg.name: tensor_plans[seg.tensor_id] for seg in segs if seg.name and seg.name != HEADER_SEGMENT}
@@ -57,42 +58,41 @@ def _base_tensors(hub: Hub, sha256: str, score: float) -> BaseTensors:
 
 
 def choose_base(
-    hub: Hub,
+    ctx: JobContext,
     sha256: str,
-    header: SafetensorsHeader,
-    read: Callable[[int, int], bytes],
+    layout: FileLayout,
+    read: ReadRange,
     *,
     repo_id: int | None,
     stored_after: datetime | None = None,
 ) -> BaseTensors | None:
     """The nearest stored relative, if one measurably helps. `stored_after` limits the candidates to
     family members stored since then (settling looks only at what it could not see before)."""
-    fp = fingerprint(header.tensors)
-    with hub.session() as s:
+    tensors = layout.tensors or ()
+    fp = fingerprint(tensors)
+    with ctx.session() as s:
         me = files.repo_name(s, repo_id)
         declared = files.snapshot(s, sha256).declared_base if stored_after is None else None
         members = files.family_members(s, fp, exclude=sha256, limit=MAX_CANDIDATES, stored_after=stored_after)
-    candidates = {c.sha256: c for c in _declared_files(hub, declared) + members if c.sha256 != sha256}
+    candidates = {c.sha256: c for c in _declared_files(ctx, declared) + members if c.sha256 != sha256}
     # A file that names this repository as its base will be rebased onto us: never the other way round.
     candidates = {k: c for k, c in candidates.items() if me is None or c.declared_base != me}
     if not candidates:
         return None
-    infos = {t.name: t for t in header.tensors}
-    spans = sample_spans(header.tensors)
-    targets = [
-        read(header.data_offset + infos[sp.name].start + sp.start, header.data_offset + infos[sp.name].start + sp.end)
-        for sp in spans
-    ]
+    infos = {t.name: t for t in tensors}
+    spans = sample_spans(tensors)
+    targets = [read(infos[sp.name].offset + sp.start, infos[sp.name].offset + sp.end) for sp in spans]
     best: BaseTensors | None = None
     for sha in sorted(candidates):
-        base = _base_tensors(hub, sha, 1.0)
+        base = _base_tensors(ctx, sha, 1.0)
         pairs = []
         for sp, target in zip(spans, targets, strict=True):
             plan = base.by_name.get(sp.name)
             dtype = infos[sp.name].dtype
             if plan is None or not predictable(plan, dtype, infos[sp.name].nbytes):
                 continue
-            pairs.append((target, base_reader(hub, base.plans, plan.id, dtype)(sp.start, sp.end), dtype))
+            base_raw = base_reader(ctx, base.plans, plan.id, dtype)(sp.start, sp.end)
+            pairs.append((target, base_raw, dtype, DTYPES[plan.dtype]))
         score = base_score(pairs) if pairs else 1.0
         log.info("base candidate %s for %s scores %.3f", sha, sha256, score)
         if score < MAX_BASE_SCORE and (best is None or score < best.score):
@@ -107,7 +107,7 @@ def commit_file(
     digests: Sequence[str],
     written: Written,
     *,
-    header: SafetensorsHeader | None,
+    layout: FileLayout,
     base: BaseTensors | None,
 ) -> None:
     files.record_written(session, written)
@@ -116,58 +116,56 @@ def commit_file(
         session,
         sha256,
         [(seg.seq, seg.offset, seg.length, digest, seg.name) for seg, digest in zip(segments, digests, strict=True)],
-        fingerprint=fingerprint(header.tensors) if header is not None else None,
+        fingerprint=fingerprint(layout.tensors) if layout.tensors is not None else None,
         base_sha256=base.sha256 if base else None,
     )
     crash_point("ingest.before_catalog_commit")
 
 
-def settle(hub: Hub, sha256: str, *, repo_id: int | None, chosen_at: datetime) -> str | None:
+def settle(ctx: JobContext, sha256: str, *, repo_id: int | None, chosen_at: datetime) -> str | None:
     """A file stored alone may have had relatives ingested at the same moment, invisible when its base
     was chosen: choose again among the members stored now, and rebase onto the nearest if it helps.
     (Two such files may each pick the other; the family lock and the cycle check in the swap let only
     the first rebase happen.)"""
-    with hub.session() as s:
+    with ctx.session() as s:
         snap = files.snapshot(s, sha256)
-    if snap.base_sha256 is not None or snap.kind != "safetensors":
+    if snap.base_sha256 is not None or not parses_tensors(snap.kind):
         return None
-    header = _stored_header(hub, sha256)
-    read = lambda a, b: b"".join(hub.read(sha256, a, b))  # noqa: E731
+
+    def read(start: int, end: int) -> bytes:
+        return b"".join(ctx.read(sha256, start, end))
+
+    # The stored file's structure, through the same bounded, hostile-input parse as at ingest.
+    layout = read_layout(snap.kind, read, snap.size, max_header_bytes=ctx.settings.max_header_bytes)
     # Only members stored since our choice are new information; a second of slack covers clock steps.
-    best = choose_base(hub, sha256, header, read, repo_id=repo_id, stored_after=chosen_at - timedelta(seconds=1))
-    if best is not None and rebase_file(hub, sha256, best.sha256):
+    best = choose_base(ctx, sha256, layout, read, repo_id=repo_id, stored_after=chosen_at - timedelta(seconds=1))
+    if best is not None and rebase_file(ctx, sha256, best.sha256):
         return best.sha256
     return None
 
 
-def _stored_header(hub: Hub, sha256: str) -> SafetensorsHeader:
-    first8 = b"".join(hub.read(sha256, 0, 8))
-    length = int.from_bytes(first8, "little")
-    return parse_header(b"".join(hub.read(sha256, 8, 8 + length)), file_size=hub.file_info(sha256).size)
-
-
-def rebase_dependents(hub: Hub, sha256: str, *, repo_id: int | None) -> list[str]:
+def rebase_dependents(ctx: JobContext, sha256: str, *, repo_id: int | None) -> list[str]:
     """Re-encode stored files that declare this file's repository as their base against this file."""
-    with hub.session() as s:
+    with ctx.session() as s:
         me = files.repo_name(s, repo_id)
         fp = files.snapshot(s, sha256).fingerprint
         dependents = files.files_declaring(s, fp, me) if (me and fp) else []
     rebased = []
     for dep in dependents:
-        if dep.base_sha256 != sha256 and dep.sha256 != sha256 and rebase_file(hub, dep.sha256, sha256):
+        if dep.base_sha256 != sha256 and dep.sha256 != sha256 and rebase_file(ctx, dep.sha256, sha256):
             rebased.append(dep.sha256)
     return rebased
 
 
-def rebase_file(hub: Hub, sha256: str, onto: str) -> bool:
+def rebase_file(ctx: JobContext, sha256: str, onto: str) -> bool:
     """Re-encode the tensors of `sha256` against those of `onto` where that is smaller; swap atomically.
 
     The old frames' objects become unreferenced and are left to GC.
     """
-    me = _base_tensors(hub, sha256, 1.0)
-    base = _base_tensors(hub, onto, 0.0)
-    max_depth = hub.settings.max_chain_depth
-    writer = ObjectWriter(hub)
+    me = _base_tensors(ctx, sha256, 1.0)
+    base = _base_tensors(ctx, onto, 0.0)
+    max_depth = ctx.settings.max_chain_depth
+    writer = ObjectWriter(ctx)
     swaps: list[PendingTensor] = []
     for name, tensor in me.by_name.items():
         candidate = base.by_name.get(name)
@@ -176,15 +174,15 @@ def rebase_file(hub: Hub, sha256: str, onto: str) -> bool:
             continue
         if _chain_contains(base.plans, candidate.id, tensor.id):
             continue
-        with hub.session() as s:
+        with ctx.session() as s:
             dependents = files.tensor_dependents(s, tensor.id)
         height = max((d - tensor.chain_depth for _, d in dependents), default=0)
         if candidate.chain_depth + 1 + height > max_depth:
             continue
         new = encode_windows(
-            hub, writer, tensor_id=tensor.id, dtype=dtype, shape=tensor.shape, nbytes=tensor.nbytes,
-            read_raw=lambda a, b, t=tensor.id: hub.reader.read_tensor(me.plans, t, a, b),
-            read_base=base_reader(hub, base.plans, candidate.id, dtype),
+            ctx, writer, tensor_id=tensor.id, dtype=dtype, shape=tensor.shape, nbytes=tensor.nbytes,
+            read_raw=lambda a, b, t=tensor.id: ctx.reader.read_tensor(me.plans, t, a, b),
+            read_base=base_reader(ctx, base.plans, candidate.id, dtype),
             base=candidate,
         )
         old_size = sum(f.object_length for f in tensor.frames)
@@ -194,12 +192,12 @@ def rebase_file(hub: Hub, sha256: str, onto: str) -> bool:
     crash_point("rebase.after_objects_written")
     if not swaps:
         return False
-    with hub.session() as s:
+    with ctx.session() as s:
         files.lock_family(s, files.snapshot(s, sha256).fingerprint)
         files.record_written(s, Written(objects=writer.objects))
         swapped = 0
-        for new in placed:
-            swapped += files.replace_encoding(s, new, max_depth=max_depth)
+        for encoded in placed:
+            swapped += files.replace_encoding(s, encoded, max_depth=max_depth)
             crash_point("rebase.mid_swap")
         if swapped:
             files.set_file_base(s, sha256, onto)

@@ -6,9 +6,9 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
-from storage.app.hub import Hub
 from storage.catalog import repos as catalog_repos
 from storage.core.errors import DeltahubError
+from workers.jobs.context import JobContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +30,8 @@ class VerifyReport:
         return not self.problems
 
 
-def verify(hub: Hub, *, sample: int | None = None, seed: int | None = None) -> VerifyReport:
-    with hub.session() as s:
+def verify(ctx: JobContext, *, sample: int | None = None, seed: int | None = None) -> VerifyReport:
+    with ctx.session() as s:
         shas = catalog_repos.all_file_shas(s)
     if sample is not None and sample < len(shas):
         shas = random.Random(seed).sample(shas, sample)
@@ -39,13 +39,13 @@ def verify(hub: Hub, *, sample: int | None = None, seed: int | None = None) -> V
     for sha in sorted(shas):
         digest = hashlib.sha256()
         try:
-            for chunk in hub.read(sha):
+            for chunk in ctx.read(sha):
                 digest.update(chunk)
                 report.bytes_checked += len(chunk)
             if digest.hexdigest() != sha:
                 raise ValueError(f"bytes hash to {digest.hexdigest()}")
         except (DeltahubError, ValueError) as exc:
-            with hub.session() as s:
+            with ctx.session() as s:
                 where = tuple(catalog_repos.locations(s, sha))
             report.problems.append(Problem(sha, str(exc), where))
         report.checked += 1

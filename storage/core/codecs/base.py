@@ -13,13 +13,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from storage.core.dtypes import DType
-from storage.core.errors import IntegrityError, InvalidInput
+from storage.core.errors import CorruptFrame as CorruptFrame  # re-exported: it was defined here
+from storage.core.errors import InternalError
 
 Buffer = bytes | bytearray | memoryview
-
-
-class CorruptFrame(IntegrityError):
-    """corrupt frame: {detail}"""
 
 
 class UnknownCodec(CorruptFrame):
@@ -74,13 +71,13 @@ class Codec(ABC):
         """The base as a byte view, after checking that it is given exactly when needed, at full length."""
         if not self.needs_base:
             if base is not None:
-                raise InvalidInput(detail=f"codec {self.codec_id!r} takes no base")
+                raise InternalError(detail=f"codec {self.codec_id!r} takes no base")
             return None
         if base is None:
-            raise InvalidInput(detail=f"codec {self.codec_id!r} needs the base tensor's bytes")
+            raise InternalError(detail=f"codec {self.codec_id!r} needs the base tensor's bytes")
         view = memoryview(base).cast("B")
         if len(view) != raw_size:
-            raise InvalidInput(detail=f"base has {len(view)} bytes, the data {raw_size}")
+            raise InternalError(detail=f"base has {len(view)} bytes, the data {raw_size}")
         return view
 
 

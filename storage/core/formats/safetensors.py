@@ -22,6 +22,11 @@ from typing import Any, Protocol
 
 from storage.core.dtypes import DTYPES, DType
 from storage.core.errors import InvalidInput
+from storage.core.formats.base import FileFormat, FileLayout, ReadRange, TensorEntry
+from storage.core.formats.registry import register_format
+from storage.core.segments import HEADER_SEGMENT, Segment, opaque
+
+FORMAT_ID = "safetensors"
 
 # The reference implementation's limit; a header this size already means ~1M tensors.
 MAX_HEADER_BYTES = 100_000_000
@@ -423,3 +428,37 @@ def _clip(value: Any) -> str:
     except (RecursionError, ValueError):
         text = "(nested too deeply to show)"
     return text if len(text) <= _CLIP else text[: _CLIP - 3] + "..."
+
+
+class SafetensorsFormat(FileFormat):
+    """safetensors behind the format contract: the header segment verbatim, then each tensor in offset
+    order (the format allows no bytes between or after them)."""
+
+    format_id = FORMAT_ID
+    parses_tensors = True
+    probe_bytes = 64
+
+    def recognise(self, head: bytes, size: int) -> bool:
+        return looks_like_safetensors(head)
+
+    def layout(self, read: ReadRange, size: int, *, max_header_bytes: int) -> FileLayout:
+        header = read_header_ranged(read, size, max_header_bytes=max_header_bytes)
+        segments = [opaque(0, 0, header.data_offset, HEADER_SEGMENT)]
+        entries = []
+        for seq, t in enumerate(header.tensors, start=1):
+            offset = header.data_offset + t.start
+            segments.append(Segment(seq, offset, t.nbytes, t.name, t.dtype, t.shape))
+            entries.append(TensorEntry(t.name, t.dtype, t.shape, offset, t.nbytes))
+        return FileLayout(FORMAT_ID, size, tuple(segments), tuple(entries))
+
+
+def read_header_ranged(read: ReadRange, size: int, *, max_header_bytes: int = MAX_HEADER_BYTES) -> SafetensorsHeader:
+    """The header of a `size`-byte file through two ranged reads (never the whole file), bounded by
+    `max_header_bytes` before anything that long is read."""
+    length = header_length(read(0, min(size, _LENGTH.size)), max_header_bytes=max_header_bytes)
+    if size - _LENGTH.size < length:
+        raise HeaderTruncated(length=length, available=max(0, size - _LENGTH.size))
+    return parse_header(read(_LENGTH.size, _LENGTH.size + length), file_size=size)
+
+
+register_format(SafetensorsFormat())

@@ -65,8 +65,6 @@ def one_of_each(session: Session) -> list[Base]:
             dtype="BF16",
             shape=[4096, 4096],
             nbytes=2 * 4096 * 4096,
-            codec="plain",
-            codec_config={"planes": [1, 0], "level": 3},
             created_at=WHEN,
         ),
         Tensor(
@@ -74,8 +72,6 @@ def one_of_each(session: Session) -> list[Base]:
             dtype="BF16",
             shape=[4096, 4096],
             nbytes=2 * 4096 * 4096,
-            codec="bitx",
-            codec_config={"planes": [1, 0]},
             base_tensor_id=BASE_TENSOR,
             chain_depth=1,
             created_at=WHEN,
@@ -163,7 +159,6 @@ def test_every_table_round_trips(migrated_engine: Engine) -> None:
         tensor = session.get(Tensor, TENSOR)
         assert tensor is not None
         assert tensor.shape == [4096, 4096]
-        assert tensor.codec_config == {"planes": [1, 0]}
         assert tensor.created_at.tzinfo is UTC
         assert tensor.created_at == WHEN
         frame = session.get(Frame, (TENSOR, 0))
@@ -229,11 +224,11 @@ def test_same_primary_key_twice_is_a_conflict(catalog_session: Session) -> None:
     "make_row",
     [
         lambda: FileObject(sha256=FILE, size=1, kind="safetensors", state="half-done"),
-        lambda: FileObject(sha256=FILE, size=1, kind="gguf", state="staged"),
+        lambda: FileObject(sha256=FILE, size=1, kind="", state="staged"),
         lambda: FileObject(sha256=FILE, size=-1, kind="blob", state="staged"),
         lambda: StoreObject(key=PACK, size=1, kind="tarball"),
         lambda: Tensor(
-            id=TENSOR, dtype="F32", shape=[], nbytes=4, codec="plain", codec_config={}, chain_depth=-1
+            id=TENSOR, dtype="F32", shape=[], nbytes=4, chain_depth=-1
         ),
     ],
     ids=["file-state", "file-kind", "file-size", "object-kind", "chain-depth"],

@@ -19,7 +19,7 @@ from storage.core.codecs.base import Buffer
 from storage.core.codecs.choose import candidates_for, choose_codec, sample_ranges
 from storage.core.codecs.plain import PlainCodec
 from storage.core.dtypes import DTYPES, DType
-from storage.core.errors import IntegrityError, InvalidInput
+from storage.core.errors import IntegrityError, InternalError
 from storage.core.frames import (
     FRAME_MAGIC,
     FRAME_VERSION,
@@ -104,10 +104,14 @@ def test_truncated_and_extended_frames_are_corrupt() -> None:
 
 
 def _craft(codec_id: bytes, dtype: bytes, config: bytes, raw_size: int, payload: bytes, crc: int = 0,
-           version: int = FRAME_VERSION) -> bytes:  # fmt: skip
-    fixed = struct.pack("<4sBBBBHIII", FRAME_MAGIC, version, 0, len(codec_id), len(dtype), len(config),
-                        raw_size, len(payload), crc)  # fmt: skip
-    variable = codec_id + dtype + config
+           version: int = FRAME_VERSION, base_dtype: bytes = b"") -> bytes:  # fmt: skip
+    if version == 1:
+        fixed = struct.pack("<4sBBBBHIII", FRAME_MAGIC, version, 0, len(codec_id), len(dtype), len(config),
+                            raw_size, len(payload), crc)  # fmt: skip
+    else:
+        fixed = struct.pack("<4sBBBBHBIII", FRAME_MAGIC, version, 0, len(codec_id), len(dtype), len(config),
+                            len(base_dtype), raw_size, len(payload), crc)  # fmt: skip
+    variable = codec_id + dtype + config + base_dtype
     return fixed + zlib.crc32(variable, zlib.crc32(fixed)).to_bytes(4, "little") + variable + payload
 
 
@@ -120,6 +124,17 @@ def test_unknown_codec_and_version_are_refused() -> None:
         decode_frame(_craft(b"plain", b"F128", b"", 0, b""))
     with pytest.raises(CorruptFrame):
         decode_frame(_craft(b"plain", b"U8", b'{"skip": "x"}', 0, b""))
+
+
+def test_v2_base_dtype_field_is_checked() -> None:
+    # A base dtype that cannot predict the frame's, one for a codec without a base, and a delta naming none.
+    with pytest.raises(CorruptFrame, match="cannot predict"):
+        decode_frame(_craft(b"bitx", b"BF16", b"", 0, b"", base_dtype=b"I32"))
+    with pytest.raises(CorruptFrame, match="takes no base"):
+        decode_frame(_craft(b"plain", b"BF16", b"", 0, b"", base_dtype=b"F32"))
+    with pytest.raises(CorruptFrame, match="names no base dtype"):
+        decode_frame(_craft(b"bitx", b"BF16", b"", 0, b""), b"")
+    assert decode_frame(_craft(b"plain", b"U8", b"", 0, b"", version=1)) == b""
 
 
 def test_decompression_bomb_is_refused_without_allocating_it() -> None:
@@ -164,10 +179,10 @@ def test_frames_decode_into_the_callers_buffer(case, frame_bytes: int) -> None:
 def test_decoding_into_a_wrong_sized_buffer_is_refused() -> None:
     raw = np.arange(1000, dtype=np.uint16).tobytes()
     blob = encode_frame(get_codec("plain"), raw, BF16)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InternalError):
         decode_frame(blob, out=bytearray(len(raw) - 2))
     encoded = encode_tensor(raw, BF16, frame_bytes=600)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InternalError):
         decode_frames_into(encoded.frames, encoded.spans, bytearray(len(raw) + 1))
     assert type(decode_frame(blob)) is bytes
 

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage.core.errors import InvalidInput, StoreError, TransientStoreError
+from storage.core.errors import InternalError, InvalidInput, StoreError, TransientStoreError
 from storage.objectstore import InvalidKey, LocalObjectStore, ObjectNotFound, ObjectStore
 from storage.objectstore import s3 as s3_backend
 from storage.objectstore.s3 import S3ObjectStore
@@ -79,12 +79,12 @@ class TestContract:
         info = object_store.head("e")
         assert info is not None and info.size == 0
 
-    def test_bad_ranges_are_invalid_input(self, object_store: ObjectStore) -> None:
+    def test_bad_ranges_are_internal_errors(self, object_store: ObjectStore) -> None:
         object_store.put("r", DATA)
         for start, end in [(-1, None), (5, 4)]:
-            with pytest.raises(InvalidInput):
+            with pytest.raises(InternalError):
                 object_store.get("r", start, end)
-            with pytest.raises(InvalidInput):
+            with pytest.raises(InternalError):
                 object_store.iter_range("r", start, end)
 
     def test_missing_object(self, object_store: ObjectStore) -> None:

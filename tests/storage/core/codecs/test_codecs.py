@@ -22,7 +22,7 @@ from storage.core.codecs.reference import (
     zigzag,
 )
 from storage.core.dtypes import DTYPES
-from storage.core.errors import IntegrityError, InvalidInput
+from storage.core.errors import IntegrityError, InternalError
 from tests.storage.core.codecs.values import dtypes, tensor_bytes, tensor_pairs
 
 # Every codec with the configs the chooser uses and a few more.
@@ -90,11 +90,11 @@ def test_bad_configs_are_refused(codec_id: str, config: dict) -> None:
 
 def test_base_is_required_exactly_when_needed() -> None:
     dtype = DTYPES["BF16"]
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InternalError):
         get_codec("plain").encode(b"\0\0", dtype, b"\0\0")
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InternalError):
         get_codec("bitx").encode(b"\0\0", dtype)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InternalError):
         get_codec("diff").encode(b"\0\0", dtype, b"\0")
 
 

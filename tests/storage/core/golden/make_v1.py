@@ -21,7 +21,7 @@ import numpy as np
 from storage.core.codecs import get_codec
 from storage.core.codecs.planes import word_dtype
 from storage.core.dtypes import DTYPES
-from storage.core.frames import encode_frame
+from tests.storage.core.golden.v1_writer import encode_frame_v1
 
 HERE = Path(__file__).parent / "v1"
 
@@ -95,7 +95,7 @@ def build() -> list[dict[str, Any]]:
         raw = recipe_bytes(raw_recipe)
         base = recipe_bytes(base_recipe) if codec.needs_base else None
         name = f"{index:02d}-{codec_id}-{dtype_name.lower()}.frame"
-        blob = encode_frame(codec, raw, DTYPES[dtype_name], base)
+        blob = encode_frame_v1(codec, raw, DTYPES[dtype_name], base)
         manifest.append({
             "file": name, "codec": codec_id, "config": config, "dtype": dtype_name,
             "raw_sha256": hashlib.sha256(raw).hexdigest(), "raw_size": len(raw), "input": raw_recipe,

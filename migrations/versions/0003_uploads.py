@@ -5,8 +5,8 @@
 - claimed_at: an LFS batch (or preupload) that answers "held" lets the client skip the upload and
   commit later; GC counted the grace period from the file's creation and could delete it in between.
 
-Revision ID: 0002_uploads
-Revises: 0001_initial
+Revision ID: 0003_uploads
+Revises: 0002_formats
 Create Date: 2026-12-02
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_uploads"
-down_revision: str | None = "0001_initial"
+revision: str = "0003_uploads"
+down_revision: str | None = "0002_formats"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -1,0 +1,191 @@
+"""PyTorch zip checkpoints: recognised by structure, cut into member spans that rebuild every byte."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from storage.core.formats import registry
+from storage.core.formats import torchzip as tz
+from storage.core.formats.base import FileLayout
+from storage.core.segments import Segment
+from storage.objectstore import ObjectStore
+from tests.hubs import ingest_all, make_hub, push, read_all
+
+LIMIT = 1 << 20
+
+
+def checkpoint(members: dict[str, bytes], *, archive: str = "archive", extra_first: bytes = b"") -> bytes:
+    """A torch.save-shaped zip (stored members, data.pkl first) without needing torch."""
+    buffer = io.BytesIO()
+    buffer.write(extra_first)
+    with zipfile.ZipFile(buffer, "a" if extra_first else "w", zipfile.ZIP_STORED) as archive_file:
+        archive_file.writestr(f"{archive}/data.pkl", b"\x80\x02}q\x00.")
+        for name, data in members.items():
+            archive_file.writestr(f"{archive}/{name}", data)
+    return buffer.getvalue()
+
+
+def layout_of(data: bytes, *, limit: int = LIMIT) -> FileLayout:
+    return tz.TorchZipFormat().layout(lambda a, b: data[a:b], len(data), max_header_bytes=limit)
+
+
+def rebuilt(data: bytes, segments: tuple[Segment, ...]) -> bytes:
+    return b"".join(data[s.offset : s.end] for s in segments)
+
+
+def detected(data: bytes) -> str:
+    return registry.detect_format(lambda a, b: data[a:b], len(data), max_header_bytes=LIMIT).format_id
+
+
+def test_a_real_torch_save_checkpoint_is_recognised_and_tiled() -> None:
+    torch = pytest.importorskip("torch")
+    buffer = io.BytesIO()
+    torch.save({"w": torch.arange(100, dtype=torch.float32), "b": torch.ones(3, dtype=torch.bfloat16)}, buffer)
+    data = buffer.getvalue()
+    assert detected(data) == "torchzip"
+    layout = layout_of(data)
+    assert layout.tensors is None  # storages stay opaque for now
+    assert rebuilt(data, layout.segments) == data
+    # One span per member, then the central directory and end records.
+    assert len(layout.segments) == len(zipfile.ZipFile(io.BytesIO(data)).namelist()) + 1
+
+
+def test_members_are_their_own_spans() -> None:
+    data = checkpoint({"data/0": b"\1" * 1000, "data/1": b"\2" * 10, "version": b"3\n"})
+    layout = layout_of(data)
+    infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    starts = [s.offset for s in layout.segments]
+    assert [i.header_offset for i in infos] == starts[:-1]
+    assert all(s.dtype.name == "U8" and s.name is None for s in layout.segments)
+    assert rebuilt(data, layout.segments) == data
+
+
+def test_bytes_before_the_first_member_are_a_span_of_their_own() -> None:
+    data = checkpoint({"data/0": b"x" * 64}, extra_first=b"#!prefix\n")
+    layout = layout_of(data)
+    assert layout.segments[0].offset == 0 and layout.segments[0].length == len(b"#!prefix\n")
+    assert rebuilt(data, layout.segments) == data
+
+
+def test_a_zip_that_is_not_a_checkpoint_is_a_blob() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive_file:
+        archive_file.writestr("readme.txt", "hi")
+        archive_file.writestr("a/b/data.pkl", "nested too deep")
+    data = buffer.getvalue()
+    with pytest.raises(tz.NotACheckpoint):
+        layout_of(data)
+    assert detected(data) == "blob"
+
+
+def test_recognition_is_by_content_never_by_name() -> None:
+    data = checkpoint({"data/0": b"z" * 8})
+    assert detected(data) == "torchzip"
+    assert detected(b"PK\x03\x04" + b"\0" * 100) == "blob"  # the magic alone is not enough
+    assert detected(b"\0" * 8 + data) == "blob"
+
+
+def _zip64(members: list[tuple[bytes, bytes]]) -> bytes:
+    """A tiny zip whose directory uses zip64 fields for every offset, as writers do past 4 GiB."""
+    out, entries = bytearray(), bytearray()
+    for name, body in members:
+        offset = len(out)
+        out += struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 45, 0, 0, 0, 0, 0, len(body), len(body), len(name), 0)
+        out += name + body
+        extra = struct.pack("<HHQ", 1, 8, offset)
+        entries += struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 45, 45, 0, 0, 0, 0, 0, len(body), len(body),
+                               len(name), len(extra), 0, 0, 0, 0, 0xFFFFFFFF) + name + extra  # fmt: skip
+    cd_offset = len(out)
+    out += entries
+    record = len(out)
+    out += struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, len(members), len(members), len(entries),
+                       cd_offset)  # fmt: skip
+    out += struct.pack("<4sIQI", b"PK\x06\x07", 0, record, 1)
+    out += struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return bytes(out)
+
+
+def test_zip64_directories_are_read() -> None:
+    data = _zip64([(b"archive/data.pkl", b"pickle"), (b"archive/data/0", b"\0" * 40)])
+    assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["archive/data.pkl", "archive/data/0"]
+    layout = layout_of(data)
+    assert [s.offset for s in layout.segments][:2] == [0, 30 + 16 + 6]
+    assert rebuilt(data, layout.segments) == data
+
+
+def _with_eocd(data: bytes, **fields: int) -> bytes:
+    at = data.rfind(b"PK\x05\x06")
+    names = ["magic", "disk", "cd_disk", "disk_entries", "entries", "cd_size", "cd_offset", "comment"]
+    values = dict(zip(names, struct.unpack_from("<4sHHHHIIH", data, at), strict=True)) | fields
+    return data[:at] + struct.pack("<4sHHHHIIH", *values.values()) + data[at + 22 :]
+
+
+GOOD = checkpoint({"data/0": b"\7" * 200, "data/1": rb"\8" * 50})
+_CD = struct.unpack_from("<I", GOOD, GOOD.rfind(b"PK\x05\x06") + 16)[0]
+_SECOND_ENTRY = GOOD.find(b"PK\x01\x02", _CD + 4)
+
+RULES = [
+    ("no end record", GOOD[:-10], tz.NoEndRecord),
+    ("multi disk", _with_eocd(GOOD, disk=1), tz.MultiDiskArchive),
+    ("directory out of bounds", _with_eocd(GOOD, cd_offset=len(GOOD)), tz.CentralDirectoryOutOfBounds),
+    ("entry count", _with_eocd(GOOD, entries=2, disk_entries=2), tz.EntryCountMismatch),
+    ("bad entry signature", GOOD[:_SECOND_ENTRY] + b"PK\x09\x09" + GOOD[_SECOND_ENTRY + 4 :], tz.BadCentralEntry),
+    ("member out of bounds", GOOD[: _SECOND_ENTRY + 42] + struct.pack("<I", _CD) + GOOD[_SECOND_ENTRY + 46 :],
+     tz.MemberOutOfBounds),
+    ("members overlap", GOOD[: _SECOND_ENTRY + 42] + struct.pack("<I", 1) + GOOD[_SECOND_ENTRY + 46 :],
+     tz.MembersOverlap),
+    ("zip64 without locator", _with_eocd(GOOD, cd_offset=0xFFFFFFFF), tz.BadZip64Record),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("data", "error"), [r[1:] for r in RULES], ids=[r[0] for r in RULES])
+def test_each_broken_rule_has_its_own_error_and_the_file_stays_a_blob(data: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        layout_of(data)
+    assert issubclass(error, tz.TorchZipError)
+    assert detected(data) == "blob"
+
+
+def test_the_central_directory_is_bounded_by_max_header_bytes() -> None:
+    with pytest.raises(tz.CentralDirectoryTooLarge):
+        layout_of(GOOD, limit=10)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.from_regex(r"data/[0-9]{1,3}", fullmatch=True), st.binary(max_size=300), max_size=6))
+def test_any_checkpoint_tiles_and_rebuilds_exactly(members: dict[str, bytes]) -> None:
+    data = checkpoint(members)
+    layout = layout_of(data)
+    assert rebuilt(data, layout.segments) == data
+
+
+@settings(max_examples=200)
+@given(st.integers(0, len(GOOD) - 1), st.integers(1, 255))
+def test_damaged_checkpoints_are_refused_or_still_tile(position: int, flip: int) -> None:
+    """Whatever a hostile directory says, the parse fails with its own error or covers every byte."""
+    data = bytearray(GOOD)
+    data[position] ^= flip
+    try:
+        layout = layout_of(bytes(data))
+    except tz.TorchZipError:
+        return
+    assert rebuilt(bytes(data), layout.segments) == bytes(data)
+
+
+def test_a_pushed_checkpoint_is_stored_as_torchzip_and_reads_back(tmp_path: Path, local_store: ObjectStore) -> None:
+    hub = make_hub(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}", local_store, frame_bytes=64 << 10)
+    data = checkpoint({"data/0": bytes(range(256)) * 40, "data/1": b"\1" * 999, "version": b"3\n"})
+    ingest_all(hub, push(hub, "org/ckpt", {"pytorch_model.bin": data}))
+    sha = hashlib.sha256(data).hexdigest()
+    info = hub.file_info(sha)
+    assert (info.kind, info.state) == ("torchzip", "stored")
+    assert read_all(hub, sha) == data
+    assert read_all(hub, sha, 100, 5000) == data[100:5000]
