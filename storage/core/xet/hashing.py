@@ -49,19 +49,24 @@ def chunk_hash(data: Buffer) -> bytes:
     return blake3.blake3(data, key=DATA_KEY).digest()
 
 
-def hash_to_hex(digest: bytes) -> str:
-    """A hash as the protocol prints it: four 8-byte words, each byte-reversed, in hex."""
+def swap_words(digest: bytes) -> bytes:
+    """Reverse each 8-byte word of a 32-byte value (its own inverse): between a hash's stored bytes and
+    the bytes its hex form spells. A shard stores a file's SHA-256 this way too."""
     if len(digest) != HASH_BYTES:
         raise ValueError(f"a Xet hash is {HASH_BYTES} bytes, got {len(digest)}")
-    return "".join(digest[i : i + 8][::-1].hex() for i in range(0, HASH_BYTES, 8))
+    return b"".join(digest[i : i + 8][::-1] for i in range(0, HASH_BYTES, 8))
+
+
+def hash_to_hex(digest: bytes) -> str:
+    """A hash as the protocol prints it: four 8-byte words, each byte-reversed, in hex."""
+    return swap_words(digest).hex()
 
 
 def hex_to_hash(text: str) -> bytes:
     """The inverse of `hash_to_hex`; ValueError unless `text` is exactly 64 hex digits."""
-    if len(text) != 2 * HASH_BYTES or not _HEX_DIGITS.issuperset(text):
+    if not is_hex_hash(text):
         raise ValueError(f"a Xet hash is {2 * HASH_BYTES} hex digits, got {text[:80]!r}")
-    raw = bytes.fromhex(text)
-    return b"".join(raw[i : i + 8][::-1] for i in range(0, HASH_BYTES, 8))
+    return swap_words(bytes.fromhex(text))
 
 
 def is_hex_hash(text: str) -> bool:
