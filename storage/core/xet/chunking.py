@@ -105,7 +105,7 @@ def _candidates(context: bytes, data: memoryview, offset: int, scratch: np.ndarr
     hashes = np.take(TABLE, window)
     size = len(hashes)
     span = 1
-    while span < WINDOW:
+    while span < min(WINDOW, size):
         shifted = scratch[: size - span]
         np.left_shift(hashes[:-span], np.uint64(span), out=shifted)
         np.add(hashes[span:], shifted, out=hashes[span:])
