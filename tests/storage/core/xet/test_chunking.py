@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 
@@ -69,7 +70,7 @@ def test_matches_the_reference_with_small_bounds() -> None:
 def test_boundaries_do_not_depend_on_how_the_input_is_split(seed: int, cuts: list[int]) -> None:
     data = _mixed(seed, 600_000)
     points = sorted({min(cut, len(data)) for cut in cuts} | {0, len(data)})
-    pieces = [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    pieces = [data[a:b] for a, b in itertools.pairwise(points)]
     assert chunks_of(pieces) == chunks_of([data])
 
 
