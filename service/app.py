@@ -14,10 +14,12 @@ from service.errors import install_error_handlers
 from service.limits import BodyLimit
 from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
-from service.routes import commit, hf, lfs, native, repos, resolve
+from service.routes import commit, hf, lfs, native, repos, resolve, xet
 from service.signing import UploadSigner
+from service.xet_tokens import CAS_TOKEN_TTL_SECONDS, CasTokenSigner
 from storage.hub import HubApi
 from storage.settings import Settings
+from storage.xet_uploads import xet_uploads_for
 
 
 def create_app(
@@ -37,10 +39,14 @@ def create_app(
         signer=UploadSigner(options.signing_key, options.upload_url_ttl_seconds),
         counters=TransferCounters(),
     )
+    app.state.deltahub_xet = xet.XetService(
+        uploads=xet_uploads_for(hub, options.max_upload_bytes),
+        tokens=CasTokenSigner(options.signing_key, CAS_TOKEN_TTL_SECONDS),
+    )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=options.max_json_bytes)
     app.add_middleware(EncodedSlashRouting)
     # Fixed prefixes first; the download route matches "/{namespace}/{name}/resolve/..." and goes last.
-    for module in (native, repos, hf, commit, lfs, resolve):
+    for module in (native, repos, hf, commit, lfs, xet, resolve):
         app.include_router(module.router)
     return app

@@ -11,8 +11,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Routes that stream and bound their own bodies: ndjson commits and LFS object PUTs.
-STREAMING_SUFFIXES = ("/commit/", "/api/v1/lfs/objects/")
+# Routes that stream and bound their own bodies: ndjson commits, LFS object PUTs, Xet CAS uploads.
+STREAMING_SUFFIXES = ("/commit/", "/api/v1/lfs/objects/", "/api/v1/xet/")
 
 
 class BodyLimit:
