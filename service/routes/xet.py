@@ -148,7 +148,8 @@ def dedup_query(
 ) -> Response:
     _grant(request, xet, repo_id, "read")
     uploads = _uploads(xet)
-    if prefix != "default-merkledb":
+    # The spec names 'default-merkledb'; hf_xet 1.8 asks under its default prefix, 'default'.
+    if prefix not in ("default-merkledb", "default"):
         raise InvalidInput(detail=f"the dedup prefix is 'default-merkledb', not {prefix!r}")
     answer = uploads.dedup_answer(chunk_hash)
     state.counters.add(xet_dedup_queries=1, xet_dedup_hits=0 if answer is None else 1)
