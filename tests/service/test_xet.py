@@ -5,56 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import huggingface_hub
-import huggingface_hub.constants as hf_constants
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
-from tests.service.conftest import READ_TOKEN, TEST_OPTIONS, WRITE_TOKEN, RunningService, start_service
+from tests.service.conftest import READ_TOKEN, WRITE_TOKEN, RunningService
+from tests.service.xet_support import AUTH, CORPUS, file_state, new_repo, xet_client_env, xet_service
 
-AUTH = {"Authorization": f"Bearer {WRITE_TOKEN}"}
-CORPUS = Path(os.environ.get("DELTAHUB_CORPUS", Path.home() / ".cache" / "deltahub-dev-corpus"))
-
-
-@pytest.fixture
-def xet_client_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private HF_HOME and Xet cache, no implicit token, and Xet left on (the client's default)."""
-    home = tmp_path / "hf-home"
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.delenv("HF_HUB_DISABLE_XET", raising=False)
-    monkeypatch.setenv("HF_XET_CACHE", str(home / "xet"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HF_ENDPOINT", raising=False)
-    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", False)
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hub"))
-    monkeypatch.setattr(hf_constants, "HF_XET_CACHE", str(home / "xet"))
-    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(home / "token"))
-    monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
-    huggingface_hub.utils.disable_progress_bars()
-    return home / "hub"
-
-
-@pytest.fixture
-def xet_service(tmp_path: Path, xet_client_env: Path) -> Iterator[RunningService]:
-    yield from start_service(tmp_path, TEST_OPTIONS, ingest=True)
-
-
-def new_repo(api: HfApi) -> str:
-    # The client keeps a shard cache per CAS URL; a fresh name keeps a reused port from meeting an old cache.
-    repo_id = f"alice/xet-{uuid.uuid4().hex[:8]}"
-    api.create_repo(repo_id)
-    return repo_id
-
-
-def file_state(service: RunningService, sha256: str) -> str:
-    return service.http.get(f"/api/v1/files/{sha256}", headers=AUTH).json()["state"]
+__all__ = ["xet_client_env", "xet_service"]  # fixtures, used by name
 
 
 def test_token_routes_answer_as_the_hub_does(xet_service: RunningService) -> None:
@@ -176,11 +135,3 @@ def test_a_real_model_folder_round_trips(xet_service: RunningService, tmp_path: 
     before = service.counters()["xet_xorb_bytes"]
     api.upload_folder(folder_path=model, repo_id=repo_id, commit_message="again")
     assert service.counters()["xet_xorb_bytes"] == before
-
-
-def raw_request(url: str, head: str) -> str:
-    """Send only a request head (no body) and read the answer's status line."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(head.encode())
-        return sock.recv(4096).decode("latin-1").split("\r\n", 1)[0]
