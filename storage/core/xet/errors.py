@@ -136,7 +136,7 @@ class FileWithoutTerms(ShardError):
 
 
 class TooManyEntries(ShardError):
-    """{part} {entry} declares {count} entries, more than the {limit} that fit in the rest of the shard"""
+    """{part} {entry}: declares {count} entries after its header, but only {limit} fit in the rest of the shard"""
 
 
 class InvalidTermRange(ShardError):

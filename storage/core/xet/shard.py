@@ -178,7 +178,7 @@ def _parse_files(cursor: _Cursor) -> list[FileEntry]:
             raise errors.UnknownFileFlags(file=name, flags=flags)
         following = count * (2 if flags & FLAG_VERIFICATION else 1) + (1 if flags & FLAG_METADATA_EXT else 0)
         if following > cursor.remaining_entries():
-            raise errors.TooManyEntries(part="file", entry=name, count=count, limit=cursor.remaining_entries())
+            raise errors.TooManyEntries(part="file", entry=name, count=following, limit=cursor.remaining_entries())
         terms = []
         for index in range(count):
             xorb_hash, _flags, length, start, end = cursor.read(_TERM, "file section")
