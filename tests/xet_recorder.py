@@ -2,9 +2,11 @@
 
 It answers just enough of the CAS API for an upload to finish: the global-dedup query says "no such
 chunk" (404) unless a shard was registered for it, every xorb and shard POST is accepted and kept
-byte for byte, telemetry is swallowed. It also answers the Hub's `xet-write-token` route, so
-`huggingface_hub` can be pointed at it with `HF_ENDPOINT` for the token step. Nothing is verified here:
-the point is to capture what the client really sends, so tests can check the parsers against it.
+byte for byte, telemetry is swallowed. `hf_xet` 1.8.0 also tries `POST /v1/xorb-grants/...` and
+`POST /v2/shards` first; both get a 404 here, and the client falls back to the v1 routes. It also
+answers the Hub's `xet-write-token` route, so `huggingface_hub` can be pointed at it with
+`HF_ENDPOINT` for the token step. Nothing is verified here: the point is to capture what the client
+really sends, so tests can check the parsers against it.
 
     with XetRecorder() as cas:
         hf_xet.upload_bytes([data], cas.url, ("token", far_future), None, None, "model")
@@ -18,9 +20,12 @@ import json
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+
+import pytest
 
 _XORB = re.compile(r"^/v1/xorbs/([^/]+)/([0-9a-f]{64})$")
 _CHUNK = re.compile(r"^/v1/chunks/([^/]+)/([0-9a-f]{64})$")
@@ -73,9 +78,17 @@ class XetRecorder:
                     return _read_chunked(self.rfile)
                 return b""
 
-            def _reply(self, status: int, body: bytes = b"", content_type: str = "application/json") -> None:
+            def _reply(
+                self,
+                status: int,
+                body: bytes = b"",
+                content_type: str = "application/json",
+                headers: dict[str, str] | None = None,
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -86,12 +99,15 @@ class XetRecorder:
                 with recorder._lock:
                     recorder.requests.append(Request(self.command, path, dict(self.headers.items()), body))
                 if self.command == "GET" and _TOKEN.match(path):
-                    answer = {
-                        "accessToken": TOKEN,
-                        "exp": int(time.time()) + TOKEN_LIFETIME_SECONDS,
-                        "casUrl": recorder.url,
+                    # huggingface_hub reads the headers; the body carries the same for other clients.
+                    expiry = int(time.time()) + TOKEN_LIFETIME_SECONDS
+                    answer = {"accessToken": TOKEN, "exp": expiry, "casUrl": recorder.url}
+                    headers = {
+                        "X-Xet-Cas-Url": recorder.url,
+                        "X-Xet-Access-Token": TOKEN,
+                        "X-Xet-Token-Expiration": str(expiry),
                     }
-                    self._reply(200, json.dumps(answer).encode())
+                    self._reply(200, json.dumps(answer).encode(), headers=headers)
                 elif self.command == "POST" and (match := _XORB.match(path)):
                     with recorder._lock:
                         inserted = match.group(2) not in recorder.xorbs
@@ -134,6 +150,14 @@ class XetRecorder:
     def token_info(self) -> tuple[str, int]:
         """What `hf_xet.upload_*` takes as `token_info`."""
         return TOKEN, int(time.time()) + TOKEN_LIFETIME_SECONDS
+
+
+@pytest.fixture
+def xet_recorder() -> Iterator[XetRecorder]:
+    """A running recorder, for a test module that imports this fixture (or lists this module in
+    `pytest_plugins`)."""
+    with XetRecorder() as recorder:
+        yield recorder
 
 
 def _read_chunked(stream: object) -> bytes:
