@@ -29,6 +29,9 @@ import pytest
 
 _XORB = re.compile(r"^/v1/xorbs/([^/]+)/([0-9a-f]{64})$")
 _CHUNK = re.compile(r"^/v1/chunks/([^/]+)/([0-9a-f]{64})$")
+_RECONSTRUCTION = re.compile(r"^/v1/reconstructions/([0-9a-f]{64})$")
+_XORB_BYTES = re.compile(r"^/xorb-bytes/([0-9a-f]{64})$")
+_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
 _TOKEN = re.compile(r"^/api/[a-z]+s/.+/xet-(write|read)-token/.+$")
 TOKEN = "recorder-token"
 TOKEN_LIFETIME_SECONDS = 3600
@@ -51,6 +54,10 @@ class XetRecorder:
     shards: list[bytes] = field(default_factory=list)
     # Answers to the global-dedup query, by chunk hash hex; absent means 404.
     dedup_answers: dict[str, bytes] = field(default_factory=dict)
+    # For downloads: reconstruction JSON by file hash hex, and xorb bytes served (with Range) at
+    # `{url}/xorb-bytes/{hex}` by xorb hash hex.
+    reconstructions: dict[str, object] = field(default_factory=dict)
+    served_xorbs: dict[str, bytes] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -123,10 +130,30 @@ class XetRecorder:
                         self._reply(404, b"")
                     else:
                         self._reply(200, answer_bytes, "application/octet-stream")
+                elif self.command == "GET" and (match := _RECONSTRUCTION.match(path)):
+                    answer = recorder.reconstructions.get(match.group(1))
+                    if answer is None:
+                        self._reply(404, b"")
+                    else:
+                        self._reply(200, json.dumps(answer).encode())
+                elif self.command == "GET" and (match := _XORB_BYTES.match(path)):
+                    self._serve_range(recorder.served_xorbs.get(match.group(1)))
                 elif path == "/v1/telemetry":
                     self._reply(200, b"{}")
                 else:
                     self._reply(404, b"")
+
+            def _serve_range(self, body: bytes | None) -> None:
+                if body is None:
+                    self._reply(404, b"")
+                    return
+                wanted = _RANGE.match(self.headers.get("Range", ""))
+                if wanted is None:
+                    self._reply(200, body, "application/octet-stream")
+                    return
+                start, end = int(wanted.group(1)), min(int(wanted.group(2)), len(body) - 1)
+                headers = {"Content-Range": f"bytes {start}-{end}/{len(body)}"}
+                self._reply(206, body[start : end + 1], "application/octet-stream", headers)
 
             do_GET = do_POST = do_PUT = do_HEAD = _handle
 

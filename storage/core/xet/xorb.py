@@ -83,6 +83,14 @@ class Xorb:
         return [(chunk.hash, len(chunk.data)) for chunk in self.chunks]
 
 
+def packed_range(packed_ends: Sequence[int], start: int, end: int) -> tuple[int, int]:
+    """The serialized bytes [first, last) that hold chunks [start, end), headers included: what a
+    download URL's byte range must cover (HTTP ranges are inclusive: `first`-`last - 1`)."""
+    if not 0 <= start < end <= len(packed_ends):
+        raise ValueError(f"chunk range [{start}, {end}) is not within {len(packed_ends)} chunks")
+    return (packed_ends[start - 1] if start else 0), packed_ends[end - 1]
+
+
 def build_xorb(chunk_data: Iterable[bytes]) -> Xorb:
     """A xorb of these chunks, hashed."""
     chunks = tuple(Chunk(chunk_hash(data), bytes(data)) for data in chunk_data)

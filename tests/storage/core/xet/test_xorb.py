@@ -276,3 +276,13 @@ def test_footer_truncated() -> None:
 def test_bytes_after_the_footer() -> None:
     data, at = _footed()
     _refuses(bytes(data) + b"x", errors.XorbFooterInvalid, f"xorb footer at byte {at}: 1 bytes follow the footer")
+
+
+def test_packed_range() -> None:
+    data = serialize_xorb([b"a" * 5000, b"b" * 7, b"c" * 9000])
+    ends = parse_xorb(data).packed_ends
+    first, last = xorb.packed_range(ends, 1, 3)
+    assert [chunk.data for chunk in parse_xorb(data[first:last]).chunks] == [b"b" * 7, b"c" * 9000]
+    assert xorb.packed_range(ends, 0, 3) == (0, len(data))
+    with pytest.raises(ValueError):
+        xorb.packed_range(ends, 2, 2)
