@@ -133,6 +133,16 @@ class _Cursor:
         self.offset += layout.size
         return fields
 
+    def read_many(self, layout: struct.Struct, count: int, part: str) -> list[tuple]:  # type: ignore[type-arg]
+        """`count` records at once, bounds-checked once."""
+        size = layout.size * count
+        available = self.end - self.offset
+        if available < size:
+            raise errors.ShardTruncated(part=part, offset=self.offset, needed=size, available=max(available, 0))
+        records = list(layout.iter_unpack(self.view[self.offset : self.offset + size]))
+        self.offset += size
+        return records
+
     def hash_entry(self, part: str) -> bytes:
         digest: bytes = self.read(_TERM, part)[0]  # a hash, then 16 unused bytes
         return digest
@@ -180,15 +190,16 @@ def _parse_files(cursor: _Cursor) -> list[FileEntry]:
         if following > cursor.remaining_entries():
             raise errors.TooManyEntries(part="file", entry=name, count=following, limit=cursor.remaining_entries())
         terms = []
-        for index in range(count):
-            xorb_hash, _flags, length, start, end = cursor.read(_TERM, "file section")
+        for index, (xorb_hash, _flags, length, start, end) in enumerate(cursor.read_many(_TERM, count, "file section")):
             if start >= end:
                 raise errors.InvalidTermRange(file=name, term=index, start=start, end=end)
             if not 1 <= length <= (end - start) * MAX_CHUNK:
                 raise errors.InvalidTermLength(file=name, term=index, length=length, limit=(end - start) * MAX_CHUNK)
             terms.append(Term(xorb_hash, start, end, length))
         verification = (
-            tuple(cursor.hash_entry("file section") for _ in range(count)) if flags & FLAG_VERIFICATION else ()
+            tuple(record[0] for record in cursor.read_many(_TERM, count, "file section"))
+            if flags & FLAG_VERIFICATION
+            else ()
         )
         sha256 = swap_words(cursor.hash_entry("file section")) if flags & FLAG_METADATA_EXT else None
         files.append(FileEntry(file_hash, tuple(terms), sha256, verification))
@@ -210,8 +221,8 @@ def _parse_xorbs(cursor: _Cursor) -> list[XorbEntry]:
         if count > cursor.remaining_entries():
             raise errors.TooManyEntries(part="xorb", entry=name, count=count, limit=cursor.remaining_entries())
         chunks, position = [], 0
-        for index in range(count):
-            digest, offset, length, chunk_flags, _ = cursor.read(_XORB_CHUNK, "xorb section")
+        records = cursor.read_many(_XORB_CHUNK, count, "xorb section")
+        for index, (digest, offset, length, chunk_flags, _) in enumerate(records):
             if offset != position:
                 problem = f"starts at byte {offset}, but the chunks before it end at {position}"
                 raise errors.XorbEntryChunkInvalid(xorb=name, index=index, problem=problem)
