@@ -131,11 +131,11 @@ class XetRecorder:
                     else:
                         self._reply(200, answer_bytes, "application/octet-stream")
                 elif self.command == "GET" and (match := _RECONSTRUCTION.match(path)):
-                    answer = recorder.reconstructions.get(match.group(1))
-                    if answer is None:
+                    plan = recorder.reconstructions.get(match.group(1))
+                    if plan is None:
                         self._reply(404, b"")
                     else:
-                        self._reply(200, json.dumps(answer).encode())
+                        self._reply(200, json.dumps(plan).encode())
                 elif self.command == "GET" and (match := _XORB_BYTES.match(path)):
                     self._serve_range(recorder.served_xorbs.get(match.group(1)))
                 elif path == "/v1/telemetry":
@@ -190,7 +190,7 @@ def xet_recorder() -> Iterator[XetRecorder]:
 def _read_chunked(stream: object) -> bytes:
     read = stream.read  # type: ignore[attr-defined]
     readline = stream.readline  # type: ignore[attr-defined]
-    parts = []
+    parts: list[bytes] = []
     while True:
         size = int(readline().split(b";", 1)[0].strip() or b"0", 16)
         if size == 0:

@@ -20,6 +20,7 @@ import enum
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import lz4.frame
 
@@ -204,7 +205,7 @@ def _read_chunk(view: memoryview, offset: int, index: int) -> tuple[Compression,
     version, scheme_id = header[0], header[4]
     compressed = int.from_bytes(header[1:4], "little")
     length = int.from_bytes(header[5:8], "little")
-    where = {"index": index, "offset": offset}
+    where: dict[str, Any] = {"index": index, "offset": offset}
     if version != CHUNK_VERSION:
         raise errors.ChunkVersionUnsupported(**where, version=version)
     if scheme_id not in Compression._value2member_map_:
