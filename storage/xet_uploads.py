@@ -172,7 +172,7 @@ class XetUploads:
 
     # Xorbs
 
-    def put_xorb(self, xorb_hex: str, body: bytes) -> bool:
+    def put_xorb(self, xorb_hex: str, body: bytes | bytearray | memoryview) -> bool:
         """Check and keep an uploaded xorb; False when it was held already (not an error)."""
         expected = _hex(xorb_hex, "xorb hash")
         if len(body) > MAX_XORB_BYTES:
@@ -196,7 +196,7 @@ class XetUploads:
 
     # Shards
 
-    def register_shard(self, body: bytes) -> list[StagedFile]:
+    def register_shard(self, body: bytes | bytearray | memoryview) -> list[StagedFile]:
         """Stage every file the shard lists (checked, rebuilt, hashed); the client commits them next."""
         if len(body) > MAX_SHARD_BYTES:
             raise ShardRejected(detail=f"{len(body)} bytes, more than the {MAX_SHARD_BYTES} a shard may have")

@@ -10,8 +10,9 @@ answers carry no Xet headers, so the client downloads over plain HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -32,10 +33,17 @@ CAS = "/api/v1/xet/{namespace}/{name}"
 MAX_TELEMETRY_BYTES = 1 << 20
 
 
+# Xorbs checked at once: each holds its body and its decompressed chunks (up to ~130 MiB) until it is
+# stored, so four bound the CAS to about half a GiB however many connections the client opens; the
+# check is CPU-bound, and four keep two cores busy while bodies arrive.
+XORB_SLOTS = 4
+
+
 @dataclass(frozen=True)
 class XetService:
     uploads: XetUploads | None
     tokens: CasTokenSigner
+    xorb_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(XORB_SLOTS))
 
 
 def get_xet(request: Request) -> XetService:
@@ -100,18 +108,17 @@ def _grant(request: Request, xet: XetService, repo_id: str, scope: Scope) -> Cas
     return xet.tokens.check(bearer_token(request.headers.get("authorization")), repo_id, scope, time.time())
 
 
-async def _body(request: Request, limit: int, what: str) -> bytes:
+async def _body(request: Request, limit: int, what: str) -> bytearray:
     """The whole body, refused once it passes `limit` (and before reading when it says it will)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(detail=f"a {what} is at most {limit} bytes; this one says {declared}")
-    pieces, size = [], 0
+    body = bytearray()
     async for piece in request.stream():
-        size += len(piece)
-        if size > limit:
+        if len(body) + len(piece) > limit:
             raise PayloadTooLarge(detail=f"a {what} is at most {limit} bytes")
-        pieces.append(piece)
-    return b"".join(pieces)
+        body += piece
+    return body  # not copied into bytes: a xorb may be 64 MiB
 
 
 @router.post(CAS + "/v1/xorbs/{prefix}/{xorb_hash}", summary="Upload a xorb (Xet CAS)")
@@ -122,8 +129,10 @@ async def upload_xorb(
     uploads = _uploads(xet)
     if prefix != "default":
         raise InvalidInput(detail=f"xorbs are uploaded under the prefix 'default', not {prefix!r}")
-    body = await _body(request, MAX_XORB_BYTES, "xorb")
-    inserted = await run_in_threadpool(uploads.put_xorb, xorb_hash, body)
+    # Waiting requests are not read: the client's sends stall instead of the server's memory growing.
+    async with xet.xorb_slots:
+        body = await _body(request, MAX_XORB_BYTES, "xorb")
+        inserted = await run_in_threadpool(uploads.put_xorb, xorb_hash, body)
     state.counters.add(
         xet_xorbs_received=1, xet_xorb_bytes=len(body), xet_xorbs_already_held=0 if inserted else 1
     )
