@@ -27,9 +27,11 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import blake3
+
 from storage.core.xet import errors
 from storage.core.xet.chunking import MAX_CHUNK
-from storage.core.xet.hashing import HASH_BYTES, hash_to_hex, swap_words
+from storage.core.xet.hashing import HASH_BYTES, ZERO_HASH, hash_to_hex, swap_words
 
 SHARD_TAG = b"HFRepoMetaData\x00" + bytes(
     [85, 105, 103, 69, 106, 123, 129, 87, 131, 165, 189, 217, 92, 205, 209, 74, 169]
@@ -104,6 +106,30 @@ class XorbEntry:
 class Shard:
     files: tuple[FileEntry, ...]
     xorbs: tuple[XorbEntry, ...]
+    # Non-zero in a dedup answer whose chunk hashes are keyed: each listed chunk hash is then
+    # blake3(chunk hash, key=hmac_key), which the client recomputes from the chunks it has, so the
+    # answer reveals no chunk hash. Only a shard with a footer can carry it.
+    hmac_key: bytes = ZERO_HASH
+
+
+def with_hmac_key(shard: Shard, key: bytes) -> Shard:
+    """The same shard with its xorbs' chunk hashes keyed by `key` (32 bytes, not all zero)."""
+    if len(key) != HASH_BYTES or key == ZERO_HASH:
+        raise ValueError("an HMAC key is 32 bytes, not all zero")
+    if shard.hmac_key != ZERO_HASH:
+        raise ValueError("the shard's chunk hashes are keyed already")
+    xorbs = tuple(
+        XorbEntry(
+            xorb.xorb_hash,
+            tuple(
+                XorbChunk(blake3.blake3(c.chunk_hash, key=key).digest(), c.offset, c.length, c.flags)
+                for c in xorb.chunks
+            ),
+            xorb.num_bytes_on_disk,
+        )
+        for xorb in shard.xorbs
+    )
+    return Shard(shard.files, xorbs, key)
 
 
 def xorb_entry(xorb_hash: bytes, chunks: Iterable[tuple[bytes, int]], num_bytes_on_disk: int = 0) -> XorbEntry:
@@ -170,11 +196,12 @@ def parse_shard(data: bytes | bytearray | memoryview) -> Shard:
     files = _parse_files(cursor)
     xorb_section = cursor.offset
     xorbs = _parse_xorbs(cursor)
+    hmac_key = ZERO_HASH
     if footer_size:
-        _check_footer(view, cursor.offset, xorb_section, files, xorbs)
+        hmac_key = _check_footer(view, cursor.offset, xorb_section, files, xorbs)
     elif cursor.offset != len(view):
         raise errors.ShardTrailingBytes(count=len(view) - cursor.offset, part="xorb section", offset=cursor.offset)
-    return Shard(tuple(files), tuple(xorbs))
+    return Shard(tuple(files), tuple(xorbs), hmac_key)
 
 
 def _parse_files(cursor: _Cursor) -> list[FileEntry]:
@@ -238,7 +265,8 @@ def _parse_xorbs(cursor: _Cursor) -> list[XorbEntry]:
 
 def _check_footer(
     view: memoryview, lookups_start: int, xorb_section: int, files: Sequence[FileEntry], xorbs: Sequence[XorbEntry]
-) -> None:
+) -> bytes:
+    """Check the footer's offsets against the sections; its HMAC key."""
     footer_at = len(view) - FOOTER_BYTES
     fields = _FOOTER.unpack_from(view, footer_at)
     version, file_info, xorb_info, file_lookup, file_count, xorb_lookup, xorb_count, chunk_lookup, chunk_count = fields[
@@ -264,6 +292,8 @@ def _check_footer(
         )
     if file_count > len(files) or xorb_count > len(xorbs) or chunk_count > sum(len(x.chunks) for x in xorbs):
         raise errors.ShardFooterInvalid(problem="a lookup table has more entries than the sections it indexes")
+    key: bytes = fields[9]
+    return key
 
 
 # --- serializing -------------------------------------------------------------------------------------
@@ -308,6 +338,8 @@ def serialize_shard(
             out += _XORB_CHUNK.pack(chunk.chunk_hash, chunk.offset, chunk.length, chunk.flags, 0)
     out += BOOKEND_HASH + bytes(16)
     if not footer:
+        if shard.hmac_key != ZERO_HASH:
+            raise ValueError("only a shard with a footer can carry an HMAC key")
         return bytes(out)
     lookups_start = len(out)
     for key, index in sorted(file_lookup):
@@ -328,7 +360,7 @@ def serialize_shard(
         len(xorb_lookup),
         chunk_lookup_at,
         len(chunk_lookup),
-        bytes(HASH_BYTES),  # no HMAC key: chunk hashes are given in the clear
+        shard.hmac_key,
         creation_timestamp,
         key_expiry,
         *([0] * 6),

@@ -20,7 +20,7 @@ import pytest
 from storage.core.xet.chunking import MAX_CHUNK, MIN_CHUNK, chunks_of
 from storage.core.xet.hashing import chunk_hash, file_hash, hash_to_hex, hex_to_hash
 from storage.core.xet.reconstruction import check_file, check_sha256, chunks_by_xorb
-from storage.core.xet.shard import Shard, parse_shard, serialize_shard, xorb_entry
+from storage.core.xet.shard import Shard, parse_shard, serialize_shard, with_hmac_key, xorb_entry
 from storage.core.xet.xorb import Compression, build_xorb, packed_range, parse_xorb, serialize_xorb
 from tests.xet_recorder import XetRecorder
 
@@ -92,7 +92,8 @@ def test_a_real_upload_parses_and_checks() -> None:
         assert _our_file_hash(content) == report.hash  # type: ignore[attr-defined]
 
 
-def test_the_client_dedups_against_the_shard_we_serve() -> None:
+@pytest.mark.parametrize("hmac_key", [bytes(32), bytes(range(1, 33))], ids=["plain", "keyed"])
+def test_the_client_dedups_against_the_shard_we_serve(hmac_key: bytes) -> None:
     original = _mixed(6, 1_200_000)
     with XetRecorder() as cas:
         _upload(cas, [original])
@@ -100,6 +101,8 @@ def test_the_client_dedups_against_the_shard_we_serve() -> None:
     stored = parse_xorb(body, hex_to_hash(url))
     now = int(time.time())
     listing = Shard((), (xorb_entry(stored.hash, stored.chunk_refs(), len(body)),))
+    if any(hmac_key):
+        listing = with_hmac_key(listing, hmac_key)
     answer = serialize_shard(listing, footer=True, creation_timestamp=now, key_expiry=now + 7 * 86400)
     with XetRecorder(dedup_answers={hash_to_hex(chunk.hash): answer for chunk in stored.chunks}) as cas:
         (report,) = _upload(cas, [original + b"and a new tail"])

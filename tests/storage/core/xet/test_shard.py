@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import blake3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from storage.core.xet.shard import (
     XorbEntry,
     parse_shard,
     serialize_shard,
+    with_hmac_key,
     xorb_entry,
 )
 
@@ -61,6 +63,26 @@ def shards(draw: st.DrawFn) -> Shard:
 def test_round_trip(value: Shard, footer: bool) -> None:
     data = serialize_shard(value, footer=footer, creation_timestamp=1_700_000_000)
     assert parse_shard(data) == value
+
+
+@given(shards(), hashes.filter(any))
+def test_keyed_round_trip(value: Shard, key: bytes) -> None:
+    keyed = with_hmac_key(value, key)
+    assert parse_shard(serialize_shard(keyed, footer=True)) == keyed
+    for plain, hidden in zip(value.xorbs, keyed.xorbs, strict=True):
+        assert [blake3.blake3(c.chunk_hash, key=key).digest() for c in plain.chunks] == [
+            c.chunk_hash for c in hidden.chunks
+        ]
+
+
+def test_an_hmac_key_needs_a_footer() -> None:
+    keyed = with_hmac_key(Shard((), (xorb_entry(b"\x01" * 32, [(b"\x02" * 32, 5)]),)), b"\x07" * 32)
+    with pytest.raises(ValueError):
+        serialize_shard(keyed)
+    with pytest.raises(ValueError):
+        with_hmac_key(keyed, b"\x08" * 32)
+    with pytest.raises(ValueError):
+        with_hmac_key(Shard((), ()), bytes(32))
 
 
 def test_footer_lookup_tables_are_sorted_and_point_at_entries() -> None:
