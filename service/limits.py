@@ -12,7 +12,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Routes that stream and bound their own bodies: ndjson commits, LFS object PUTs, Xet CAS uploads.
-STREAMING_SUFFIXES = ("/commit/", "/api/v1/lfs/objects/", "/api/v1/xet/")
+STREAMING_SUFFIXES = ("/commit/", "/api/v1/lfs/objects/", "/api/v1/xet/", "/v1/telemetry")
 
 
 class BodyLimit:

@@ -135,3 +135,9 @@ def test_a_real_model_folder_round_trips(xet_service: RunningService, tmp_path: 
     before = service.counters()["xet_xorb_bytes"]
     api.upload_folder(folder_path=model, repo_id=repo_id, commit_message="again")
     assert service.counters()["xet_xorb_bytes"] == before
+
+
+def test_telemetry_is_accepted_and_dropped(xet_service: RunningService) -> None:
+    assert xet_service.http.post("/v1/telemetry", json={"event": "upload"}).status_code == 204
+    too_big = xet_service.http.post("/v1/telemetry", content=bytes((1 << 20) + 1))
+    assert too_big.status_code == 413
