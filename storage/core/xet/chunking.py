@@ -10,7 +10,7 @@ hash is computed for all positions at once with numpy, by doubling the window si
 
 That makes the chunker as fast as a few numpy passes instead of a per-byte Python loop: ~100 MB/s on
 one core of the development machine (tests/storage/core/xet/test_chunking.py::test_speed prints it),
-against well under 10 MB/s for the loop. Streaming costs nothing extra: only the last 63 bytes seen
+against ~1 MB/s for the loop. Streaming costs nothing extra: only the last 63 bytes seen
 and the unfinished chunk are kept between feeds.
 """
 
