@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 import blake3
@@ -122,6 +123,13 @@ class _Plan:
     terms: tuple[_Term, ...]
     size: int
     sha256: str | None
+
+
+@dataclass
+class XetGcReport:
+    raw_xorbs: int = 0
+    bytes_freed: int = 0
+    xorb_rows: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +342,41 @@ class XetUploads:
             begin = span.file_offset + xorb.offsets[chunk] - xorb.offsets[span.chunk_start]
             yield from self._files.read(span.file_sha256, begin, begin + xorb.length(chunk, stop))
             chunk = stop
+
+    # Garbage collection
+
+    def collect_garbage(self, cutoff: datetime, *, dry_run: bool = False) -> XetGcReport:
+        """Drop xorb copies no shard covered before `cutoff` (an upload cut off between its xorbs and
+        its shard), copies no row names (a crash between the two writes), and xorbs nothing holds."""
+        report = XetGcReport()
+        with self._session() as s:
+            abandoned = catalog.abandoned_raw(s, cutoff)
+        doomed: list[str] = []
+        for xorb_hex in abandoned:
+            if dry_run:
+                doomed.append(f"{RAW_PREFIX}{xorb_hex}")
+                continue
+            with self._session() as s:
+                key = catalog.release_raw(s, xorb_hex)
+            if key is not None:
+                doomed.append(key)
+        with self._session() as s:
+            known = catalog.raw_keys(s)
+        for info in self._store.list(RAW_PREFIX):
+            if info.key not in known and info.last_modified < cutoff and info.key not in doomed:
+                doomed.append(info.key)
+        for key in doomed:
+            info = self._store.head(key)
+            if info is None:
+                continue
+            report.raw_xorbs += 1
+            report.bytes_freed += info.size
+            if not dry_run:
+                self._store.delete(key)
+        if not dry_run:
+            with self._session() as s:
+                report.xorb_rows = catalog.drop_unheld(s)
+        return report
 
     # Global dedup
 

@@ -14,6 +14,7 @@ from storage.catalog import gc as catalog_gc
 from storage.faults import crash_point
 from storage.hub import Hub
 from storage.packs import PackBuilder
+from storage.xet_uploads import xet_uploads_for
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,12 @@ def collect_garbage(hub: Hub, *, dry_run: bool = False, grace_seconds: float | N
         if not dry_run:
             hub.store.delete(key)
             crash_point("gc.mid_object_deletes")
+    # Xet: xorb copies no shard came for, and xorbs whose chunks no file holds any more.
+    xet = xet_uploads_for(hub, hub.settings.max_upload_bytes)
+    if xet is not None:
+        swept = xet.collect_garbage(cutoff, dry_run=dry_run)
+        report.orphans += swept.raw_xorbs
+        report.bytes_freed += swept.bytes_freed
     # Writes a crash cut short leave temporary files that no key names (the local store's tmp/).
     sweep = getattr(hub.store, "remove_stale_temp_files", None)
     if sweep is not None and not dry_run:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy.exc
-from sqlalchemy import select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from storage.catalog.db import is_unique_violation
@@ -89,3 +90,29 @@ def file_sha256(session: Session, file_hash: str) -> str | None:
 
 def add_file(session: Session, file_hash: str, sha256: str, size: int) -> None:
     add_if_absent(session, XetFile(file_hash=file_hash, sha256=sha256, size=size))
+
+
+def abandoned_raw(session: Session, cutoff: datetime) -> list[str]:
+    """Xorbs still holding their own copy since before `cutoff`: no shard covered all their chunks."""
+    rows = session.scalars(select(XetXorb.hash).where(XetXorb.raw_key.is_not(None), XetXorb.created_at < cutoff))
+    return list(rows)
+
+
+def drop_unheld(session: Session) -> int:
+    """Forget xorbs none of whose chunks can be produced any more (no copy, no span); how many."""
+    doomed = list(
+        session.scalars(
+            select(XetXorb.hash).where(
+                XetXorb.raw_key.is_(None), ~exists().where(XetXorbSpan.xorb_hash == XetXorb.hash)
+            )
+        )
+    )
+    for start in range(0, len(doomed), 500):
+        batch = doomed[start : start + 500]
+        session.execute(delete(XetDedupChunk).where(XetDedupChunk.xorb_hash.in_(batch)))
+        session.execute(delete(XetXorb).where(XetXorb.hash.in_(batch)))
+    return len(doomed)
+
+
+def raw_keys(session: Session) -> set[str]:
+    return set(session.scalars(select(XetXorb.raw_key).where(XetXorb.raw_key.is_not(None))))

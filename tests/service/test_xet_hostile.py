@@ -235,3 +235,26 @@ def test_dedup_answers_only_for_held_chunks(xet_service: RunningService, held: H
     assert bad.status_code == 400 and "is not a 64-hex-digit Xet hash" in bad.json()["error"]
     wrong_prefix = xet_service.http.get(f"{held.cas_url}/v1/chunks/other/{'0' * 64}", headers=held.headers)
     assert wrong_prefix.status_code == 400
+
+
+def test_gc_sweeps_xorbs_no_shard_came_for_and_xorbs_nothing_holds(xet_service: RunningService, held: Held) -> None:
+    from workers.gc import collect_garbage
+
+    lone = build_xorb(chunks())
+    post_xorb(xet_service, held, serialize_xorb(lone), lone.hash)  # an upload cut off before its shard
+    staged = build_xorb(chunks())
+    post_xorb(xet_service, held, serialize_xorb(staged), staged.hash)
+    entry = file_entry(staged)
+    assert post_shard(xet_service, held, Shard((entry,), ()))["status"] == 200  # staged, never committed
+    store = xet_service.hub.store
+    assert store.head(f"xet/xorbs/{hash_to_hex(lone.hash)}") is not None
+    assert store.head(f"xet/xorbs/{hash_to_hex(staged.hash)}") is None  # its file holds every chunk
+
+    assert collect_garbage(xet_service.hub, grace_seconds=3600).orphans == 0  # nothing is old enough yet
+    report = collect_garbage(xet_service.hub, grace_seconds=0)
+    assert report.orphans >= 1 and store.head(f"xet/xorbs/{hash_to_hex(lone.hash)}") is None
+    assert not xet_service.hub.has_file(entry.sha256.hex())
+    with xet_service.hub.session() as s:
+        assert s.get(XetXorb, hash_to_hex(lone.hash)) is None and s.get(XetXorb, hash_to_hex(staged.hash)) is None
+    # Gone means gone: the same xorb is taken again as new.
+    assert post_xorb(xet_service, held, serialize_xorb(staged), staged.hash)["json"] == {"was_inserted": True}
