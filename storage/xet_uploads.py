@@ -185,9 +185,9 @@ class XetUploads:
         expected = _hex(xorb_hex, "xorb hash")
         if len(body) > MAX_XORB_BYTES:
             raise XorbRejected(detail=f"{len(body)} bytes, more than the {MAX_XORB_BYTES} a xorb may have")
-        with self._session() as s:
-            if catalog.xorb(s, xorb_hex) is not None:
-                return False
+        held = self._xorb({}, expected)
+        if held is not None and (held.raw_key is not None or held.covers(0, held.num_chunks)):
+            return False
         xorb = parse_xorb(body, expected_hash=expected)
         key = f"{RAW_PREFIX}{xorb_hex}"
         # Uncompressed, so a term is one ranged read; the copy lives only until files hold its chunks.
@@ -200,7 +200,11 @@ class XetUploads:
             raw_key=key,
         )
         with self._session() as s:
-            return catalog.add_if_absent(s, row)
+            if held is None:
+                return catalog.add_if_absent(s, row)
+            # Known, but files no longer hold all its chunks (GC took them): its copy is back.
+            catalog.restore_raw(s, xorb_hex, key)
+            return True
 
     # Shards
 
@@ -248,21 +252,31 @@ class XetUploads:
             known = catalog.file_sha256(s, plan.file_hash)
         if known is not None and self._files.has_file(known):
             # Checked when it was first staged: same chunk hashes, same bytes.
+            if plan.sha256 is not None and plan.sha256 != known:
+                raise xet_errors.Sha256Mismatch(file=plan.file_hash, actual=known, declared=plan.sha256)
             return StagedFile(plan.file_hash, known, plan.size, written=False)
-        written = True
-        if plan.sha256 is not None and self._files.has_file(plan.sha256):
-            # The bytes are held; check the claim without writing them a second time.
-            digest = hashlib.sha256()
-            for piece in self._file_bytes(plan):
-                digest.update(piece)
-            sha256, written = digest.hexdigest(), False
-            if sha256 != plan.sha256:
-                raise xet_errors.Sha256Mismatch(file=plan.file_hash, actual=sha256, declared=plan.sha256)
-        else:
-            info = self._files.upload(self._file_bytes(plan), expected_sha256=plan.sha256, expected_size=plan.size)
-            sha256 = info.sha256
-        self._record(plan, sha256)
-        return StagedFile(plan.file_hash, sha256, plan.size, written)
+        if plan.sha256 is None or not self._files.has_file(plan.sha256):
+            sent = 0
+
+            def counted() -> Iterator[bytes]:
+                nonlocal sent
+                for piece in self._file_bytes(plan):
+                    sent += len(piece)
+                    yield piece
+
+            info = self._files.upload(counted(), expected_sha256=plan.sha256, expected_size=plan.size)
+            if sent == plan.size:  # all of it went through the upload's hashing: the SHA-256 is proven
+                self._record(plan, info.sha256)
+                return StagedFile(plan.file_hash, info.sha256, plan.size, written=True)
+            # An identical upload won the race and the hub took none of ours: check the claim as below.
+        # The claimed bytes are held; check the claim without writing them a second time.
+        digest = hashlib.sha256()
+        for piece in self._file_bytes(plan):
+            digest.update(piece)
+        if digest.hexdigest() != plan.sha256:
+            raise xet_errors.Sha256Mismatch(file=plan.file_hash, actual=digest.hexdigest(), declared=plan.sha256)
+        self._record(plan, plan.sha256)
+        return StagedFile(plan.file_hash, plan.sha256, plan.size, written=False)
 
     def _record(self, plan: _Plan, sha256: str) -> None:
         """The file's hash, where its terms' chunks now live, and its chunks worth a dedup entry."""

@@ -72,6 +72,10 @@ def release_raw(session: Session, xorb_hash: str) -> str | None:
     return key
 
 
+def restore_raw(session: Session, xorb_hash: str, key: str) -> None:
+    session.execute(update(XetXorb).where(XetXorb.hash == xorb_hash).values(raw_key=key))
+
+
 def dedup_chunk(session: Session, chunk_hash: str) -> tuple[str, int] | None:
     row = session.get(XetDedupChunk, chunk_hash)
     return None if row is None else (row.xorb_hash, row.chunk_index)
