@@ -183,6 +183,7 @@ class XetUploads:
     def put_xorb(self, xorb_hex: str, body: bytes | bytearray | memoryview) -> bool:
         """Check and keep an uploaded xorb; False when it was held already (not an error)."""
         expected = _hex(xorb_hex, "xorb hash")
+        xorb_hex = hash_to_hex(expected)  # one spelling (lowercase) for catalog keys
         if len(body) > MAX_XORB_BYTES:
             raise XorbRejected(detail=f"{len(body)} bytes, more than the {MAX_XORB_BYTES} a xorb may have")
         held = self._xorb({}, expected)
@@ -396,7 +397,7 @@ class XetUploads:
 
     def dedup_answer(self, chunk_hex: str, now: float | None = None) -> bytes | None:
         """A shard describing the held xorb that contains the chunk, or None when none is held."""
-        _hex(chunk_hex, "chunk hash")
+        chunk_hex = hash_to_hex(_hex(chunk_hex, "chunk hash"))
         with self._session() as s:
             hit = catalog.dedup_chunk(s, chunk_hex)
         if hit is None:

@@ -16,7 +16,7 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from storage.catalog.db import is_unique_violation
-from storage.catalog.models import Base, XetDedupChunk, XetFile, XetXorb, XetXorbSpan
+from storage.catalog.models import Base, XetDedupChunk, XetFile, XetXorb, XetXorbSpan, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,8 @@ def release_raw(session: Session, xorb_hash: str) -> str | None:
 
 
 def restore_raw(session: Session, xorb_hash: str, key: str) -> None:
-    session.execute(update(XetXorb).where(XetXorb.hash == xorb_hash).values(raw_key=key))
+    # Its GC clock restarts: the copy is as new as an upload.
+    session.execute(update(XetXorb).where(XetXorb.hash == xorb_hash).values(raw_key=key, created_at=utcnow()))
 
 
 def dedup_chunk(session: Session, chunk_hash: str) -> tuple[str, int] | None:
