@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 from huggingface_hub import HfApi, snapshot_download
 
-from tests.integration.test_deployments import CORPUS, Deployment, distributed
+from tests.integration.test_deployments import CORPUS, Deployment, distributed, embedded
 from tests.service.xet_support import xet_client_env
 
-__all__ = ["distributed", "xet_client_env"]  # fixtures, used by name
+__all__ = ["distributed", "embedded", "xet_client_env"]  # fixtures, used by name
 
 SOURCE = "minilm-bf16/sre"
 
@@ -55,3 +55,19 @@ def test_xet_push_to_the_distributed_deployment(distributed: Deployment, tmp_pat
     api.upload_folder(folder_path=str(CORPUS / SOURCE), repo_id="org/again")
     again = transfers(distributed)
     assert again["xet_xorb_bytes"] == sent["xet_xorb_bytes"] and again["xet_dedup_hits"] > sent["xet_dedup_hits"]
+
+
+def test_xet_push_to_deltahub_serve(embedded: Deployment, tmp_path: Path, xet_client_env: Path) -> None:
+    """`deltahub serve` as users run it: catalog-backed tokens, the in-process worker."""
+    api = HfApi(endpoint=embedded.url, token=embedded.token)
+    repo = "org/minilm-bf16-sre"
+    api.create_repo(repo)
+    api.upload_folder(folder_path=str(CORPUS / SOURCE), repo_id=repo)
+    assert transfers(embedded)["xet_files_staged"] >= 1
+    files = {p.relative_to(CORPUS / SOURCE).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in (CORPUS / SOURCE).rglob("*") if p.is_file()}
+    wait_stored(embedded, set(files.values()))
+    local = snapshot_download(repo_id=repo, endpoint=embedded.url, local_dir=tmp_path / "pulled")
+    got = {p.relative_to(local).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+           for p in Path(local).rglob("*") if p.is_file() and ".cache" not in p.parts}
+    assert got == files

@@ -115,6 +115,29 @@ def test_a_file_that_extends_a_held_one_sends_only_its_new_chunks(
     assert Path(path).read_bytes() == extended
 
 
+def test_a_file_spanning_several_xorbs(xet_service: RunningService, tmp_path: Path) -> None:
+    """Past 64 MiB a file's chunks go in several xorbs: its terms are rebuilt in order, from each."""
+    service = xet_service
+    api = HfApi(endpoint=service.url, token=WRITE_TOKEN)
+    repo_id = new_repo(api)
+    source = tmp_path / "big.bin"
+    with source.open("wb") as out:
+        for _ in range(9):
+            out.write(os.urandom(10 << 20))
+    api.upload_file(path_or_fileobj=str(source), path_in_repo="big.bin", repo_id=repo_id)
+    assert service.counters()["xet_xorbs_received"] >= 2
+    with service.hub.session() as s:
+        from sqlalchemy import func, select
+
+        from storage.catalog.models import XetXorb, XetXorbSpan
+
+        assert s.scalar(select(func.count()).select_from(XetXorbSpan)) >= 2
+        assert s.scalar(select(func.count()).where(XetXorb.raw_key.is_not(None))) == 0
+    path = hf_hub_download(repo_id, "big.bin", endpoint=service.url, cache_dir=tmp_path / "c")
+    with open(path, "rb") as got, source.open("rb") as want:
+        assert hashlib.file_digest(got, "sha256").digest() == hashlib.file_digest(want, "sha256").digest()
+
+
 def test_a_real_model_folder_round_trips(xet_service: RunningService, tmp_path: Path) -> None:
     model = CORPUS / "minilm-bf16" / "sre"
     if not (model / "model.safetensors").exists():
