@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
+from sqlalchemy import func, select
 
+from storage.catalog.models import XetXorb, XetXorbSpan
 from tests.service.conftest import READ_TOKEN, WRITE_TOKEN, RunningService
 from tests.service.xet_support import AUTH, CORPUS, file_state, new_repo, xet_client_env, xet_service
 
@@ -127,10 +129,6 @@ def test_a_file_spanning_several_xorbs(xet_service: RunningService, tmp_path: Pa
     api.upload_file(path_or_fileobj=str(source), path_in_repo="big.bin", repo_id=repo_id)
     assert service.counters()["xet_xorbs_received"] >= 2
     with service.hub.session() as s:
-        from sqlalchemy import func, select
-
-        from storage.catalog.models import XetXorb, XetXorbSpan
-
         assert s.scalar(select(func.count()).select_from(XetXorbSpan)) >= 2
         assert s.scalar(select(func.count()).where(XetXorb.raw_key.is_not(None))) == 0
     path = hf_hub_download(repo_id, "big.bin", endpoint=service.url, cache_dir=tmp_path / "c")
