@@ -25,15 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-import blake3
-
 from storage.catalog import xet as catalog
 from storage.catalog.models import XetXorb
 from storage.catalog.xet import Span
 from storage.core.xet import errors as xet_errors
 from storage.core.xet.hashing import chunk_hash, hash_to_hex, hex_to_hash
 from storage.core.xet.reconstruction import check_file
-from storage.core.xet.shard import FileEntry, Shard, XorbChunk, XorbEntry, parse_shard, serialize_shard
+from storage.core.xet.shard import FileEntry, Shard, parse_shard, serialize_shard, with_hmac_key, xorb_entry
 from storage.core.xet.xorb import MAX_SERIALIZED_XORB, parse_xorb
 from storage.errors import IntegrityError, InvalidInput
 from storage.hub import FileInfo
@@ -405,29 +403,13 @@ class XetUploads:
         xorb = self._xorb({}, hex_to_hash(hit[0]))
         if xorb is None or (xorb.raw_key is None and not xorb.covers(0, xorb.num_chunks)):
             return None
+        listing = xorb_entry(hex_to_hash(xorb.hex), xorb.refs)
+        now = time.time() if now is None else now
         # Chunk hashes go out keyed with a fresh secret: a client can match only chunks it has (it
         # hashes its own), so the answer never hands out hashes that would pass a verification check.
-        key = secrets.token_bytes(32)
-        chunks = tuple(
-            XorbChunk(blake3.blake3(digest, key=key).digest(), xorb.offsets[i], xorb.offsets[i + 1] - xorb.offsets[i])
-            for i, digest in enumerate(xorb.hashes)
-        )
-        now = time.time() if now is None else now
-        shard = Shard(files=(), xorbs=(XorbEntry(hex_to_hash(xorb.hex), chunks),))
-        answer = serialize_shard(shard, footer=True, creation_timestamp=int(now),
-                                 key_expiry=int(now) + DEDUP_ANSWER_SECONDS)
-        return _with_hmac_key(answer, key)
-
-
-# The footer's HMAC key field: after nine u64 fields, in the last 200 bytes (docs: shard footer).
-_FOOTER_BYTES = 200
-_HMAC_KEY_AT = 72
-
-
-def _with_hmac_key(shard: bytes, key: bytes) -> bytes:
-    """Name the key the answer's chunk hashes were keyed with (the serializer writes an all-zero one)."""
-    footer = len(shard) - _FOOTER_BYTES
-    return shard[: footer + _HMAC_KEY_AT] + key + shard[footer + _HMAC_KEY_AT + len(key) :]
+        answer = with_hmac_key(Shard(files=(), xorbs=(listing,)), secrets.token_bytes(32))
+        return serialize_shard(answer, footer=True, creation_timestamp=int(now),
+                               key_expiry=int(now) + DEDUP_ANSWER_SECONDS)
 
 
 def xet_uploads_for(hub: object, max_file_bytes: int) -> XetUploads | None:

@@ -37,6 +37,9 @@ MAX_TELEMETRY_BYTES = 1 << 20
 # stored, so four bound the CAS to about half a GiB however many connections the client opens; the
 # check is CPU-bound, and four keep two cores busy while bodies arrive.
 XORB_SLOTS = 4
+# Shards rebuilt at once: each holds its body (the client's are far below the 64 MiB limit) and reads
+# and writes its files one chunk at a time; more in parallel would only share the same disk.
+SHARD_SLOTS = 4
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class XetService:
     uploads: XetUploads | None
     tokens: CasTokenSigner
     xorb_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(XORB_SLOTS))
+    shard_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SHARD_SLOTS))
 
 
 def get_xet(request: Request) -> XetService:
@@ -143,8 +147,9 @@ async def upload_xorb(
 async def upload_shard(request: Request, state: StateDep, xet: XetDep, repo_id: RepoIdDep) -> dict:
     _grant(request, xet, repo_id, "write")
     uploads = _uploads(xet)
-    body = await _body(request, MAX_SHARD_BYTES, "shard")
-    staged = await run_in_threadpool(uploads.register_shard, body)
+    async with xet.shard_slots:
+        body = await _body(request, MAX_SHARD_BYTES, "shard")
+        staged = await run_in_threadpool(uploads.register_shard, body)
     written = sum(1 for f in staged if f.written)
     state.counters.add(xet_shards=1, xet_files_staged=written, xet_files_already_held=len(staged) - written)
     # 1: registered. The client reads success from the status alone.

@@ -258,3 +258,25 @@ def test_gc_sweeps_xorbs_no_shard_came_for_and_xorbs_nothing_holds(xet_service: 
         assert s.get(XetXorb, hash_to_hex(lone.hash)) is None and s.get(XetXorb, hash_to_hex(staged.hash)) is None
     # Gone means gone: the same xorb is taken again as new.
     assert post_xorb(xet_service, held, serialize_xorb(staged), staged.hash)["json"] == {"was_inserted": True}
+
+
+def test_dedup_answers_name_no_chunk_hash_in_the_clear(xet_service: RunningService, held: Held) -> None:
+    import blake3
+
+    from storage.catalog.models import XetDedupChunk
+    from storage.core.xet.shard import parse_shard
+
+    with xet_service.hub.session() as s:
+        entry = s.scalars(select(XetDedupChunk)).first()
+        row = s.get(XetXorb, entry.xorb_hash)
+        real = [row.chunk_table[i : i + 32] for i in range(0, len(row.chunk_table), 36)]
+    got = xet_service.http.get(f"{held.cas_url}/v1/chunks/default/{entry.chunk_hash}", headers=held.headers)
+    assert got.status_code == 200 and got.headers["content-type"] == "application/octet-stream"
+    answer = parse_shard(got.content)
+    assert answer.files == () and [hash_to_hex(x.xorb_hash) for x in answer.xorbs] == [entry.xorb_hash]
+    listed = [c.chunk_hash for c in answer.xorbs[0].chunks]
+    assert answer.hmac_key != bytes(32) and not set(listed) & set(real)
+    assert listed == [blake3.blake3(h, key=answer.hmac_key).digest() for h in real]
+    again = parse_shard(xet_service.http.get(f"{held.cas_url}/v1/chunks/default/{entry.chunk_hash}",
+                                             headers=held.headers).content)
+    assert again.hmac_key != answer.hmac_key  # a fresh key per answer
