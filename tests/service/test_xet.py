@@ -136,6 +136,26 @@ def test_a_file_spanning_several_xorbs(xet_service: RunningService, tmp_path: Pa
         assert hashlib.file_digest(got, "sha256").digest() == hashlib.file_digest(want, "sha256").digest()
 
 
+def test_two_clients_pushing_the_same_new_file_at_once(xet_service: RunningService, tmp_path: Path) -> None:
+    """Both succeed: the races (same xorb, same file staged twice, a copy dropped under a reader) settle."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    service = xet_service
+    api = HfApi(endpoint=service.url, token=WRITE_TOKEN)
+    repos = [new_repo(api) for _ in range(3)]
+    data = os.urandom(6 << 20)
+    with ThreadPoolExecutor(len(repos)) as pool:
+        list(pool.map(lambda repo: api.upload_file(path_or_fileobj=data, path_in_repo="same.bin", repo_id=repo),
+                      repos))
+    for number, repo in enumerate(repos):
+        path = hf_hub_download(repo, "same.bin", endpoint=service.url, cache_dir=tmp_path / f"c{number}")
+        assert Path(path).read_bytes() == data
+    service.hub.queue.wait(timeout=120)
+    assert file_state(service, hashlib.sha256(data).hexdigest()) == "stored"
+    with service.hub.session() as s:
+        assert s.scalar(select(func.count()).where(XetXorb.raw_key.is_not(None))) == 0
+
+
 def test_a_real_model_folder_round_trips(xet_service: RunningService, tmp_path: Path) -> None:
     model = CORPUS / "minilm-bf16" / "sre"
     if not (model / "model.safetensors").exists():
