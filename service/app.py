@@ -14,9 +14,10 @@ from service.errors import install_error_handlers
 from service.limits import BodyLimit, StreamingRoutes
 from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
-from service.routes import commit, hf, lfs, native, repos, resolve
+from service.routes import commit, hf, lfs, native, repos, resolve, xet
 from service.signing import UploadSigner
 from service.streams import UploadGate
+from service.xet_tokens import CAS_TOKEN_TTL_SECONDS, CasTokenSigner
 from storage.app.hub import HubApi
 from storage.settings import Settings
 
@@ -39,11 +40,16 @@ def create_app(
         counters=TransferCounters(),
         uploads=UploadGate(options),
     )
+    app.state.deltahub_xet = xet.XetService(
+        uploads=hub.xet,
+        tokens=CasTokenSigner(options.signing_key, CAS_TOKEN_TTL_SECONDS),
+    )
     install_error_handlers(app)
-    # Inside EncodedSlashRouting, so the body limit matches routes on the path the router will see.
-    app.add_middleware(BodyLimit, limit=options.max_json_bytes, streams=StreamingRoutes(app.router.routes))
-    app.add_middleware(EncodedSlashRouting)
     # Fixed prefixes first; the download route matches "/{namespace}/{name}/resolve/..." and goes last.
-    for module in (native, repos, hf, commit, lfs, resolve):
-        app.include_router(module.router)
+    routers = [module.router for module in (native, repos, hf, commit, lfs, xet, resolve)]
+    # Inside EncodedSlashRouting, so the body limit matches routes on the path the router will see.
+    app.add_middleware(BodyLimit, limit=options.max_json_bytes, streams=StreamingRoutes(routers))
+    app.add_middleware(EncodedSlashRouting)
+    for router in routers:
+        app.include_router(router)
     return app

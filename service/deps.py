@@ -34,6 +34,14 @@ class TransferCounters:
     inline_bytes: int = 0
     download_requests: int = 0
     download_bytes: int = 0
+    xet_xorbs_received: int = 0
+    xet_xorbs_already_held: int = 0
+    xet_xorb_bytes: int = 0
+    xet_shards: int = 0
+    xet_files_staged: int = 0
+    xet_files_already_held: int = 0
+    xet_dedup_queries: int = 0
+    xet_dedup_hits: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **amounts: int) -> None:

@@ -10,9 +10,10 @@ named "commit" must not lift the bound).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from fastapi import APIRouter
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,17 +28,17 @@ def streams_body(endpoint: Endpoint) -> Endpoint:
 
 
 class StreamingRoutes:
-    """Whether a request goes to a route marked with `streams_body`, by the app's own route matching."""
+    """Whether a request goes to a route marked with `streams_body`, matched as the router matches it
+    (path pattern and method) against the marked routes of the routers the app includes."""
 
-    def __init__(self, routes: list[BaseRoute]) -> None:
-        self._routes = routes
+    def __init__(self, routers: Iterable[APIRouter]) -> None:
+        self._routes: list[BaseRoute] = [
+            route for router in routers for route in router.routes
+            if getattr(getattr(route, "endpoint", None), _STREAMS, False)
+        ]
 
     def __call__(self, scope: Scope) -> bool:
-        for route in self._routes:
-            match, _ = route.matches(scope)
-            if match == Match.FULL:
-                return bool(getattr(getattr(route, "endpoint", None), _STREAMS, False))
-        return False
+        return any(route.matches(scope)[0] == Match.FULL for route in self._routes)
 
 
 class BodyLimit:

@@ -14,7 +14,6 @@ from storage.core.errors import RepoExists
 
 router = APIRouter(tags=["huggingface-compatible"])
 
-XET_HINT = "Xet transfers; set HF_HUB_DISABLE_XET=1 on the client so it uses the LFS routes"
 
 
 class RepoRef(BaseModel):
@@ -101,9 +100,3 @@ def whoami(caller: CallerDep) -> dict[str, Any]:
 async def validate_yaml() -> dict[str, Any]:
     # Model cards are stored as they are; their metadata is read, as a hint, only at ingest.
     return {"errors": [], "warnings": []}
-
-
-@router.get("/api/models/{namespace}/{name}/xet-write-token/{revision}", include_in_schema=False)
-@router.get("/api/models/{namespace}/{name}/xet-read-token/{revision}", include_in_schema=False)
-async def xet_token() -> None:
-    raise NotSupported(detail=XET_HINT)

@@ -21,6 +21,7 @@ from storage.app.reads import Reads
 from storage.app.repositories import Repositories
 from storage.app.uploads import Uploads
 from storage.app.views import CommitInfo, FileAddition, FileInfo, RepoInfo, TreeEntry
+from storage.app.xet_uploads import XetUploads
 from storage.catalog.accounting import storage_report
 from storage.catalog.db import make_engine, session_factory, session_scope, upgrade
 from storage.objectstore import ObjectStore, open_store
@@ -77,6 +78,10 @@ class HubApi(Protocol):
     def file_info(self, sha256: str) -> FileInfo: ...
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
 
+    # Xet uploads (storage/app/xet_uploads.py): xorbs and shards in, files staged as by an LFS upload
+    @property
+    def xet(self) -> XetUploads: ...
+
     # Operations
     def stats(self) -> dict[str, object]:
         """Storage accounting: logical vs physical bytes, savings by source, per repository and family."""
@@ -114,6 +119,8 @@ class Hub:
         self.uploads = Uploads(settings, self.session, self.store)
         self.reads = Reads(self.session, self.store, self.reader)
         self.commits = Commits(self.session, self.uploads, self.reads.read, self._enqueue)
+        # The Xet protocol's front door to the same uploads (storage/app/xet_uploads.py).
+        self.xet = XetUploads(self.store, self.session, self, max_file_bytes=settings.max_upload_bytes)
 
     @classmethod
     def from_settings(

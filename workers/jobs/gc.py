@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from storage.app.xet_uploads import collect_xet_garbage
 from storage.catalog import gc as catalog_gc
 from storage.core import keys
 from storage.core.faults import crash_point
@@ -71,6 +72,10 @@ def collect_garbage(ctx: JobContext, *, dry_run: bool = False, grace_seconds: fl
         if not dry_run:
             ctx.store.delete(key)
             crash_point("gc.mid_object_deletes")
+    # Xet: xorb copies no shard came for, and xorbs whose chunks no file holds any more.
+    swept = collect_xet_garbage(ctx.store, ctx.session, cutoff, dry_run=dry_run)
+    report.orphans += swept.raw_xorbs
+    report.bytes_freed += swept.bytes_freed
     # Writes a crash cut short leave temporary files that no key names (the local store's tmp/).
     if not dry_run:
         report.orphans += ctx.store.remove_stale_temp_files(timedelta(seconds=grace))

@@ -34,6 +34,10 @@ from storage.catalog.models import (
     Tensor,
     Token,
     TreeEntry,
+    XetDedupChunk,
+    XetFile,
+    XetXorb,
+    XetXorbSpan,
 )
 from storage.core.errors import Conflict, InvalidInput
 
@@ -135,6 +139,12 @@ def one_of_each(session: Session) -> list[Base]:
             updated_at=WHEN,
         ),
         Token(name="ci", token_hash="0" * 64, can_write=True, created_at=WHEN, revoked_at=WHEN),
+        XetXorb(
+            hash="a" * 64, num_chunks=2, unpacked_bytes=BIG, chunk_table=bytes(72), raw_key=None, created_at=WHEN
+        ),
+        XetXorbSpan(xorb_hash="a" * 64, chunk_start=0, file_sha256=FILE, chunk_end=2, file_offset=BIG),
+        XetDedupChunk(chunk_hash="b" * 64, xorb_hash="a" * 64, chunk_index=1),
+        XetFile(file_hash="c" * 64, sha256=FILE, size=BIG, created_at=WHEN),
     ]
     for row in rows[2:]:
         session.add(row)
