@@ -12,10 +12,12 @@ from service.auth import TokenStore
 from service.deps import ServiceState, TransferCounters
 from service.errors import install_error_handlers
 from service.limits import BodyLimit
+from service.metrics import Instruments, RequestInstruments, RouteCapture, ingest_rate
 from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
-from service.routes import commit, hf, lfs, native, repos, resolve
+from service.routes import commit, hf, lfs, native, ops, repos, resolve
 from service.signing import UploadSigner
+from service.web import install as install_web
 from storage.app.hub import HubApi
 from storage.settings import Settings
 
@@ -37,10 +39,17 @@ def create_app(
         signer=UploadSigner(options.signing_key, options.upload_url_ttl_seconds),
         counters=TransferCounters(),
     )
+    app.state.instruments = instruments = Instruments(
+        hub.browse.totals, lambda: ingest_rate(hub.browse.recent_ingest())
+    )
     install_error_handlers(app)
+    app.add_middleware(RouteCapture)
     app.add_middleware(BodyLimit, limit=options.max_json_bytes)
     app.add_middleware(EncodedSlashRouting)
+    # Outermost: counts and times what the client sees, errors included.
+    app.add_middleware(RequestInstruments, instruments=instruments)
     # Fixed prefixes first; the download route matches "/{namespace}/{name}/resolve/..." and goes last.
-    for module in (native, repos, hf, commit, lfs, resolve):
+    for module in (ops, native, repos, hf, commit, lfs, resolve):
         app.include_router(module.router)
+    install_web(app)
     return app
