@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -58,8 +59,15 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
                 " pass it as --token or HF_TOKEN"
             )
     app = create_app(hub, settings, tokens)
+    # JSON logs: our handler on every logger, uvicorn's own logging config left out.
+    logging_config: dict[str, Any] = {}
+    if settings.log_format == "json":
+        from service.metrics import configure_logging
+
+        configure_logging("json", logging.getLevelName(log_level.upper()))
+        logging_config["log_config"] = None
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, **logging_config)
     finally:
         _close(hub)
 

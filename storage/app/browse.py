@@ -76,6 +76,11 @@ class Browse:
         with self._session() as s:
             return browse.totals(s)
 
+    def recent_ingest(self, limit: int = 100) -> list[tuple[int, float]]:
+        """(file bytes, seconds from queued to done) of the latest finished ingest jobs."""
+        with self._session() as s:
+            return browse.recent_ingest(s, limit)
+
     def text(self, sha256: str, size: int) -> str | None:
         """A small text file's content (a model card), or None when it is too big to show."""
         if size > MODEL_CARD_MAX_BYTES:

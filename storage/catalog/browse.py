@@ -382,3 +382,15 @@ def totals(session: Session) -> Totals:
         int(session.scalar(select(func.count()).select_from(Family)) or 0),
         jobs,
     )
+
+
+def recent_ingest(session: Session, limit: int = 100) -> list[tuple[int, float]]:
+    """(file bytes, seconds from queued to done) of the most recently finished ingest jobs."""
+    rows = session.execute(
+        select(FileObject.size, IngestJob.created_at, IngestJob.updated_at)
+        .join(FileObject, FileObject.sha256 == IngestJob.file_sha256)
+        .where(IngestJob.state == "done")
+        .order_by(IngestJob.updated_at.desc())
+        .limit(limit)
+    ).all()
+    return [(int(size), max((done - queued).total_seconds(), 0.0)) for size, queued, done in rows]
