@@ -202,7 +202,7 @@ def file_page(
         request, caller, "file.html", repo=repo, kind=kind, revision=revision, head=head, entry=entry,
         tensors=tensors, how=how, detail=detail, base_link=base_link, stored_raw=stored_raw,
         download=f"/{quote(repo.repo_id, safe='/')}/resolve/{quote(head.oid)}/{quote(path, safe='/')}",
-        weights=[t for t in tensors if t.name != "__header__"],
+        weights=[t for t in tensors if t.name != "__header__"] if entry.file.tensors else [],
     )
 
 
@@ -220,11 +220,20 @@ def _member_label(member: FamilyMember, caller: TokenInfo | None) -> tuple[str, 
     return f"{first.repo_id}", repo_url(first.repo_id)
 
 
+def _stub(nodes: list[charts.Node], edges: list[charts.Edge], family_id: int, parent: str, count: int,
+          offset: int, key: str = "more") -> None:
+    """A "+N more" box under `parent`: its link re-centres the picture on the parent's next children."""
+    stub = f"{key}-{parent}"
+    nodes.append(charts.Node(stub, f"+{count} more", "click to show them",
+                             f"/ui/families/{family_id}?focus={parent}&offset={offset}", more=True))
+    edges.append(charts.Edge(stub, parent, ""))
+
+
 @router.get("/ui/families/{family_id}", response_class=HTMLResponse)
 def family(
     request: Request, state: StateDep, caller: PageCallerDep, family_id: int,
     focus: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
-    page_no: Annotated[int, Query(alias="page", ge=1)] = 1,
+    page_no: Annotated[int, Query(alias="page", ge=1)] = 1, offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     found = state.hub.browse.family(family_id)
     if found is None:
@@ -250,27 +259,23 @@ def family(
         m = by_sha[sha]
         label, href = _member_label(m, caller)
         shown = visible_locations(m.locations, caller)
-        sub = f"{shown[0].path} · {human_bytes(m.stored_bytes)} stored" if shown else f"{human_bytes(m.size)}"
+        sub = f"{shown[0].path} · {human_bytes(m.stored_bytes)} stored" if shown else human_bytes(m.size)
         nodes.append(charts.Node(sha, label, sub, href))
         kids = children.get(sha, [])
-        for kid in kids[:LINEAGE_MAX_CHILDREN]:
+        start = offset if sha == focus else 0
+        for kid in kids[start : start + LINEAGE_MAX_CHILDREN]:
             edges.append(charts.Edge(kid, sha, f"saves {human_bytes(by_sha[kid].saved_vs_base)}"))
             queue.append(kid)
-        hidden = len(kids) - LINEAGE_MAX_CHILDREN
+        hidden = len(kids) - start - LINEAGE_MAX_CHILDREN
         if hidden > 0:
-            more_id = f"more-{sha}"
-            nodes.append(charts.Node(more_id, f"+{hidden} more", "click to show this branch",
-                                     f"/ui/families/{family_id}?focus={sha}", more=True))
-            edges.append(charts.Edge(more_id, sha, ""))
+            _stub(nodes, edges, family_id, sha, hidden, start + LINEAGE_MAX_CHILDREN)
     # Children cut by the node limit: one stub per parent, so nothing disappears silently.
     for sha in list(drawn):
-        cut = [k for k in children.get(sha, [])[:LINEAGE_MAX_CHILDREN] if k not in drawn]
+        start = offset if sha == focus else 0
+        cut = [k for k in children.get(sha, [])[start : start + LINEAGE_MAX_CHILDREN] if k not in drawn]
         if cut:
-            stub = f"cut-{sha}"
-            nodes.append(charts.Node(stub, f"+{len(cut)} more", "click to show this branch",
-                                     f"/ui/families/{family_id}?focus={sha}", more=True))
-            edges.append(charts.Edge(stub, sha, ""))
             edges[:] = [e for e in edges if not (e.base == sha and e.child in cut)]
+            _stub(nodes, edges, family_id, sha, len(cut), start + LINEAGE_MAX_CHILDREN - len(cut), key="cut")
     ordered = sorted(members, key=lambda m: (m.base_sha256 is not None, -m.saved_vs_base))
     pages = max((len(ordered) + MEMBERS_PAGE - 1) // MEMBERS_PAGE, 1)
     page_no = min(page_no, pages)
