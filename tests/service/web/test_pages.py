@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
 
 from service.web import routes
 from service.web.render import human_bytes
@@ -60,7 +61,25 @@ def sign_in(browser: Any, web: WebHub, token: str) -> None:
     visit(browser, web, "/ui/signin")
     browser.find_element(By.ID, "token").send_keys(token)
     browser.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
+    # The click returns before the redirect lands: wait for the signed-in page.
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".pill-user"))
     assert browser.get_cookie("deltahub_session") is not None
+
+
+def click_and_wait(browser: Any, element: Any) -> None:
+    """Click a link or button and wait until the next page has replaced this one."""
+    old = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 10).until(lambda d: _stale(old))
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def _stale(element: Any) -> bool:
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
 
 
 def sign_out(browser: Any, web: WebHub) -> None:
@@ -178,7 +197,7 @@ def test_a_repository_shows_its_files_storage_card_commits_and_snippet(anonymous
     commits = texts(b, "#commits li")
     assert len(commits) == len(web_hub.hub.list_commits("org/chat-ft", "main")) == 1
     # Clicking a file opens its page.
-    b.find_element(By.CSS_SELECTOR, '#files tr[data-path="model.safetensors"] a').click()
+    click_and_wait(b, b.find_element(By.CSS_SELECTOR, '#files tr[data-path="model.safetensors"] a'))
     assert b.find_element(By.CSS_SELECTOR, "h1").text == "model.safetensors"
 
 
@@ -204,7 +223,7 @@ def test_hostile_model_card_path_and_message_render_as_text(anonymous: Any, web_
     assert row.find_element(By.TAG_NAME, "a").text == HOSTILE_PATH
     assert HOSTILE_MESSAGE in texts(b, "#commits li")[0]
     # The hostile path's own page: the name is a heading, the download link the real file.
-    row.find_element(By.TAG_NAME, "a").click()
+    click_and_wait(b, row.find_element(By.TAG_NAME, "a"))
     assert b.find_element(By.CSS_SELECTOR, "h1").text == HOSTILE_PATH
     href = b.find_element(By.ID, "download").get_attribute("href")
     assert httpx.get(href).content == b"just text\n"
@@ -234,7 +253,7 @@ def test_a_weight_file_shows_its_tensor_table(anonymous: Any, web_hub: WebHub) -
     body = httpx.get(href).content
     assert hashlib.sha256(body).hexdigest() == model_sha(web_hub, "org/chat-ft")
     # The base link opens the base's file page.
-    detail.find_element(By.TAG_NAME, "a").click()
+    click_and_wait(b, detail.find_element(By.TAG_NAME, "a"))
     assert "org/base-model" in b.find_element(By.CSS_SELECTOR, ".crumbs").text
 
 
@@ -264,7 +283,8 @@ def test_the_lineage_draws_each_delta_edge_with_what_it_saves(anonymous: Any, we
     assert "private file" in labels and PRIVATE not in b.page_source
     assert set(labels) >= {"org/base-model", "org/chat-ft", "org/chat-ft-v2"}
     # Click through to a repository.
-    b.find_element(By.CSS_SELECTOR, f'svg.lineage a[data-node="{model_sha(web_hub, "org/chat-ft-v2")}"]').click()
+    v2 = model_sha(web_hub, "org/chat-ft-v2")
+    click_and_wait(b, b.find_element(By.CSS_SELECTOR, f'svg.lineage a[data-node="{v2}"]'))
     assert b.current_url.endswith("/ui/models/org/chat-ft-v2")
 
 
@@ -286,7 +306,7 @@ def test_a_large_family_collapses_into_boxes_to_click(
     assert more.text.startswith("+1 more")
     children_before = {e.get_attribute("data-child") for e in b.find_elements(By.CSS_SELECTOR, "g.edge")
                        if e.get_attribute("data-base") == base}
-    more.click()
+    click_and_wait(b, more)
     children_after = {e.get_attribute("data-child") for e in b.find_elements(By.CSS_SELECTOR, "g.edge")
                       if e.get_attribute("data-base") == base}
     assert children_after and children_after.isdisjoint(children_before)
@@ -314,7 +334,7 @@ def test_sign_in_keeps_the_token_in_a_strict_httponly_cookie(browser: Any, web_h
     sign_out(browser, web_hub)
     visit(browser, web_hub, "/ui/signin")
     browser.find_element(By.ID, "token").send_keys("not-a-token")
-    browser.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]"))
     assert "not valid" in browser.find_element(By.CSS_SELECTOR, ".alert").text
     assert [e["message"].split(" - ")[1] for e in browser.get_log("browser")] == [
         "Failed to load resource: the server responded with a status of 401 (Unauthorized)"]
@@ -324,7 +344,7 @@ def test_sign_in_keeps_the_token_in_a_strict_httponly_cookie(browser: Any, web_h
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
     assert browser.execute_script("return document.cookie") == ""  # scripts cannot read either cookie
     assert "alice" in browser.find_element(By.CSS_SELECTOR, ".who").text
-    browser.find_element(By.CSS_SELECTOR, ".who button").click()
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, ".who button"))
     assert browser.get_cookie("deltahub_session") is None
     assert "Sign in" in browser.find_element(By.CSS_SELECTOR, ".who").text
 
