@@ -9,10 +9,11 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from service.web.render import STATIC
-from service.web.routes import router
+from service.web.routes import StorageReport, router
 
 
 def install(app: FastAPI) -> None:
     """Serve the pages and their stylesheet; call after the API routes so none can shadow them."""
+    app.state.web_report = StorageReport()
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="web-static")
     app.include_router(router)

@@ -7,9 +7,11 @@ page can shadow a Hugging Face route ("/{namespace}/{name}/resolve/...").
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -21,6 +23,7 @@ from service.web import charts
 from service.web.render import environment, front_matter, human_bytes, model_card_html
 from service.web.session import CSRF_FIELD, checked_form, csrf_token, page_caller, remember_csrf, sign_in, sign_out
 from storage.app.browse import EntryStorage, FamilyMember, Location
+from storage.app.hub import HubApi
 from storage.core.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
@@ -34,6 +37,26 @@ LINEAGE_MAX_NODES = 60
 LINEAGE_MAX_CHILDREN = 12
 MEMBERS_PAGE = 50
 COMMITS_SHOWN = 20
+
+
+# The storage report reads every tensor row: people reloading the home page share one per interval.
+REPORT_TTL_SECONDS = 10.0
+
+
+class StorageReport:
+    """The hub's storage report, computed at most once per `ttl` seconds for all visitors."""
+
+    def __init__(self, ttl: float = REPORT_TTL_SECONDS) -> None:
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: tuple[float, dict[str, object]] | None = None
+
+    def get(self, hub: HubApi) -> dict[str, object]:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= self._ttl:
+                self._cached = (now, hub.stats())
+            return self._cached[1]
 
 
 def get_page_caller(request: Request, state: StateDep) -> TokenInfo | None:
@@ -79,7 +102,7 @@ def visible_locations(locations: Sequence[Location], caller: TokenInfo | None) -
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, state: StateDep, caller: PageCallerDep) -> Response:
-    report = state.hub.stats()
+    report = cast(StorageReport, request.app.state.web_report).get(state.hub)
     savings = {k: int(v) for k, v in dict(report["savings"]).items()}  # type: ignore[call-overload]
     logical, physical = int(report["logical_bytes"]), int(report["physical_bytes"])  # type: ignore[call-overload]
     slices = charts.savings_slices(physical, savings)
