@@ -78,6 +78,8 @@ class CatalogGauges(Collector):
             ("deltahub_physical_bytes", "Bytes the object store holds (packs, frames, staging)",
              totals.physical_bytes),
             ("deltahub_staged_bytes", "Uploaded bytes waiting for ingest", totals.staged_bytes),
+            ("deltahub_gc_reclaimable_bytes", "Store objects no frame references, waiting out GC's grace",
+             totals.unreferenced_bytes),
             ("deltahub_repositories", "Repositories", totals.repositories),
             ("deltahub_files", "Distinct files held", totals.files),
             ("deltahub_families", "Model families", totals.families),

@@ -150,6 +150,8 @@ class Totals:
     files: int
     families: int
     jobs: dict[str, int]
+    # Store objects no frame references: what the next GC frees once its grace period has passed.
+    unreferenced_bytes: int = 0
 
 
 def _encoded_per_tensor() -> Select[str, int]:
@@ -373,6 +375,11 @@ def totals(session: Session) -> Totals:
             FileObject.state != FileState.STORED, FileObject.staging_key.is_not(None)
         )
     )
+    unreferenced = session.scalar(
+        select(func.coalesce(func.sum(StoreObject.size), 0)).where(
+            StoreObject.kind != "staging", StoreObject.key.not_in(select(Frame.object_key).distinct())
+        )
+    )
     jobs = {str(state): int(n) for state, n in session.execute(
         select(IngestJob.state, func.count()).group_by(IngestJob.state))}
     return Totals(
@@ -381,6 +388,7 @@ def totals(session: Session) -> Totals:
         int(session.scalar(select(func.count()).select_from(FileObject)) or 0),
         int(session.scalar(select(func.count()).select_from(Family)) or 0),
         jobs,
+        int(unreferenced or 0),
     )
 
 

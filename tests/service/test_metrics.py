@@ -60,6 +60,7 @@ def test_metrics_count_requests_by_route_template_and_the_catalog(ingesting_serv
     assert m[("deltahub_ingest_queue_depth", ())] == 0
     assert m[("deltahub_ingest_recent_bytes_per_second", ())] > 0
     assert m[("deltahub_integrity_errors_total", ())] == 0
+    assert m[("deltahub_gc_reclaimable_bytes", ())] == 0
 
 
 def test_catalog_gauges_cost_a_few_queries_per_ttl_not_per_scrape(ingesting_service: RunningService) -> None:
