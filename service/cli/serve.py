@@ -48,6 +48,13 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
     from workers.runtime import open_hub
 
     settings = settings_for(data_dir, host=host, port=port)
+    # JSON logs: our handler on every logger from here on, uvicorn's own logging config left out.
+    logging_config: dict[str, Any] = {}
+    if settings.log_format == "json":
+        from service.metrics import configure_logging
+
+        configure_logging("json", logging.getLevelName(log_level.upper()))
+        logging_config["log_config"] = None
     hub = open_hub(settings)
     tokens = CatalogTokenStore(hub.session)
     console.print(f"deltahub: {describe(settings)}")
@@ -59,13 +66,6 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
                 " pass it as --token or HF_TOKEN"
             )
     app = create_app(hub, settings, tokens)
-    # JSON logs: our handler on every logger, uvicorn's own logging config left out.
-    logging_config: dict[str, Any] = {}
-    if settings.log_format == "json":
-        from service.metrics import configure_logging
-
-        configure_logging("json", logging.getLevelName(log_level.upper()))
-        logging_config["log_config"] = None
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, **logging_config)
     finally:
