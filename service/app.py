@@ -12,11 +12,13 @@ from service.auth import TokenStore
 from service.deps import ServiceState, TransferCounters
 from service.errors import install_error_handlers
 from service.limits import BodyLimit, StreamingRoutes
+from service.metrics import Instruments, RequestInstruments, RouteCapture, ingest_rate
 from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
-from service.routes import commit, hf, lfs, native, repos, resolve, xet
+from service.routes import commit, hf, lfs, native, ops, repos, resolve, xet
 from service.signing import UploadSigner
 from service.streams import UploadGate
+from service.web import install as install_web
 from service.xet_tokens import CAS_TOKEN_TTL_SECONDS, CasTokenSigner
 from storage.app.hub import HubApi
 from storage.settings import Settings
@@ -44,12 +46,19 @@ def create_app(
         uploads=hub.xet,
         tokens=CasTokenSigner(options.signing_key, CAS_TOKEN_TTL_SECONDS),
     )
+    app.state.instruments = instruments = Instruments(
+        hub.browse.totals, lambda: ingest_rate(hub.browse.recent_ingest())
+    )
     install_error_handlers(app)
+    app.add_middleware(RouteCapture)
     # Fixed prefixes first; the download route matches "/{namespace}/{name}/resolve/..." and goes last.
-    routers = [module.router for module in (native, repos, hf, commit, lfs, xet, resolve)]
+    routers = [module.router for module in (ops, native, repos, hf, commit, lfs, xet, resolve)]
     # Inside EncodedSlashRouting, so the body limit matches routes on the path the router will see.
     app.add_middleware(BodyLimit, limit=options.max_json_bytes, streams=StreamingRoutes(routers))
     app.add_middleware(EncodedSlashRouting)
+    # Outermost: counts and times what the client sees, errors included.
+    app.add_middleware(RequestInstruments, instruments=instruments)
     for router in routers:
         app.include_router(router)
+    install_web(app)
     return app

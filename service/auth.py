@@ -77,9 +77,14 @@ def require_writer(caller: TokenInfo | None) -> TokenInfo:
     return caller
 
 
+def may_read(caller: TokenInfo | None, *, private: bool) -> bool:
+    """The one read rule, shared by the API and the web pages: private repositories need a valid token."""
+    return not private or caller is not None
+
+
 def readable_repo(hub: HubApi, repo_id: str, caller: TokenInfo | None) -> RepoInfo:
     """The repository if the caller may read it; RepoNotFound otherwise, exactly as if it did not exist."""
     repo = hub.get_repo(repo_id)
-    if repo.private and caller is None:
+    if not may_read(caller, private=repo.private):
         raise RepoNotFound(repo_id=repo_id)
     return repo

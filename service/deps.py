@@ -92,7 +92,10 @@ def get_caller(
     state: StateDep,
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> TokenInfo | None:
-    return identify(state.tokens, request.headers.get("authorization"))
+    caller = identify(state.tokens, request.headers.get("authorization"))
+    if caller is not None:
+        request.state.caller = caller.name  # for the request log (service/metrics.py), never the token
+    return caller
 
 
 CallerDep = Annotated[TokenInfo | None, Depends(get_caller)]

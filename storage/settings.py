@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # The reference machines have 2 cores; ingest is CPU-bound (hashing, coding), one worker per core.
     ingest_workers: int = Field(default=2, gt=0)
 
+    # "json": one JSON object per log line (request id, caller, repository, route, status, duration),
+    # for log shippers; "text": plain lines for people at a terminal.
+    log_format: Literal["text", "json"] = "text"
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, gt=0, lt=65536)
 

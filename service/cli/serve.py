@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -48,6 +49,13 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
     from workers.runtime import open_hub
 
     settings = settings_for(data_dir, host=host, port=port)
+    # JSON logs: our handler on every logger from here on, uvicorn's own logging config left out.
+    logging_config: dict[str, Any] = {}
+    if settings.log_format == "json":
+        from service.metrics import configure_logging
+
+        configure_logging("json", logging.getLevelName(log_level.upper()))
+        logging_config["log_config"] = None
     hub = open_hub(settings)
     tokens = CatalogTokenStore(hub.session)
     console.print(f"deltahub: {describe(settings)}")
@@ -61,7 +69,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
     app = create_app(hub, settings, tokens)
     try:
         logmask.install()
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, **logging_config)
     finally:
         _close(hub)
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.auth import may_read
 from service.deps import CallerDep, HubDep, ReadableRepoDep, StateDep
 from service.errors import Unauthorized
 
@@ -86,7 +87,7 @@ def health(hub: HubDep) -> JSONResponse:
 
 @router.get("/repos", response_model=list[Repo], summary="Repositories the caller can see")
 def list_repos(hub: HubDep, caller: CallerDep) -> list[Repo]:
-    return [Repo.model_validate(r) for r in hub.list_repos() if caller is not None or not r.private]
+    return [Repo.model_validate(r) for r in hub.list_repos() if may_read(caller, private=r.private)]
 
 
 @router.get("/repos/{namespace}/{name}", response_model=RepoDetail, summary="One repository and its branches")

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
+from storage.app.browse import Browse
 from storage.app.commits import Commits
 from storage.app.ports import IngestQueue
 from storage.app.reader import Reader
@@ -43,6 +44,9 @@ _PROBE_SHA256 = "0" * 64
 
 class HubApi(Protocol):
     """What the service and CLI may call. `repo_id` is "namespace/name" (or a bare "name")."""
+
+    # Read-only views for the web pages and metrics (storage/app/browse.py)
+    browse: Browse
 
     # Repositories (storage/app/repositories.py)
     def create_repo(self, repo_id: str, *, private: bool = False, exist_ok: bool = False) -> RepoInfo: ...
@@ -121,6 +125,7 @@ class Hub:
         self.commits = Commits(self.session, self.uploads, self.reads.read, self._enqueue)
         # The Xet protocol's front door to the same uploads (storage/app/xet_uploads.py).
         self.xet = XetUploads(self.store, self.session, self, max_file_bytes=settings.max_upload_bytes)
+        self.browse = Browse(self.session, self.reads.read)
 
     @classmethod
     def from_settings(
