@@ -16,7 +16,7 @@ import click
 from rich.markup import escape
 
 from service.cli import admin, pull, push, serve, tokens
-from service.cli.common import LocalFilesError, err_console
+from service.cli.common import Interrupted, LocalFilesError, err_console
 from storage.core.errors import DeltahubError
 
 
@@ -46,6 +46,9 @@ class DeltahubGroup(click.Group):
             return super().invoke(ctx)
         except DeltahubError as error:
             raise CommandFailed(error) from error
+        except KeyboardInterrupt:
+            # One line and the shell's code for SIGINT, rather than Click's "Aborted!" and 1.
+            raise CommandFailed(Interrupted(detail="Ctrl-C")) from None
         except OSError as error:
             if error.errno == errno.EPIPE:
                 raise  # output piped into `head` and the like: Click ends quietly

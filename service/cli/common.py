@@ -80,6 +80,20 @@ class LocalFilesError(DeltahubError):
     exit_code = 12
 
 
+class CannotListen(DeltahubError):
+    """cannot listen on {address}: {reason}; stop what holds it, or pass another --port \
+(or set DELTAHUB_PORT)"""
+
+    exit_code = 13
+
+
+class Interrupted(DeltahubError):
+    """interrupted ({detail})"""
+
+    # What a shell reports for a process ended by SIGINT (128 + 2), so scripts see the same either way.
+    exit_code = 130
+
+
 class NoDeployment(NotFound):
     """no deltahub catalog at {path}: pass --data-dir (or set DELTAHUB_DATA_DIR) to the directory \
 `deltahub serve` uses, or create one with `deltahub admin migrate`"""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from service.cli.common import console, data_dir_option, err_console, redact_url, settings_for
-from storage.core.errors import InvalidInput
+from service.cli.common import CannotListen, console, data_dir_option, err_console, redact_url, settings_for
+from storage.core.errors import DeltahubError, InvalidInput
 from storage.settings import Settings
 
 if TYPE_CHECKING:
@@ -47,6 +49,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
     from workers.runtime import open_hub
 
     settings = settings_for(data_dir, host=host, port=port)
+    # Bound before anything is opened or created: a server that cannot listen leaves no data directory
+    # or admin token behind, and says so in one line (uvicorn would log its own error and exit 3).
+    listener = listen(settings.host, settings.port)
     hub = open_hub(settings)
     tokens = CatalogTokenStore(hub.session)
     console.print(f"deltahub: {describe(settings)}")
@@ -58,10 +63,35 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
                 " pass it as --token or HF_TOKEN"
             )
     app = create_app(hub, settings, tokens)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level))
+    console.print(f"deltahub: serving on http://{_address(settings.host, settings.port)} (Ctrl-C to stop)")
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+        server.run(sockets=[listener])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled; stopping is what was asked for
     finally:
+        listener.close()
         _close(hub)
+    if not server.started:
+        raise DeltahubError(detail="the server failed to start (its log above says why)")
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, as uvicorn binds one (SO_REUSEADDR, IPv6 for an address with ':')."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = "the address is already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise CannotListen(address=_address(host, port), reason=reason) from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 def _close(hub: Hub) -> None:
