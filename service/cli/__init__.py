@@ -9,6 +9,8 @@ and keeps its traceback.
 from __future__ import annotations
 
 import errno
+import os
+import sys
 from importlib import metadata
 from typing import IO, Any
 
@@ -72,5 +74,14 @@ admin.admin.add_command(tokens.token)
 
 
 def main() -> None:
-    cli.main(prog_name="deltahub")
+    try:
+        cli.main(prog_name="deltahub")
+    except SystemExit as done:
+        if done.code == Interrupted.exit_code:
+            # Ctrl-C asks to stop now: skip the interpreter's teardown, which garbage-collects every module
+            # (a second and more on a loaded machine). What pull wrote is on disk; its threads are daemons.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(Interrupted.exit_code)
+        raise
 

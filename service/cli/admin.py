@@ -16,7 +16,6 @@ import click
 from rich.table import Table
 
 from service.cli.common import admin_hub, console, data_dir_option, human_bytes, redact_url, settings_for
-from storage.catalog import gc as catalog_gc
 from storage.core.errors import IntegrityError
 
 if TYPE_CHECKING:
@@ -126,6 +125,7 @@ def held_by_grace(hub: Hub, result: GcReport, *, dry_run: bool) -> Held | None:
     Found by a dry run with no grace period (what GC would take if it were over); its clock is the newest
     of those objects' clocks. None when nothing is held.
     """
+    from storage.catalog import gc as catalog_gc
     from workers.jobs.gc import collect_garbage
 
     grace = hub.settings.gc_grace_seconds

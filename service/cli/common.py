@@ -104,7 +104,8 @@ def data_dir_option(func: F) -> F:
         "--data-dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
-        help="Embedded mode's data directory [default: $DELTAHUB_DATA_DIR or ./deltahub-data].",
+        help="Home of the SQLite catalog and local object store, unless DELTAHUB_DATABASE_URL and "
+        "DELTAHUB_STORE_* name others [default: $DELTAHUB_DATA_DIR or deltahub-data in the working directory].",
     )(func)
 
 

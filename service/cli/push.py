@@ -263,9 +263,10 @@ def _print_savings(native: NativeClient, repo: str, states: dict[str, dict[str, 
     if row is not None:
         add_row(repo, int(row["logical_bytes"]), int(row["exclusive_bytes"]))
         shared = int(row["physical_bytes"]) - int(row["exclusive_bytes"])
-        note = (f"stored for {repo}: the bytes only it adds to the hub (what deleting it would free); the "
-                f"{human_bytes(shared)} it shares with other repositories, such as a base it is delta-coded "
-                "against, are counted once, in the hub row")
+        note = f"stored for {repo}: the bytes only it adds to the hub (what deleting it would free)"
+        if shared > 0:
+            note += (f"; the {human_bytes(shared)} it shares with other repositories, such as a base it is "
+                     "delta-coded against, are counted once, in the hub row")
     else:
         grown = int(storage.get("physical_bytes", 0)) - physical_before
         add_row("this push", sum(int(info["size"]) for info in states.values()), grown)

@@ -34,7 +34,7 @@ def describe(settings: Settings) -> str:
 @click.option("--host", default=None, help="Interface to listen on [default: $DELTAHUB_HOST or 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port to listen on [default: $DELTAHUB_PORT or 8000].")
 @data_dir_option
-@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True, help="uvicorn's log level.")
 def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: str) -> None:
     """Serve the hub over HTTP (Hugging Face-compatible routes and /api/v1).
 
@@ -112,7 +112,7 @@ def _close(hub: Hub) -> None:
     "--concurrency", "-c", type=int, default=None, help="Ingest processes [default: $DELTAHUB_INGEST_WORKERS or 2]."
 )
 @data_dir_option
-@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True, help="Celery's log level.")
 def worker(concurrency: int | None, data_dir: Path | None, log_level: str) -> None:
     """Run a Celery ingest worker for a distributed deployment (same settings as `serve`).
 
