@@ -311,3 +311,15 @@ def test_help_texts_say_what_each_command_needs() -> None:
         assert "Embedded mode" not in option_help(command, "--data-dir")
         assert "working directory" in option_help(command, "--data-dir")
     assert "warn" in option_help("push", "--base")
+
+
+def test_the_readme_quickstart_is_complete_for_a_new_user() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    commands = "\n".join(line for line in quickstart.splitlines() if line.startswith("    "))
+    assert "HF_HUB_DISABLE_XET" not in readme  # the unmodified client, Xet on (its default)
+    assert "python3 -m venv" in commands
+    install = next(line for line in commands.splitlines() if "pip install" in line)
+    assert "transformers" in install and "torch" in install  # from_pretrained below needs them
+    assert commands.index("create_repo(") < commands.index("upload_folder(")  # upload_folder needs the repo
+    assert "working directory" in quickstart or "directory you start it from" in quickstart
