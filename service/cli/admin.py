@@ -7,13 +7,20 @@ directory given by --data-dir or DELTAHUB_DATA_DIR.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from service.cli.common import admin_hub, console, data_dir_option, human_bytes, redact_url, settings_for
 from storage.core.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from storage.app.hub import Hub
+    from workers.jobs.gc import GcReport
 
 
 class VerifyFailed(IntegrityError):
@@ -83,6 +90,7 @@ def gc(dry_run: bool, data_dir: Path | None) -> None:
 
     with admin_hub(settings_for(data_dir)) as hub, console.status("collecting garbage"):
         result = collect_garbage(hub, dry_run=dry_run)
+        held = held_by_grace(hub, result, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     table = Table(title=f"Garbage collection{' (dry run)' if dry_run else ''}", title_justify="left")
     table.add_column("what")
@@ -93,6 +101,52 @@ def gc(dry_run: bool, data_dir: Path | None) -> None:
     table.add_row("orphaned store objects", str(result.orphans))
     table.add_row("bytes", human_bytes(result.bytes_freed))
     console.print(table)
+    if held is not None:
+        grace = hub.settings.gc_grace_seconds
+        wait = max(0, round((held.until - datetime.now(UTC)).total_seconds() / 60))
+        console.print(
+            f"held by the grace period: {held.files} file(s), {human_bytes(held.bytes)} unreferenced for less than "
+            f"DELTAHUB_GC_GRACE_SECONDS ({grace:g} s); collectable by a gc from {held.until:%Y-%m-%d %H:%M} UTC "
+            f"(in {wait} min)",
+            soft_wrap=True,
+        )
+
+
+@dataclass(frozen=True)
+class Held:
+    files: int
+    bytes: int
+    until: datetime
+
+
+def held_by_grace(hub: Hub, result: GcReport, *, dry_run: bool) -> Held | None:
+    """What nothing references but the grace period still protects, and when the last of it is free to go.
+
+    Found by a dry run with no grace period (what GC would take if it were over); its clock is the newest
+    of those objects' clocks. None when nothing is held.
+    """
+    from storage.catalog import gc as catalog_gc
+    from workers.jobs.gc import collect_garbage
+
+    grace = hub.settings.gc_grace_seconds
+    if grace <= 0:
+        return None
+    now = collect_garbage(hub, dry_run=True, grace_seconds=0)
+    # A dry run's own count is inside the zero-grace count; a real run has already deleted what it counted.
+    counted_bytes, counted_files = (result.bytes_freed, result.files) if dry_run else (0, 0)
+    keys = sorted(set(now.deleted_keys) - set(result.deleted_keys))
+    held_bytes, held_files = now.bytes_freed - counted_bytes, now.files - counted_files
+    if held_bytes <= 0 and held_files <= 0:
+        return None
+    with hub.session() as s:
+        started = [_aware(t) for t in catalog_gc.clocks(s, keys)]
+    started += [info.last_modified for info in map(hub.store.head, keys) if info is not None]
+    newest = max(started, default=datetime.now(UTC))
+    return Held(files=held_files, bytes=held_bytes, until=newest + timedelta(seconds=grace))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # SQLite keeps no zone
 
 
 @admin.command()

@@ -17,16 +17,18 @@ from urllib.parse import quote
 import click
 import httpx
 
-from service.cli.common import DEFAULT_ENDPOINT, AccessDenied, ServerFailed, ServerUnreachable
+from service.cli.common import DEFAULT_ENDPOINT, AccessDenied, ServerFailed, ServerUnreachable, err_console
 from storage.core.errors import (
     Conflict,
     DeltahubError,
     EntryNotFound,
     InvalidInput,
+    InvalidRepoName,
     NotFound,
     RepoNotFound,
     RevisionNotFound,
 )
+from storage.core.names import split_repo_id
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -36,24 +38,26 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Ingest state is polled this often; a poll is one indexed catalog lookup per file on the server.
 POLL_SECONDS = 1.0
 HTTP_TIMEOUT_SECONDS = 60.0
+LFS_BATCH_ERRORS = "LFS batch API returned errors"
 
 
-def endpoint_options(func: F) -> F:
-    func = click.option(
-        "--token",
-        envvar="DELTAHUB_TOKEN",
-        default=None,
-        show_envvar=True,
-        help="A deltahub access token (write access to push).",
-    )(func)
-    return click.option(
-        "--endpoint",
-        envvar="DELTAHUB_ENDPOINT",
-        default=DEFAULT_ENDPOINT,
-        show_default=True,
-        show_envvar=True,
-        help="URL of the deltahub server.",
-    )(func)
+def endpoint_options(token_help: str) -> Callable[[F], F]:
+    """--endpoint and --token; `token_help` says what the command needs the token for."""
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--token", envvar="DELTAHUB_TOKEN", default=None, show_envvar=True, help=token_help
+        )(func)
+        return click.option(
+            "--endpoint",
+            envvar="DELTAHUB_ENDPOINT",
+            default=DEFAULT_ENDPOINT,
+            show_default=True,
+            show_envvar=True,
+            help="URL of the deltahub server.",
+        )(func)
+
+    return decorate
 
 
 def hf_client(endpoint: str, token: str | None, headers: dict[str, str] | None = None) -> HfApi:
@@ -68,6 +72,35 @@ def hf_client(endpoint: str, token: str | None, headers: dict[str, str] | None =
     disable_progress_bars()
     logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # untyped in huggingface_hub
     return HfApi(endpoint=endpoint.rstrip("/"), token=token or False, library_name="deltahub", headers=headers)
+
+
+def whoami(api: HfApi, endpoint: str, token: str | None) -> dict[str, Any]:
+    """Who the server says the token belongs to (name, access); AccessDenied without a usable token."""
+    if not token:
+        raise AccessDenied(detail="no token given")
+    with remote_errors(endpoint, ""):
+        identity: dict[str, Any] = api.whoami()
+    return identity
+
+
+def can_write(identity: dict[str, Any]) -> bool:
+    return bool(identity.get("auth", {}).get("accessToken", {}).get("role", "write") == "write")
+
+
+def full_repo_id(repo: str, identity: dict[str, Any] | None) -> str:
+    """REPO as the hub names it. Every repository on a deltahub hub has a namespace; a bare name is the
+    caller's own, which is where the hub's create route (and so `hf upload NAME`) puts it."""
+    namespace, name = split_repo_id(repo)
+    if namespace:
+        return repo
+    if identity is None:
+        raise InvalidRepoName(
+            repo_id=repo, reason="it has no namespace: pass namespace/name (with --token, a bare name means yours)"
+        )
+    qualified = f"{identity['name']}/{name}"
+    split_repo_id(qualified)
+    err_console.print(f"{repo!r} has no namespace: using {qualified} (the token's own namespace)", soft_wrap=True)
+    return qualified
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -132,6 +165,13 @@ def remote_errors(endpoint: str, repo_id: str, revision: str | None = None) -> I
         raise error_for_status(status, _server_message(exc)) from exc
     except _transport_errors() as exc:
         raise ServerUnreachable(endpoint=endpoint, reason=_server_message(exc)) from exc
+    except ValueError as exc:
+        # The client reports objects the LFS batch answer refused (too large, ...) as a bare ValueError.
+        text = str(exc)
+        if not text.startswith(LFS_BATCH_ERRORS):
+            raise
+        refused = " ".join(line.strip().replace("`", "") for line in text.splitlines()[1:])
+        raise InvalidInput(detail=f"the server refused to take some files: {refused}") from exc
 
 
 class NativeClient:
@@ -161,14 +201,6 @@ class NativeClient:
 
     def stats(self) -> dict[str, Any]:
         return self._get("/api/v1/stats")
-
-    def route_exists(self, method: str, path: str) -> bool:
-        """Whether the server's OpenAPI description lists `method path` (for features added later)."""
-        try:
-            paths = self._get("/openapi.json").get("paths", {})
-        except DeltahubError:
-            return False
-        return method.lower() in paths.get(path, {})
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         try:

@@ -80,6 +80,20 @@ class LocalFilesError(DeltahubError):
     exit_code = 12
 
 
+class CannotListen(DeltahubError):
+    """cannot listen on {address}: {reason}; stop what holds it, or pass another --port \
+(or set DELTAHUB_PORT)"""
+
+    exit_code = 13
+
+
+class Interrupted(DeltahubError):
+    """interrupted ({detail})"""
+
+    # What a shell reports for a process ended by SIGINT (128 + 2), so scripts see the same either way.
+    exit_code = 130
+
+
 class NoDeployment(NotFound):
     """no deltahub catalog at {path}: pass --data-dir (or set DELTAHUB_DATA_DIR) to the directory \
 `deltahub serve` uses, or create one with `deltahub admin migrate`"""
@@ -90,7 +104,8 @@ def data_dir_option(func: F) -> F:
         "--data-dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
-        help="Embedded mode's data directory [default: $DELTAHUB_DATA_DIR or ./deltahub-data].",
+        help="Home of the SQLite catalog and local object store, unless DELTAHUB_DATABASE_URL and "
+        "DELTAHUB_STORE_* name others [default: $DELTAHUB_DATA_DIR or deltahub-data in the working directory].",
     )(func)
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from service.cli.common import console, data_dir_option, err_console, redact_url, settings_for
-from storage.core.errors import InvalidInput
+from service.cli.common import CannotListen, console, data_dir_option, err_console, redact_url, settings_for
+from storage.core.errors import DeltahubError, InvalidInput
 from storage.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,7 +35,7 @@ def describe(settings: Settings) -> str:
 @click.option("--host", default=None, help="Interface to listen on [default: $DELTAHUB_HOST or 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port to listen on [default: $DELTAHUB_PORT or 8000].")
 @data_dir_option
-@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True, help="uvicorn's log level.")
 def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: str) -> None:
     """Serve the hub over HTTP (Hugging Face-compatible routes and /api/v1).
 
@@ -56,6 +58,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
 
         configure_logging("json", logging.getLevelName(log_level.upper()))
         logging_config["log_config"] = None
+    # Bound before anything is opened or created: a server that cannot listen leaves no data directory
+    # or admin token behind, and says so in one line (uvicorn would log its own error and exit 3).
+    listener = listen(settings.host, settings.port)
     hub = open_hub(settings)
     tokens = CatalogTokenStore(hub.session)
     console.print(f"deltahub: {describe(settings)}")
@@ -67,11 +72,38 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, log_level: 
                 " pass it as --token or HF_TOKEN"
             )
     app = create_app(hub, settings, tokens)
+    logmask.install()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level, **logging_config)
+    )
+    console.print(f"deltahub: serving on http://{_address(settings.host, settings.port)} (Ctrl-C to stop)")
     try:
-        logmask.install()
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, **logging_config)
+        server.run(sockets=[listener])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled; stopping is what was asked for
     finally:
+        listener.close()
         _close(hub)
+    if not server.started:
+        raise DeltahubError(detail="the server failed to start (its log above says why)")
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, as uvicorn binds one (SO_REUSEADDR, IPv6 for an address with ':')."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = "the address is already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise CannotListen(address=_address(host, port), reason=reason) from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 def _close(hub: Hub) -> None:
@@ -92,7 +124,7 @@ def _close(hub: Hub) -> None:
     "--concurrency", "-c", type=int, default=None, help="Ingest processes [default: $DELTAHUB_INGEST_WORKERS or 2]."
 )
 @data_dir_option
-@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True, help="Celery's log level.")
 def worker(concurrency: int | None, data_dir: Path | None, log_level: str) -> None:
     """Run a Celery ingest worker for a distributed deployment (same settings as `serve`).
 

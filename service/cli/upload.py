@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
 from storage.core.errors import InvalidInput
+from storage.core.names import check_path
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitOperationAdd
@@ -44,7 +45,9 @@ def list_local_files(folder: Path) -> list[LocalFile]:
         # The client refuses to commit anything under .git or .cache (pull keeps partial files there).
         if p.is_file() and not FORBIDDEN_PARTS & set(p.relative_to(folder).parts)
     }
-    kept = filter_repo_objects(list(found), ignore_patterns=DEFAULT_IGNORE_PATTERNS)
+    kept = list(filter_repo_objects(list(found), ignore_patterns=DEFAULT_IGNORE_PATTERNS))
+    for rel in kept:
+        check_path(rel)  # the server's own rule, before anything is hashed or created
     files = [LocalFile(found[rel], rel, found[rel].stat().st_size) for rel in kept]
     if not files:
         raise InvalidInput(detail=f"nothing to push: {folder} holds no files")

@@ -147,3 +147,15 @@ def touch_objects(session: Session, keys: list[str]) -> None:
     """Restart the GC clock of objects that just lost references (a reader may still hold a plan)."""
     if keys:
         session.execute(update(StoreObject).where(StoreObject.key.in_(keys)).values(created_at=utcnow()))
+
+
+def clocks(session: Session, keys: list[str]) -> list[datetime]:
+    """When the GC clock of each of `keys` that the catalog knows started: a store object's created_at
+    (restarted when it loses references), a staged upload's file created_at (for `admin gc`, to say when
+    what the grace period holds becomes collectable)."""
+    found: list[datetime] = []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        found += session.scalars(select(StoreObject.created_at).where(StoreObject.key.in_(chunk)))
+        found += session.scalars(select(FileObject.created_at).where(FileObject.staging_key.in_(chunk)))
+    return found

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -265,3 +267,59 @@ def test_the_documented_json_matches_the_report(hub: Hub, data_dir: Path) -> Non
         return None
 
     assert shape(report) == shape(documented)
+
+
+def test_gc_says_what_the_grace_period_holds_and_until_when(hub: Hub, data_dir: Path) -> None:
+    ingest_all(hub, push(hub, "org/gone", {"model.safetensors": to_safetensors(make_weights(7))}))
+    hub.delete_repo("org/gone")
+    held = run("admin", "gc", "--dry-run", "--data-dir", str(data_dir))
+    assert held.exit_code == 0, held.output
+    line = " ".join(held.output.split())
+    assert "held by the grace period: 1 file(s)" in line and "DELTAHUB_GC_GRACE_SECONDS (3600 s)" in line
+    freed = run("admin", "gc", "--dry-run", "--data-dir", str(data_dir), env={"DELTAHUB_GC_GRACE_SECONDS": "0"})
+    # The held bytes are exactly what a GC after the grace period frees; it then holds nothing back.
+    would = next(row for row in freed.output.splitlines() if "bytes" in row).split("│")[2].strip()
+    assert f"1 file(s), {would} unreferenced" in line
+    assert "held by the grace period" not in freed.output
+    collectable = datetime.strptime(line.split("collectable by a gc from ")[1][:16], "%Y-%m-%d %H:%M")
+    expected = datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=1)
+    assert abs((collectable - expected).total_seconds()) < 120
+
+
+def test_serve_on_a_port_in_use_fails_in_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--port", str(port), "--data-dir", str(tmp_path / "data"))
+    assert result.exit_code == 13, result.output
+    assert result.output.startswith("error: cannot listen on 127.0.0.1:") and result.output.count("\n") == 1
+    assert "--port" in result.output and not (tmp_path / "data").exists()
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "cli.md").read_text()
+    assert "| 13 | `CannotListen` |" in docs
+
+
+def test_help_texts_say_what_each_command_needs() -> None:
+    def option_help(command: str, option: str) -> str:
+        options = run(*command.split(), "--help").output.split("Options:", 1)[1]
+        block = options.split(f"\n  {option}", 1)[1].split("\n  -", 1)[0]
+        return " ".join(block.split())
+
+    assert "push" not in option_help("pull", "--token") and "private" in option_help("pull", "--token")
+    assert "write access" in option_help("push", "--token")
+    for command in ("serve", "worker", "admin report"):
+        assert "Embedded mode" not in option_help(command, "--data-dir")
+        assert "working directory" in option_help(command, "--data-dir")
+    assert "warn" in option_help("push", "--base")
+
+
+def test_the_readme_quickstart_is_complete_for_a_new_user() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    commands = "\n".join(line for line in quickstart.splitlines() if line.startswith("    "))
+    assert "HF_HUB_DISABLE_XET" not in readme  # the unmodified client, Xet on (its default)
+    assert "python3 -m venv" in commands
+    install = next(line for line in commands.splitlines() if "pip install" in line)
+    assert "transformers" in install and "torch" in install  # from_pretrained below needs them
+    assert commands.index("create_repo(") < commands.index("upload_folder(")  # upload_folder needs the repo
+    assert "working directory" in quickstart or "directory you start it from" in quickstart

@@ -9,9 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
+import sqlite3
+import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,12 +24,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.cli.common import human_bytes
 from service.cli.download import PARTIAL_DIR
 from tests.models import finetune, make_weights, to_safetensors
 
 ROOT = Path(__file__).resolve().parents[3]
 # Above the server's 1 MiB inline limit, so the model travels by LFS (where dedup before transfer acts).
 LAYOUT = {"embeddings.weight": (2048, 160), "layer.0.weight": (256, 160), "norm.weight": (160,)}
+# The test server's largest accepted file: small enough that a test can offer a larger (sparse) one.
+MAX_UPLOAD_BYTES = 50_000_000
 
 
 @dataclass
@@ -37,6 +44,10 @@ class Server:
 
     def stats(self) -> dict:
         return httpx.get(f"{self.url}/api/v1/stats", timeout=10).json()
+
+    def repos(self) -> set[str]:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return {r["repo_id"] for r in httpx.get(f"{self.url}/api/v1/repos", headers=headers, timeout=10).json()}
 
 
 def _free_port() -> int:
@@ -67,7 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--data-dir", str(data_dir), "--port", str(port)],
         cwd=ROOT,
-        env=env,
+        env={**env, "DELTAHUB_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES)},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -122,6 +133,11 @@ def test_push_wait_then_pull_byte_exact(server: Server, tmp_path: Path) -> None:
     )
     assert pushed.returncode == 0, pushed.stderr + pushed.stdout
     assert "committed" in pushed.stdout and "saved" in pushed.stdout
+    # The fine-tune's row counts what it adds to the hub (its exclusive bytes), not the base tensors it
+    # shares: a delta-coded fine-tune never shows a negative saving.
+    [row] = [line for line in pushed.stdout.splitlines() if "org/tuned " in line and "│" in line]
+    _, stored, saved, saved_percent = [cell.strip() for cell in row.split("│")[2:6]]
+    assert not saved.startswith("-") and not saved_percent.startswith("-") and float(saved_percent[:-1]) > 50
 
     pulled = deltahub("pull", "org/tuned", str(tmp_path / "out"), "--endpoint", server.url, env=server.env)
     assert pulled.returncode == 0, pulled.stderr + pulled.stdout
@@ -131,6 +147,8 @@ def test_push_wait_then_pull_byte_exact(server: Server, tmp_path: Path) -> None:
     report = deltahub("admin", "report", "--format", "json", "--data-dir", str(server.data_dir), env=server.env)
     assert report.returncode == 0, report.stderr
     document = json.loads(report.stdout)
+    [tuned_row] = [r for r in document["repositories"] if r["repo_id"] == "org/tuned"]
+    assert stored == human_bytes(tuned_row["exclusive_bytes"]) and tuned_row["exclusive_bytes"] > 0
     family = next(f for f in document["families"] if len(f["members"]) >= 2)
     coded = {m["sha256"]: m["base_sha256"] for m in family["members"]}
     tuned_sha = hashlib.sha256(tuned["model.safetensors"]).hexdigest()
@@ -220,21 +238,149 @@ def test_client_errors_exit_with_their_codes(server: Server, tmp_path: Path) -> 
 
 
 def test_push_base_flag_records_the_declared_base(server: Server, tmp_path: Path) -> None:
-    import sqlite3
-
     weights = make_weights(7, LAYOUT)
     files = write_model(tmp_path / "tuned", finetune(weights, 8))
     common = ("--endpoint", server.url, "--token", server.token)
     pushed = deltahub("push", str(tmp_path / "tuned"), "org/declared", "--base", "org/some-base", *common,
                       env=server.env)
     assert pushed.returncode == 0, pushed.stderr + pushed.stdout
+    # docs/cli.md: a base the hub does not hold is kept as a hint, with a warning (a typo shows).
+    assert "warning: --base org/some-base: no such repository" in pushed.stderr.replace("\n", "")
     sha = hashlib.sha256(files["model.safetensors"]).hexdigest()
     with sqlite3.connect(server.data_dir / "catalog.sqlite3") as db:
         (declared,) = db.execute("SELECT declared_base FROM file_objects WHERE sha256 = ?", (sha,)).fetchone()
     assert declared == "org/some-base"
+    known = deltahub("push", str(tmp_path / "tuned"), "org/declared-2", "--base", "org/declared", *common,
+                     env=server.env)
+    assert known.returncode == 0 and "warning" not in known.stderr, known.stderr
     rejected = deltahub("push", str(tmp_path / "tuned"), "org/declared", "--base", "not/a/repo", *common,
                         env=server.env)
-    assert rejected.returncode != 0
+    assert rejected.returncode == 2
+
+
+def test_a_bare_name_is_the_token_namespace(server: Server, tmp_path: Path) -> None:
+    files = write_model(tmp_path / "model", make_weights(13, LAYOUT))
+    common = ("--endpoint", server.url, "--token", server.token)
+    pushed = deltahub("push", str(tmp_path / "model"), "bare-model", *common, env=server.env)
+    assert pushed.returncode == 0, pushed.stderr + pushed.stdout
+    assert "to admin/bare-model@main" in pushed.stdout and "admin/bare-model" in pushed.stderr
+    assert "admin/bare-model" in server.repos()
+    # The same name means the same repository when pulling with the same token.
+    pulled = deltahub("pull", "bare-model", str(tmp_path / "out"), *common, env=server.env)
+    assert pulled.returncode == 0, pulled.stderr + pulled.stdout
+    assert_same_files(tmp_path / "out", files)
+    anonymous = deltahub("pull", "bare-model", str(tmp_path / "anon"), "--endpoint", server.url, env=server.env)
+    assert anonymous.returncode == 2 and "namespace/name" in anonymous.stderr, anonymous.stderr
+
+
+def test_a_failed_push_leaves_no_repository_behind(server: Server, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    write_model(folder, make_weights(15, LAYOUT))
+    common = ("--endpoint", server.url, "--token", server.token)
+    # A file the server refuses only once asked (larger than its limit): the commit fails after the
+    # repository was created.
+    with open(folder / "huge.bin", "wb") as huge:
+        huge.truncate(MAX_UPLOAD_BYTES + 1)  # sparse: no disk space used
+    refused = deltahub("push", str(folder), "org/refused", *common, env=server.env)
+    assert refused.returncode == 2, refused.stderr + refused.stdout
+    assert refused.stderr.startswith("error: ") and "Traceback" not in refused.stderr
+    assert f"outside 0..{MAX_UPLOAD_BYTES}" in refused.stderr
+    assert "org/refused" not in server.repos()
+    # A read-only token is refused before anything is hashed or created.
+    (folder / "huge.bin").unlink()
+    created = deltahub("admin", "token", "create", "reader", "--data-dir", str(server.data_dir), env=server.env)
+    assert created.returncode == 0, created.stderr
+    reader = created.stdout.strip().splitlines()[-1]
+    read_only = deltahub("push", str(folder), "org/read-only", "--endpoint", server.url, "--token", reader,
+                         env=server.env)
+    assert read_only.returncode == 8 and "read-only" in read_only.stderr, read_only.stderr
+    assert "hashing" not in read_only.stdout and "org/read-only" not in server.repos()
+
+
+class ThrottlingProxy:
+    """A TCP proxy that passes server-to-client bytes at `rate` bytes/s: a slow link, so that a pull of a
+    file of a few MB is still under way when the test interrupts it."""
+
+    def __init__(self, upstream_port: int, rate: int) -> None:
+        self.upstream_port, self.rate = upstream_port, rate
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, self.rate), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, rate: int | None) -> None:
+        piece = 16 * 1024
+        try:
+            while data := source.recv(piece):
+                sink.sendall(data)
+                if rate:
+                    time.sleep(len(data) / rate)
+        except OSError:
+            pass
+        finally:
+            # Reset both ends: the server must not wait on a response nobody reads (it would not stop).
+            for end in (source, sink):
+                try:
+                    end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                end.close()
+
+
+def test_ctrl_c_stops_a_pull_at_once_and_the_next_pull_resumes(server: Server, tmp_path: Path) -> None:
+    big = os.urandom(24 * 1024 * 1024)  # incompressible: stored and served at full size
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.bin").write_bytes(big)
+    common = ("--endpoint", server.url, "--token", server.token)
+    assert deltahub("push", str(tmp_path / "model"), "org/slow", *common, env=server.env).returncode == 0
+    out = tmp_path / "out"
+    partial = out / PARTIAL_DIR / f"{hashlib.sha256(big).hexdigest()}.partial"
+    proxy = ThrottlingProxy(int(server.url.rsplit(":", 1)[1]), rate=4 * 1024 * 1024)  # about 6 s for the file
+    try:
+        pull = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "pull", "org/slow", str(out), "--endpoint", proxy.url],
+            cwd=ROOT,
+            env=server.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # As from a terminal: a shell's background job would start with SIGINT ignored.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        deadline = time.monotonic() + 30
+        while not (partial.exists() and partial.stat().st_size > 2 * 1024 * 1024):
+            assert pull.poll() is None and time.monotonic() < deadline, pull.communicate()
+            time.sleep(0.05)
+        pull.send_signal(signal.SIGINT)
+        interrupted_at = time.monotonic()
+        stdout, stderr = pull.communicate(timeout=30)
+        stopped_after = time.monotonic() - interrupted_at
+    finally:
+        proxy.close()
+    assert pull.returncode == 130, (stdout, stderr)
+    assert stopped_after < 2.5, f"took {stopped_after:.1f}s to stop"
+    assert stderr.startswith("error: interrupted") and stderr.count("\n") == 1 and "Traceback" not in stderr
+    kept = partial.stat().st_size
+    assert 0 < kept < len(big) and not (out / "weights.bin").exists()
+    before = server.stats()["transfers"]["download_bytes"]
+    resumed = deltahub("pull", "org/slow", str(out), "--endpoint", server.url, env=server.env)
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert (out / "weights.bin").read_bytes() == big
+    assert server.stats()["transfers"]["download_bytes"] - before == len(big) - kept
 
 
 def test_the_access_log_masks_upload_signatures(server: Server) -> None:
