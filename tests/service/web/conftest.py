@@ -126,7 +126,10 @@ def _browser_available() -> bool:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not _browser_available():
-        pytest.skip("headless Chromium is not installed (scripts/install-browser.sh)")
+        reason = "headless Chromium is not installed (scripts/install-browser.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)  # CI installs it (scripts/test.sh): a missing browser is a failure there
+        pytest.skip(reason)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
