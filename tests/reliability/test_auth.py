@@ -42,7 +42,10 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path, hf_client_env: Path) -> Iterator[Deployment]:
+def deployment(tmp_path: Path, hf_client_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
+    # An earlier uvicorn in this process (any test server) configured its access logger not to
+    # propagate: with log_config=None below nobody resets that, and the log would go unseen.
+    monkeypatch.setattr(logging.getLogger("uvicorn.access"), "propagate", True)
     settings = load_settings(data_dir=tmp_path / "hub", secret_key=SIGNING_KEY.hex())
     hub = Hub.from_settings(settings, migrate=True)
     tokens = CatalogTokenStore(hub.session)
