@@ -59,7 +59,7 @@ def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
-            assert MigrationContext.configure(connection).get_current_revision() == "0001_initial"
+            assert MigrationContext.configure(connection).get_current_revision() == "0002_refs"
     finally:
         engine.dispose()
 
