@@ -14,7 +14,7 @@ from service.errors import install_error_handlers
 from service.limits import BodyLimit
 from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
-from service.routes import commit, hf, lfs, native, repos, resolve
+from service.routes import commit, hf, lfs, listings, native, refs, repos, resolve
 from service.signing import UploadSigner
 from storage.app.hub import HubApi
 from storage.settings import Settings
@@ -41,6 +41,6 @@ def create_app(
     app.add_middleware(BodyLimit, limit=options.max_json_bytes)
     app.add_middleware(EncodedSlashRouting)
     # Fixed prefixes first; the download route matches "/{namespace}/{name}/resolve/..." and goes last.
-    for module in (native, repos, hf, commit, lfs, resolve):
+    for module in (native, repos, listings, refs, hf, commit, lfs, resolve):
         app.include_router(module.router)
     return app

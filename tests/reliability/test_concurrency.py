@@ -26,6 +26,7 @@ from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from sqlalchemy import func, select
 
 from service.app import create_app
+from storage.app.gitattributes import MODEL_GITATTRIBUTES
 from storage.app.hub import Hub
 from storage.catalog.models import FileObject, FileSegment, IngestJob
 from storage.settings import load_settings
@@ -107,7 +108,8 @@ def test_clients_push_and_pull_fine_tunes_of_one_base_while_gc_runs(
             start.wait()
             mine.upload_folder(folder_path=folder, repo_id=repo_id)
             pulled = Path(snapshot_download(repo_id, endpoint=url, cache_dir=tmp_path / f"pull-{i}"))
-            if {p.name: p.read_bytes() for p in pulled.iterdir()} != repos[repo_id]:
+            wanted = {**repos[repo_id], ".gitattributes": MODEL_GITATTRIBUTES}  # with the initial commit's
+            if {p.name: p.read_bytes() for p in pulled.iterdir()} != wanted:
                 errors.append(f"{repo_id}: pulled bytes differ")
         except Exception as exc:
             errors.append(f"{repo_id}: {type(exc).__name__}: {exc}")
