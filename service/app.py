@@ -15,7 +15,7 @@ from service.limits import BodyLimit, StreamingRoutes
 from service.metrics import Instruments, RequestInstruments, RouteCapture, ingest_rate
 from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
-from service.routes import commit, hf, lfs, native, ops, repos, resolve, xet
+from service.routes import commit, hf, lfs, listings, native, ops, refs, repos, resolve, xet
 from service.signing import UploadSigner
 from service.streams import UploadGate
 from service.web import install as install_web
@@ -52,7 +52,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RouteCapture)
     # Fixed prefixes first; the download route matches "/{namespace}/{name}/resolve/..." and goes last.
-    routers = [module.router for module in (ops, native, repos, hf, commit, lfs, xet, resolve)]
+    routers = [module.router for module in (ops, native, repos, listings, refs, hf, commit, lfs, xet, resolve)]
     # Inside EncodedSlashRouting, so the body limit matches routes on the path the router will see.
     app.add_middleware(BodyLimit, limit=options.max_json_bytes, streams=StreamingRoutes(routers))
     app.add_middleware(EncodedSlashRouting)

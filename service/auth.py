@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from service.errors import INVALID_CREDENTIALS, Forbidden, Unauthorized
+from service.errors import INVALID_CREDENTIALS, Forbidden, NotSupported, Unauthorized
 from storage.app.hub import HubApi
 from storage.app.views import RepoInfo
 from storage.core.errors import RepoNotFound
@@ -78,13 +78,34 @@ def require_writer(caller: TokenInfo | None) -> TokenInfo:
 
 
 def may_read(caller: TokenInfo | None, *, private: bool) -> bool:
-    """The one read rule, shared by the API and the web pages: private repositories need a valid token."""
+    """The one read rule, shared by the API and the web pages: private repositories need a valid token
+    (until users and organisations own them)."""
     return not private or caller is not None
 
 
-def readable_repo(hub: HubApi, repo_id: str, caller: TokenInfo | None) -> RepoInfo:
+def may_read_private(caller: TokenInfo | None) -> bool:
+    """Whether the caller sees private repositories at all (listings filter by it)."""
+    return may_read(caller, private=True)
+
+
+def readable_repo(hub: HubApi, repo_id: str, caller: TokenInfo | None, *, repo_type: str = "model") -> RepoInfo:
     """The repository if the caller may read it; RepoNotFound otherwise, exactly as if it did not exist."""
-    repo = hub.get_repo(repo_id)
+    repo = hub.get_repo(repo_id, repo_type=repo_type)
     if not may_read(caller, private=repo.private):
         raise RepoNotFound(repo_id=repo_id)
     return repo
+
+
+SPACES_REFUSED = "Spaces (deltahub stores model and dataset repositories)"
+
+
+def repo_type_of(kind: str | None) -> str:
+    """The repository type a request names, as the route prefix ("models", "datasets") or a body's
+    "type" ("model", "dataset"); None is a model. Spaces are refused (501) with a clear message."""
+    if kind in (None, "model", "models"):
+        return "model"
+    if kind in ("dataset", "datasets"):
+        return "dataset"
+    if kind in ("space", "spaces"):
+        raise NotSupported(detail=SPACES_REFUSED)
+    raise NotSupported(detail=f"repository type {kind!r} (deltahub stores models and datasets)")

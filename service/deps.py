@@ -13,7 +13,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.auth import TokenInfo, TokenStore, identify, readable_repo, require_writer
+from service.auth import TokenInfo, TokenStore, identify, readable_repo, repo_type_of, require_writer
 from service.options import ServiceOptions
 from service.paths import param, repo_id_from
 from service.signing import UploadSigner
@@ -120,7 +120,13 @@ def get_file_path(request: Request) -> str:
     return param(request.path_params.get("path", ""))
 
 
+def get_repo_type(request: Request) -> str:
+    """"model" or "dataset", from the route's "/api/{models,datasets}/" or "/datasets/" prefix."""
+    return repo_type_of(request.path_params.get("kind"))
+
+
 RepoIdDep = Annotated[str, Depends(get_repo_id)]
+RepoTypeDep = Annotated[str, Depends(get_repo_type)]
 RevisionDep = Annotated[str, Depends(get_revision)]
 FilePathDep = Annotated[str, Depends(get_file_path)]
 
@@ -135,10 +141,10 @@ def get_base_url(request: Request, options: OptionsDep) -> str:
 BaseUrlDep = Annotated[str, Depends(get_base_url)]
 
 
-def get_readable_repo(hub: HubDep, caller: CallerDep, repo_id: RepoIdDep) -> RepoInfo:
+def get_readable_repo(hub: HubDep, caller: CallerDep, repo_id: RepoIdDep, repo_type: RepoTypeDep) -> RepoInfo:
     """The route's repository if the caller may read it; RepoNotFound, exactly as for a repository that
     does not exist, otherwise. Runs before the route reads any body."""
-    return readable_repo(hub, repo_id, caller)
+    return readable_repo(hub, repo_id, caller, repo_type=repo_type)
 
 
 ReadableRepoDep = Annotated[RepoInfo, Depends(get_readable_repo)]

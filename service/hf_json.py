@@ -12,7 +12,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.app.views import CommitInfo, RepoInfo, TreeEntry
+from storage.app.views import CommitInfo, RefInfo, RepoInfo, RepoListing, TreeEntry
 
 
 def git_blob_sha1(content: bytes) -> str:
@@ -61,10 +61,19 @@ def sibling(entry: TreeEntry, *, blobs: bool) -> dict[str, Any]:
 
 
 def model_info(repo: RepoInfo, commit: CommitInfo | None, entries: list[TreeEntry], *, blobs: bool) -> dict[str, Any]:
+    """What model_info and dataset_info parse (a dataset has no "modelId")."""
     return {
+        **repo_summary(repo, commit),
+        "siblings": [sibling(e, blobs=blobs) for e in entries],
+        "usedStorage": sum(e.file.size for e in entries) if blobs else None,
+    }
+
+
+def repo_summary(repo: RepoInfo, commit: CommitInfo | None) -> dict[str, Any]:
+    """A repository as listings show it (list_models, list_datasets): model_info without the files."""
+    out: dict[str, Any] = {
         "_id": str(repo.id),
         "id": repo.repo_id,
-        "modelId": repo.repo_id,
         "author": repo.namespace or None,
         "sha": commit.oid if commit else None,
         "lastModified": hub_time(commit.created_at if commit else repo.created_at),
@@ -75,9 +84,31 @@ def model_info(repo: RepoInfo, commit: CommitInfo | None, entries: list[TreeEntr
         "downloads": 0,
         "likes": 0,
         "tags": [],
-        "siblings": [sibling(e, blobs=blobs) for e in entries],
-        "usedStorage": sum(e.file.size for e in entries) if blobs else None,
     }
+    if repo.repo_type == "model":
+        out["modelId"] = repo.repo_id
+    return out
+
+
+def listing_item(item: RepoListing) -> dict[str, Any]:
+    return repo_summary(item.repo, item.head)
+
+
+def storage_item(item: RepoListing) -> dict[str, Any]:
+    """One row of /api/settings/repositories (list_user_repos, `hf repos ls`)."""
+    moment = item.head.created_at if item.head else item.repo.created_at
+    return {
+        "id": item.repo.repo_id,
+        "type": item.repo.repo_type,
+        "updatedAt": hub_time(moment),
+        "visibility": "private" if item.repo.private else "public",
+        "storage": item.size or 0,
+    }
+
+
+def last_commit(commit: CommitInfo) -> dict[str, str]:
+    """The `lastCommit` of an expanded tree entry."""
+    return {"id": commit.oid, "title": commit.message.partition("\n")[0], "date": hub_time(commit.created_at)}
 
 
 def commit_item(commit: CommitInfo) -> dict[str, Any]:
@@ -91,5 +122,6 @@ def commit_item(commit: CommitInfo) -> dict[str, Any]:
     }
 
 
-def ref_item(branch: str, oid: str) -> dict[str, str]:
-    return {"name": branch, "ref": f"refs/heads/{branch}", "targetCommit": oid}
+def ref_item(ref: RefInfo) -> dict[str, str]:
+    prefix = "refs/tags/" if ref.kind == "tag" else "refs/heads/"
+    return {"name": ref.name, "ref": prefix + ref.name, "targetCommit": ref.commit_oid}

@@ -24,6 +24,8 @@ class ServiceOptions:
     # The Hugging Face Hub pages trees by 1000 entries; clients follow the Link header whatever the size.
     tree_page_size: int = 1000
     commits_page_size: int = 100
+    # list_models / list_datasets pages (the Hub's own default page is 1000 repositories).
+    listing_page_size: int = 1000
     # Files up to this size travel inline (base64) in the commit request: one round trip instead of three
     # (batch, PUT, verify). Larger files go through the LFS routes, which dedup before the transfer.
     regular_file_max_bytes: int = 1 * MiB
@@ -69,6 +71,7 @@ class ServiceOptions:
             public_url=pick("public_url", None),
             tree_page_size=pick("tree_page_size", defaults.tree_page_size),
             commits_page_size=pick("commits_page_size", defaults.commits_page_size),
+            listing_page_size=pick("listing_page_size", defaults.listing_page_size),
             regular_file_max_bytes=pick("regular_file_max_bytes", defaults.regular_file_max_bytes),
             max_commit_bytes=pick("max_commit_bytes", defaults.max_commit_bytes),
             max_upload_bytes=pick("max_upload_bytes", defaults.max_upload_bytes),

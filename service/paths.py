@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _KEEP_ENCODED = re.compile(r"(%2[Ff]|%25)")
@@ -42,3 +43,25 @@ class EncodedSlashRouting:
 def repo_id_from(path_params: dict[str, str]) -> str:
     """The Hub addresses repositories as "namespace/name" in every route the client uses."""
     return f"{param(path_params['namespace'])}/{param(path_params['name'])}"
+
+
+class _RepoTypes(Convertor[str]):
+    """A path segment naming a repository type, as "/api/models/..." does (only its regex matters)."""
+
+    regex = "models|datasets|spaces"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+# "/api/{kind:repotype}/..." is the Hub's "/api/models/...", "/api/datasets/...", "/api/spaces/...";
+# "/{kind:repoprefix}/..." is the prefix of a non-model repository's download and LFS URLs.
+class _RepoPrefixes(_RepoTypes):
+    regex = "datasets|spaces"
+
+
+register_url_convertor("repotype", _RepoTypes())
+register_url_convertor("repoprefix", _RepoPrefixes())

@@ -22,8 +22,13 @@ def make_hub(tmp_path: Path, database_url: str, store: ObjectStore, **overrides:
 
 def push(hub: Hub, repo_id: str, files: dict[str, bytes], *, branch: str = "main",
          declared_base: str | None = None) -> list[int]:
-    """Create the repository if needed, upload and commit `files`; returns the queued job ids."""
+    """Create the repository if needed, upload and commit `files`; returns the queued job ids.
+
+    A new repository's initial commit (the Hub's .gitattributes) is ingested here, so the jobs returned
+    are those of `files` alone."""
+    created_before = set(_job_ids(hub))
     hub.create_repo(repo_id, exist_ok=True)
+    ingest_all(hub, sorted(set(_job_ids(hub)) - created_before))
     additions = []
     for path, data in files.items():
         info = hub.upload([data], expected_sha256=hashlib.sha256(data).hexdigest(), expected_size=len(data))

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from service.commit_payload import CommitHeader, Deletion, InlineFile, LfsFile, Operation, parse_line
-from service.deps import BaseUrlDep, HubDep, OptionsDep, RepoIdDep, RevisionDep, StateDep, WriterDep
+from service.deps import BaseUrlDep, HubDep, OptionsDep, RepoIdDep, RepoTypeDep, RevisionDep, StateDep, WriterDep
 from service.errors import NotSupported
 from service.hf_json import git_blob_sha1
 from service.limits import streams_body
@@ -22,7 +22,7 @@ from storage.core.names import split_repo_id
 
 router = APIRouter(tags=["huggingface-compatible"])
 
-REPO = "/api/models/{namespace}/{name}"
+REPO = "/api/{kind:repotype}/{namespace}/{name}"
 COMMIT_ID_LENGTH = 40
 
 
@@ -45,12 +45,16 @@ def _no_pull_requests(create_pr: bool) -> None:
         raise NotSupported(detail="pull requests (create_pr); commit to a branch instead")
 
 
-def _branch_files(hub: HubApi, repo_id: str, revision: str) -> dict[str, FileInfo]:
+def _branch_files(hub: HubApi, repo_id: str, repo_type: str, revision: str) -> dict[str, FileInfo]:
+    """The files of the branch committed to; RevisionNotFound for a branch that does not exist, as the
+    Hub answers (branches are made by create_branch), except "main" of a repository with no ref at all."""
     try:
-        head = hub.resolve(repo_id, revision)
+        head = hub.resolve(repo_id, revision, repo_type=repo_type)
     except RevisionNotFound:
-        return {}  # a new branch: the commit creates it
-    return {entry.path: entry.file for entry in hub.list_tree(repo_id, head.oid)}
+        if revision == "main" and not hub.list_refs(repo_id, repo_type=repo_type):
+            return {}
+        raise
+    return {entry.path: entry.file for entry in hub.list_tree(repo_id, head.oid, repo_type=repo_type)}
 
 
 @router.post(REPO + "/preupload/{revision}", summary="Choose inline or LFS transfer per file (uploads)")
@@ -59,13 +63,14 @@ def preupload(
     writer: WriterDep,
     options: OptionsDep,
     repo_id: RepoIdDep,
+    repo_type: RepoTypeDep,
     revision: RevisionDep,
     body: Annotated[Preupload, Body()],
     create_pr: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
     _no_pull_requests(create_pr)
-    hub.get_repo(repo_id)
-    remote = _branch_files(hub, repo_id, revision)
+    hub.get_repo(repo_id, repo_type=repo_type)
+    remote = _branch_files(hub, repo_id, repo_type, revision)
     answers = []
     for file in body.files:
         mode = "regular" if file.size <= options.regular_file_max_bytes else "lfs"
@@ -86,6 +91,7 @@ async def commit(
     writer: WriterDep,
     base_url: BaseUrlDep,
     repo_id: RepoIdDep,
+    repo_type: RepoTypeDep,
     revision: RevisionDep,
     create_pr: Annotated[bool, Query()] = False,
     base_model: Annotated[str | None, Header(alias="X-Deltahub-Base-Model")] = None,
@@ -98,7 +104,7 @@ async def commit(
     if len(revision) == COMMIT_ID_LENGTH and all(c in "0123456789abcdef" for c in revision):
         raise InvalidInput(detail=f"commits are made on a branch, not on commit {revision}")
     hub, options = state.hub, state.options
-    await run_in_threadpool(hub.get_repo, repo_id)  # 404 before reading any of the body
+    await run_in_threadpool(lambda: hub.get_repo(repo_id, repo_type=repo_type))  # 404 before reading the body
 
     header: CommitHeader | None = None
     additions: list[FileAddition] = []
@@ -126,12 +132,14 @@ async def commit(
             parent_oid=header.parent_oid,
             author=writer.name,
             declared_base=base_model,
+            repo_type=repo_type,
         )
     )
     crash_point("api.commit_done")
+    prefix = "datasets/" if repo_type == "dataset" else ""
     return {
         "success": True,
-        "commitUrl": f"{base_url}/{repo_id}/commit/{created.oid}",
+        "commitUrl": f"{base_url}/{prefix}{repo_id}/commit/{created.oid}",
         "commitOid": created.oid,
         "pullRequestUrl": None,
     }

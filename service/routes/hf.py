@@ -1,4 +1,5 @@
-"""Repository reads the Hugging Face client makes: model info, tree listings, paths info, refs, commits."""
+"""Repository reads the Hugging Face client makes: model and dataset info, tree listings, paths info,
+refs, commits. Every route serves both "/api/models/..." and "/api/datasets/..."."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import hf_json
-from service.deps import FilePathDep, HubDep, OptionsDep, ReadableRepoDep, RepoIdDep, RevisionDep
+from service.deps import FilePathDep, HubDep, OptionsDep, ReadableRepoDep, RepoIdDep, RepoTypeDep, RevisionDep
 from service.errors import PayloadTooLarge
 from service.limits import streams_body
 from service.tree import list_tree, page_after
@@ -20,7 +21,7 @@ from storage.core.errors import EntryNotFound, InvalidInput, RevisionNotFound
 
 router = APIRouter(tags=["huggingface-compatible"])
 
-REPO = "/api/models/{namespace}/{name}"
+REPO = "/api/{kind:repotype}/{namespace}/{name}"
 DEFAULT_BRANCH = "main"
 MAX_PATHS_INFO_BYTES = 4 * 1024 * 1024
 
@@ -36,25 +37,25 @@ def self_link(request: Request, options: OptionsDep, **query: Any) -> str:
 
 
 def _model_info(hub: HubApi, repo: RepoInfo, revision: str | None, blobs: bool) -> dict[str, Any]:
-    repo_id = repo.repo_id
+    repo_id, kind = repo.repo_id, repo.repo_type
     commit: CommitInfo | None
     if revision is None:
         try:
-            commit = hub.resolve(repo_id, DEFAULT_BRANCH)
+            commit = hub.resolve(repo_id, DEFAULT_BRANCH, repo_type=kind)
         except RevisionNotFound:
-            commit = None  # a repository nothing was pushed to yet
+            commit = None  # a repository whose main branch was deleted
     else:
-        commit = hub.resolve(repo_id, revision)
-    entries = hub.list_tree(repo_id, commit.oid) if commit else []
+        commit = hub.resolve(repo_id, revision, repo_type=kind)
+    entries = hub.list_tree(repo_id, commit.oid, repo_type=kind) if commit else []
     return hf_json.model_info(repo, commit, entries, blobs=blobs)
 
 
-@router.get(REPO, summary="Model info at the default branch (model_info, repo_info)")
+@router.get(REPO, summary="Repository info at the default branch (model_info, dataset_info, repo_info)")
 def model_info(hub: HubDep, repo: ReadableRepoDep, blobs: Annotated[bool, Query()] = False) -> dict[str, Any]:
     return _model_info(hub, repo, None, blobs)
 
 
-@router.get(REPO + "/revision/{revision}", summary="Model info at a revision (snapshot_download)")
+@router.get(REPO + "/revision/{revision}", summary="Repository info at a revision (snapshot_download)")
 def model_info_at(
     hub: HubDep,
     repo: ReadableRepoDep,
@@ -73,27 +74,55 @@ def tree(
     _readable: ReadableRepoDep,
     options: OptionsDep,
     repo_id: RepoIdDep,
+    repo_type: RepoTypeDep,
     revision: RevisionDep,
     path: FilePathDep,
     recursive: Annotated[bool, Query()] = False,
     expand: Annotated[bool, Query()] = False,
     cursor: Annotated[str | None, Query(description="Path after which the page starts")] = None,
 ) -> list[dict[str, Any]]:
-    commit = hub.resolve(repo_id, revision)
-    items = list_tree(hub.list_tree(repo_id, commit.oid), path, recursive=recursive)
+    commit = hub.resolve(repo_id, revision, repo_type=repo_type)
+    entries = hub.list_tree(repo_id, commit.oid, repo_type=repo_type)
+    items = list_tree(entries, path, recursive=recursive)
     if items is None:
         raise EntryNotFound(path=path, revision=revision, repo_id=repo_id)
     page, next_cursor = page_after(items, cursor, options.tree_page_size)
     if next_cursor is not None:
         link = self_link(request, options, recursive=recursive, expand=expand, cursor=next_cursor)
         response.headers["Link"] = f'<{link}>; rel="next"'
+    if expand:
+        _add_last_commits(hub, repo_id, repo_type, commit.oid, page, [e.path for e in entries])
     return page
+
+
+def _add_last_commits(
+    hub: HubApi, repo_id: str, repo_type: str, oid: str, page: list[dict[str, Any]], all_paths: list[str]
+) -> None:
+    """`lastCommit` of each item: a file's own; a directory's is the newest among the files under it."""
+    wanted: dict[str, list[str]] = {}
+    for item in page:
+        if item["type"] == "file":
+            wanted[item["path"]] = [item["path"]]
+        else:
+            folder = item["path"].rstrip("/") + "/"
+            wanted[item["path"]] = [p for p in all_paths if p.startswith(folder)]
+    changes = hub.last_changes(repo_id, oid, sorted({p for paths in wanted.values() for p in paths}),
+                               repo_type=repo_type)
+    for item in page:
+        found = [changes[p] for p in wanted[item["path"]] if p in changes]
+        if found:
+            item["lastCommit"] = hf_json.last_commit(max(found, key=lambda c: c.created_at))
 
 
 @router.post(REPO + "/paths-info/{revision}", summary="Describe some paths of a tree (get_paths_info)")
 @streams_body
 async def paths_info(
-    request: Request, hub: HubDep, _readable: ReadableRepoDep, repo_id: RepoIdDep, revision: RevisionDep
+    request: Request,
+    hub: HubDep,
+    _readable: ReadableRepoDep,
+    repo_id: RepoIdDep,
+    repo_type: RepoTypeDep,
+    revision: RevisionDep,
 ) -> list[dict[str, Any]]:
     body = bytearray()
     async for chunk in request.stream():
@@ -101,7 +130,7 @@ async def paths_info(
         if len(body) > MAX_PATHS_INFO_BYTES:
             raise PayloadTooLarge(detail=f"paths-info accepts at most {MAX_PATHS_INFO_BYTES} bytes")
     wanted = _form_paths(request.headers.get("content-type", ""), bytes(body))
-    return await run_in_threadpool(_describe_paths, hub, repo_id, revision, wanted)
+    return await run_in_threadpool(_describe_paths, hub, repo_id, repo_type, revision, wanted)
 
 
 def _form_paths(content_type: str, body: bytes) -> list[str]:
@@ -115,19 +144,29 @@ def _form_paths(content_type: str, body: bytes) -> list[str]:
     return [paths] if isinstance(paths, str) else [str(p) for p in paths]
 
 
-def _describe_paths(hub: HubApi, repo_id: str, revision: str, wanted: list[str]) -> list[dict[str, Any]]:
-    commit = hub.resolve(repo_id, revision)
-    everything = list_tree(hub.list_tree(repo_id, commit.oid), "", recursive=True) or []
+def _describe_paths(
+    hub: HubApi, repo_id: str, repo_type: str, revision: str, wanted: list[str]
+) -> list[dict[str, Any]]:
+    commit = hub.resolve(repo_id, revision, repo_type=repo_type)
+    everything = list_tree(hub.list_tree(repo_id, commit.oid, repo_type=repo_type), "", recursive=True) or []
     by_path = {item["path"]: item for item in everything}
     return [by_path[p.strip("/")] for p in dict.fromkeys(wanted) if p.strip("/") in by_path]
 
 
-@router.get(REPO + "/refs", summary="Branches of a repository (list_repo_refs)")
+@router.get(REPO + "/refs", summary="Branches and tags of a repository (list_repo_refs)")
 def refs(
-    hub: HubDep, _readable: ReadableRepoDep, repo_id: RepoIdDep, include_prs: Annotated[bool, Query()] = False
+    hub: HubDep,
+    _readable: ReadableRepoDep,
+    repo_id: RepoIdDep,
+    repo_type: RepoTypeDep,
+    include_prs: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
-    branches = [hf_json.ref_item(name, oid) for name, oid in sorted(hub.list_branches(repo_id).items())]
-    out: dict[str, list[dict[str, Any]]] = {"branches": branches, "converts": [], "tags": []}
+    found = hub.list_refs(repo_id, repo_type=repo_type)
+    out: dict[str, list[dict[str, Any]]] = {
+        "branches": [hf_json.ref_item(r) for r in found if r.kind == "branch"],
+        "converts": [],
+        "tags": [hf_json.ref_item(r) for r in found if r.kind == "tag"],
+    }
     if include_prs:
         out["pullRequests"] = []
     return out
@@ -141,10 +180,11 @@ def commits(
     _readable: ReadableRepoDep,
     options: OptionsDep,
     repo_id: RepoIdDep,
+    repo_type: RepoTypeDep,
     revision: RevisionDep,
     p: Annotated[int, Query(ge=0, description="Page number")] = 0,
 ) -> list[dict[str, Any]]:
-    history = hub.list_commits(repo_id, revision)
+    history = hub.list_commits(repo_id, revision, repo_type=repo_type)
     size = options.commits_page_size
     if (p + 1) * size < len(history):
         response.headers["Link"] = f'<{self_link(request, options, p=p + 1)}>; rel="next"'

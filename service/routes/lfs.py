@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.deps import BaseUrlDep, HubDep, RepoIdDep, StateDep, WriterDep
+from service.deps import BaseUrlDep, HubDep, RepoIdDep, RepoTypeDep, StateDep, WriterDep
 from service.errors import NotSupported
 from service.limits import streams_body
 from service.streams import upload_body
@@ -57,15 +57,21 @@ def _object_error(obj: LfsObject, max_bytes: int) -> str | None:
     return None
 
 
+@router.post("/{kind:repoprefix}/{namespace}/{name}.git/info/lfs/objects/batch", include_in_schema=False)
 @router.post("/{namespace}/{name}.git/info/lfs/objects/batch", summary="LFS batch: where to upload what")
 def batch(
-    state: StateDep, writer: WriterDep, base_url: BaseUrlDep, repo_id: RepoIdDep, body: Annotated[LfsBatch, Body()]
+    state: StateDep,
+    writer: WriterDep,
+    base_url: BaseUrlDep,
+    repo_id: RepoIdDep,
+    repo_type: RepoTypeDep,
+    body: Annotated[LfsBatch, Body()],
 ) -> JSONResponse:
     if body.operation != "upload":
         raise NotSupported(detail="LFS downloads through the batch API; use /resolve/")
     if body.hash_algo != "sha256":
         raise NotSupported(detail=f"hash algorithm {body.hash_algo!r}")
-    state.hub.get_repo(repo_id)
+    state.hub.get_repo(repo_id, repo_type=repo_type)
     answers = []
     for obj in body.objects:
         problem = _object_error(obj, state.options.max_upload_bytes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from service.deps import FilePathDep, ReadableRepoDep, RepoIdDep, RevisionDep, StateDep
+from service.deps import FilePathDep, ReadableRepoDep, RepoIdDep, RepoTypeDep, RevisionDep, StateDep
 from service.errors import RangeNotSatisfiable, error_response
 from service.ranges import parse_range
 from storage.core.errors import EntryNotFound
@@ -19,8 +19,13 @@ router = APIRouter(tags=["huggingface-compatible"])
 
 
 RESOLVE = "/{namespace}/{name}/resolve/{revision}/{path:path}"
+# Datasets: "/datasets/{namespace}/{name}/resolve/..."; four segments before "resolve", so never a model's.
+RESOLVE_TYPED = "/{kind:repoprefix}" + RESOLVE
 
 
+@router.get(
+    RESOLVE_TYPED, summary="Download a dataset's file (as below)", response_class=Response
+)
 @router.get(
     RESOLVE, summary="Download a file (whole or one byte range); HEAD gives its metadata", response_class=Response
 )
@@ -29,13 +34,14 @@ def resolve_file(
     state: StateDep,
     _readable: ReadableRepoDep,
     repo_id: RepoIdDep,
+    repo_type: RepoTypeDep,
     revision: RevisionDep,
     path: FilePathDep,
 ) -> Response:
     hub = state.hub
-    commit = hub.resolve(repo_id, revision)
+    commit = hub.resolve(repo_id, revision, repo_type=repo_type)
     try:
-        file = hub.get_entry(repo_id, commit.oid, path).file
+        file = hub.get_entry(repo_id, commit.oid, path, repo_type=repo_type).file
     except EntryNotFound as err:
         # The client caches "absent at this commit" under the commit id it finds here.
         return error_response(err, {"X-Repo-Commit": commit.oid})
@@ -70,4 +76,5 @@ def resolve_file(
 
 
 # HEAD shares the handler; one documented operation is enough.
+router.add_api_route(RESOLVE_TYPED, resolve_file, methods=["HEAD"], include_in_schema=False)
 router.add_api_route(RESOLVE, resolve_file, methods=["HEAD"], include_in_schema=False)

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.auth import bearer_token, readable_repo
-from service.deps import BaseUrlDep, CallerDep, RepoIdDep, RevisionDep, StateDep, WriterDep
+from service.deps import BaseUrlDep, CallerDep, RepoIdDep, RepoTypeDep, RevisionDep, StateDep, WriterDep
 from service.errors import NotSupported, PayloadTooLarge
 from service.limits import streams_body
 from service.xet_tokens import CasGrant, CasTokenSigner, Scope
@@ -75,36 +75,40 @@ def _token_answer(xet: XetService, base_url: str, repo_id: str, revision: str, s
     return JSONResponse({"accessToken": token, "exp": expires, "casUrl": cas_url}, headers=headers)
 
 
-@router.get("/api/models/{namespace}/{name}/xet-write-token/{revision}", summary="A CAS token for Xet uploads")
+# The CAS token is scoped to the repository id: a model and a dataset of one name share the CAS scope
+# (uploads there only stage content-addressed files; committing them needs the write rights of the
+# repository of that type).
+@router.get("/api/{kind:repotype}/{namespace}/{name}/xet-write-token/{revision}", summary="A CAS token for Xet uploads")
 def write_token(
     state: StateDep,
     xet: XetDep,
     writer: WriterDep,
     base_url: BaseUrlDep,
     repo_id: RepoIdDep,
+    repo_type: RepoTypeDep,
     revision: RevisionDep,
     create_pr: Annotated[str | None, Query()] = None,
 ) -> JSONResponse:
     if create_pr:
         raise NotSupported(detail="pull requests (create_pr); commit to a branch instead")
     _uploads(xet)
-    state.hub.get_repo(repo_id)
+    state.hub.get_repo(repo_id, repo_type=repo_type)
     return _token_answer(xet, base_url, repo_id, revision, "write")
 
 
-@router.get("/api/models/{namespace}/{name}/xet-read-token/{revision}", summary="A CAS token for Xet reads")
+@router.get("/api/{kind:repotype}/{namespace}/{name}/xet-read-token/{revision}", summary="A CAS token for Xet reads")
 def read_token(
-    state: StateDep, xet: XetDep, caller: CallerDep, base_url: BaseUrlDep, repo_id: RepoIdDep, revision: RevisionDep
+    state: StateDep,
+    xet: XetDep,
+    caller: CallerDep,
+    base_url: BaseUrlDep,
+    repo_id: RepoIdDep,
+    repo_type: RepoTypeDep,
+    revision: RevisionDep,
 ) -> JSONResponse:
-    readable_repo(state.hub, repo_id, caller)
-    state.hub.resolve(repo_id, revision)
+    readable_repo(state.hub, repo_id, caller, repo_type=repo_type)
+    state.hub.resolve(repo_id, revision, repo_type=repo_type)
     return _token_answer(xet, base_url, repo_id, revision, "read")
-
-
-@router.get("/api/datasets/{namespace}/{name}/xet-write-token/{revision}", include_in_schema=False)
-@router.get("/api/datasets/{namespace}/{name}/xet-read-token/{revision}", include_in_schema=False)
-def dataset_token() -> None:
-    raise NotSupported(detail="dataset repositories (deltahub stores models)")
 
 
 def _grant(request: Request, xet: XetService, repo_id: str, scope: Scope) -> CasGrant:

@@ -8,9 +8,9 @@ from storage.app.ports import Sessions
 from storage.app.uploads import Uploads
 from storage.app.views import CommitInfo, FileAddition, commit_info
 from storage.catalog import jobs, repos
-from storage.catalog.models import FileObject
+from storage.catalog.models import FileObject, RefKind, RepoType
 from storage.core.declared import base_from_config, base_from_model_card
-from storage.core.errors import FileNotStored, InvalidInput
+from storage.core.errors import EntryNotFound, FileNotStored, InvalidInput, RevisionNotFound
 from storage.core.faults import crash_point
 from storage.core.formats.safetensors import FORMAT_ID as SAFETENSORS
 from storage.core.names import check_branch, check_path, check_sha256, check_tree, is_commit_oid
@@ -43,8 +43,14 @@ class Commits:
         parent_oid: str | None = None,
         author: str | None = None,
         declared_base: str | None = None,
+        repo_type: str = RepoType.MODEL,
     ) -> CommitInfo:
-        """A new commit on `branch` (created if absent). Every added sha256 must be held already.
+        """A new commit on an existing `branch`. Every added sha256 must be held already.
+
+        As on the Hub, a branch is made by create_branch, never by a commit: a commit to a branch that
+        does not exist is RevisionNotFound, and one to a tag is refused. The one exception is "main" of
+        a repository with no ref at all (created before repositories got their initial commit). A
+        deletion that matches nothing is EntryNotFound.
 
         Queues ingest for the files that are still staged; `declared_base` ("namespace/name") is the
         uploader's claim of the base model, a hint that ingest checks.
@@ -57,8 +63,14 @@ class Commits:
         declared_base = declared_base or self._declared_base(additions)
         crash_point("commit.before_transaction")
         with self._session() as s:
-            repo = repos.find_repo(s, repo_id)
+            repo = repos.find_repo(s, repo_id, repo_type)
             head = repos.branch_head(s, repo, branch)
+            if head is None:
+                ref = repos.find_ref(s, repo, branch)
+                if ref is not None and ref.kind == RefKind.TAG:
+                    raise InvalidInput(detail=f"{branch!r} is a tag; commits are made on branches")
+                if branch != repos.DEFAULT_BRANCH or repos.has_refs(s, repo):
+                    raise RevisionNotFound(repo_id=repo_id, revision=branch)
             files = repos.tree_files(s, head.oid) if head else {}
             added: list[tuple[str, str]] = []
             for addition in additions:
@@ -70,7 +82,9 @@ class Commits:
                 if declared_base and file.kind == SAFETENSORS and file.declared_base is None:
                     file.declared_base = declared_base
                 added.append((addition.path, addition.sha256))
-            repos.apply_changes(files, added, deletions)
+            missing = repos.apply_changes(files, added, deletions)
+            if missing:
+                raise EntryNotFound(repo_id=repo_id, revision=branch, path=missing[0])
             check_tree(files)
             commit = repos.new_commit(
                 s, repo, branch, files=files, message=message, author=author,

@@ -19,9 +19,10 @@ from storage.app.commits import Commits
 from storage.app.ports import IngestQueue
 from storage.app.reader import Reader
 from storage.app.reads import Reads
-from storage.app.repositories import Repositories
+from storage.app.refs import Refs
+from storage.app.repositories import RepoQuery, Repositories
 from storage.app.uploads import Uploads
-from storage.app.views import CommitInfo, FileAddition, FileInfo, RepoInfo, TreeEntry
+from storage.app.views import CommitInfo, FileAddition, FileInfo, RefInfo, RepoInfo, RepoListing, TreeEntry
 from storage.app.xet_uploads import XetUploads
 from storage.catalog.accounting import storage_report
 from storage.catalog.db import make_engine, session_factory, session_scope, upgrade
@@ -43,22 +44,43 @@ _PROBE_SHA256 = "0" * 64
 
 
 class HubApi(Protocol):
-    """What the service and CLI may call. `repo_id` is "namespace/name" (or a bare "name")."""
+    """What the service and CLI may call. `repo_id` is "namespace/name" (or a bare "name"); `repo_type`
+    is "model" (the default) or "dataset", and a model and a dataset may share a repo_id."""
 
     # Read-only views for the web pages and metrics (storage/app/browse.py)
     browse: Browse
 
     # Repositories (storage/app/repositories.py)
-    def create_repo(self, repo_id: str, *, private: bool = False, exist_ok: bool = False) -> RepoInfo: ...
-    def get_repo(self, repo_id: str) -> RepoInfo: ...
+    def create_repo(
+        self, repo_id: str, *, private: bool = False, exist_ok: bool = False, repo_type: str = "model",
+        author: str | None = None,
+    ) -> RepoInfo: ...
+    def get_repo(self, repo_id: str, *, repo_type: str = "model") -> RepoInfo: ...
     def list_repos(self) -> list[RepoInfo]: ...
-    def delete_repo(self, repo_id: str) -> None: ...
-    def set_private(self, repo_id: str, private: bool) -> RepoInfo: ...
-    def resolve(self, repo_id: str, revision: str) -> CommitInfo: ...
-    def list_branches(self, repo_id: str) -> dict[str, str]: ...
-    def list_commits(self, repo_id: str, revision: str) -> list[CommitInfo]: ...
-    def list_tree(self, repo_id: str, commit_oid: str) -> list[TreeEntry]: ...
-    def get_entry(self, repo_id: str, commit_oid: str, path: str) -> TreeEntry: ...
+    def search_repos(self, query: RepoQuery, *, offset: int = 0, limit: int = 100) -> list[RepoListing]: ...
+    def delete_repo(self, repo_id: str, *, repo_type: str = "model") -> None: ...
+    def set_private(self, repo_id: str, private: bool, *, repo_type: str = "model") -> RepoInfo: ...
+    def move_repo(self, from_id: str, to_id: str, *, repo_type: str = "model") -> RepoInfo: ...
+    def resolve(self, repo_id: str, revision: str, *, repo_type: str = "model") -> CommitInfo: ...
+    def list_branches(self, repo_id: str, *, repo_type: str = "model") -> dict[str, str]: ...
+    def list_commits(self, repo_id: str, revision: str, *, repo_type: str = "model") -> list[CommitInfo]: ...
+    def list_tree(self, repo_id: str, commit_oid: str, *, repo_type: str = "model") -> list[TreeEntry]: ...
+    def last_changes(
+        self, repo_id: str, commit_oid: str, paths: Sequence[str], *, repo_type: str = "model"
+    ) -> dict[str, CommitInfo]: ...
+    def get_entry(self, repo_id: str, commit_oid: str, path: str, *, repo_type: str = "model") -> TreeEntry: ...
+
+    # Branches and tags (storage/app/refs.py)
+    def list_refs(self, repo_id: str, *, repo_type: str = "model") -> list[RefInfo]: ...
+    def create_branch(
+        self, repo_id: str, branch: str, *, revision: str | None = None, repo_type: str = "model"
+    ) -> RefInfo: ...
+    def delete_branch(self, repo_id: str, branch: str, *, repo_type: str = "model") -> None: ...
+    def create_tag(
+        self, repo_id: str, tag: str, *, revision: str | None = None, message: str | None = None,
+        repo_type: str = "model",
+    ) -> RefInfo: ...
+    def delete_tag(self, repo_id: str, tag: str, *, repo_type: str = "model") -> None: ...
 
     # Uploads and commits (storage/app/uploads.py, commits.py)
     def has_file(self, sha256: str) -> bool: ...
@@ -76,6 +98,7 @@ class HubApi(Protocol):
         parent_oid: str | None = None,
         author: str | None = None,
         declared_base: str | None = None,
+        repo_type: str = "model",
     ) -> CommitInfo: ...
 
     # Reads (storage/app/reads.py)
@@ -119,8 +142,9 @@ class Hub:
         self.store = store or open_store(settings)
         self.reader = Reader(self.store, self.sessions, cache_bytes=FRAME_CACHE_BYTES)
         self.queue = queue_for(self) if queue_for is not None else queue
-        self.repositories = Repositories(self.session)
         self.uploads = Uploads(settings, self.session, self.store)
+        self.repositories = Repositories(self.session, self.uploads, self._enqueue)
+        self.refs = Refs(self.session)
         self.reads = Reads(self.session, self.store, self.reader)
         self.commits = Commits(self.session, self.uploads, self.reads.read, self._enqueue)
         # The Xet protocol's front door to the same uploads (storage/app/xet_uploads.py).
@@ -150,35 +174,73 @@ class Hub:
 
     # Repositories
 
-    def create_repo(self, repo_id: str, *, private: bool = False, exist_ok: bool = False) -> RepoInfo:
-        return self.repositories.create_repo(repo_id, private=private, exist_ok=exist_ok)
+    def create_repo(
+        self, repo_id: str, *, private: bool = False, exist_ok: bool = False, repo_type: str = "model",
+        author: str | None = None,
+    ) -> RepoInfo:
+        return self.repositories.create_repo(
+            repo_id, private=private, exist_ok=exist_ok, repo_type=repo_type, author=author
+        )
 
-    def get_repo(self, repo_id: str) -> RepoInfo:
-        return self.repositories.get_repo(repo_id)
+    def get_repo(self, repo_id: str, *, repo_type: str = "model") -> RepoInfo:
+        return self.repositories.get_repo(repo_id, repo_type=repo_type)
 
     def list_repos(self) -> list[RepoInfo]:
         return self.repositories.list_repos()
 
-    def set_private(self, repo_id: str, private: bool) -> RepoInfo:
-        return self.repositories.set_private(repo_id, private)
+    def search_repos(self, query: RepoQuery, *, offset: int = 0, limit: int = 100) -> list[RepoListing]:
+        return self.repositories.search_repos(query, offset=offset, limit=limit)
 
-    def delete_repo(self, repo_id: str) -> None:
-        self.repositories.delete_repo(repo_id)
+    def set_private(self, repo_id: str, private: bool, *, repo_type: str = "model") -> RepoInfo:
+        return self.repositories.set_private(repo_id, private, repo_type=repo_type)
 
-    def resolve(self, repo_id: str, revision: str) -> CommitInfo:
-        return self.repositories.resolve(repo_id, revision)
+    def move_repo(self, from_id: str, to_id: str, *, repo_type: str = "model") -> RepoInfo:
+        return self.repositories.move_repo(from_id, to_id, repo_type=repo_type)
 
-    def list_branches(self, repo_id: str) -> dict[str, str]:
-        return self.repositories.list_branches(repo_id)
+    def delete_repo(self, repo_id: str, *, repo_type: str = "model") -> None:
+        self.repositories.delete_repo(repo_id, repo_type=repo_type)
 
-    def list_commits(self, repo_id: str, revision: str) -> list[CommitInfo]:
-        return self.repositories.list_commits(repo_id, revision)
+    def resolve(self, repo_id: str, revision: str, *, repo_type: str = "model") -> CommitInfo:
+        return self.repositories.resolve(repo_id, revision, repo_type=repo_type)
 
-    def list_tree(self, repo_id: str, commit_oid: str) -> list[TreeEntry]:
-        return self.repositories.list_tree(repo_id, commit_oid)
+    def list_branches(self, repo_id: str, *, repo_type: str = "model") -> dict[str, str]:
+        return self.repositories.list_branches(repo_id, repo_type=repo_type)
 
-    def get_entry(self, repo_id: str, commit_oid: str, path: str) -> TreeEntry:
-        return self.repositories.get_entry(repo_id, commit_oid, path)
+    def list_commits(self, repo_id: str, revision: str, *, repo_type: str = "model") -> list[CommitInfo]:
+        return self.repositories.list_commits(repo_id, revision, repo_type=repo_type)
+
+    def list_tree(self, repo_id: str, commit_oid: str, *, repo_type: str = "model") -> list[TreeEntry]:
+        return self.repositories.list_tree(repo_id, commit_oid, repo_type=repo_type)
+
+    def last_changes(
+        self, repo_id: str, commit_oid: str, paths: Sequence[str], *, repo_type: str = "model"
+    ) -> dict[str, CommitInfo]:
+        return self.repositories.last_changes(repo_id, commit_oid, paths, repo_type=repo_type)
+
+    def get_entry(self, repo_id: str, commit_oid: str, path: str, *, repo_type: str = "model") -> TreeEntry:
+        return self.repositories.get_entry(repo_id, commit_oid, path, repo_type=repo_type)
+
+    # Branches and tags
+
+    def list_refs(self, repo_id: str, *, repo_type: str = "model") -> list[RefInfo]:
+        return self.refs.list_refs(repo_id, repo_type=repo_type)
+
+    def create_branch(
+        self, repo_id: str, branch: str, *, revision: str | None = None, repo_type: str = "model"
+    ) -> RefInfo:
+        return self.refs.create_branch(repo_id, branch, revision=revision, repo_type=repo_type)
+
+    def delete_branch(self, repo_id: str, branch: str, *, repo_type: str = "model") -> None:
+        self.refs.delete_branch(repo_id, branch, repo_type=repo_type)
+
+    def create_tag(
+        self, repo_id: str, tag: str, *, revision: str | None = None, message: str | None = None,
+        repo_type: str = "model",
+    ) -> RefInfo:
+        return self.refs.create_tag(repo_id, tag, revision=revision, message=message, repo_type=repo_type)
+
+    def delete_tag(self, repo_id: str, tag: str, *, repo_type: str = "model") -> None:
+        self.refs.delete_tag(repo_id, tag, repo_type=repo_type)
 
     # Uploads and commits
 
@@ -201,10 +263,11 @@ class Hub:
         parent_oid: str | None = None,
         author: str | None = None,
         declared_base: str | None = None,
+        repo_type: str = "model",
     ) -> CommitInfo:
         return self.commits.commit(
             repo_id, branch, message=message, additions=additions, deletions=deletions,
-            parent_oid=parent_oid, author=author, declared_base=declared_base,
+            parent_oid=parent_oid, author=author, declared_base=declared_base, repo_type=repo_type,
         )
 
     # Reads

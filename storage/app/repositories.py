@@ -1,66 +1,164 @@
-"""Repositories: creating, finding, listing and removing them, and reading their revisions and trees."""
+"""Repositories: creating, finding, listing, renaming and removing them, and reading their revisions
+and trees.
+
+A repository is born as on the Hub: with one commit on "main" holding the Hub's default .gitattributes,
+so clients that read the default branch of a new repository (transformers' push_to_hub reads its model
+card) find a branch and no card, rather than no branch at all.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from storage.app.gitattributes import default_gitattributes
 from storage.app.ports import Sessions
-from storage.app.views import CommitInfo, RepoInfo, TreeEntry, commit_info, file_info, repo_info
-from storage.catalog import repos
-from storage.core.errors import RepoExists
+from storage.app.uploads import Uploads
+from storage.app.views import (
+    CommitInfo,
+    RepoInfo,
+    RepoListing,
+    TreeEntry,
+    commit_info,
+    file_info,
+    repo_info,
+)
+from storage.catalog import jobs, repos
+from storage.catalog.models import RepoType
+from storage.core.errors import InvalidInput, RepoExists
+
+INITIAL_COMMIT_MESSAGE = "initial commit"
+MAX_LISTING_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RepoQuery:
+    """A listing as the Hub's /api/models and /api/datasets take it."""
+
+    repo_type: str = RepoType.MODEL
+    search: str | None = None
+    author: str | None = None
+    sort: str | None = None
+    descending: bool = True
+    include_private: bool = False
+    with_sizes: bool = False
 
 
 class Repositories:
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, uploads: Uploads, enqueue: Callable[[int], None]) -> None:
         self._session = sessions
+        self._uploads = uploads
+        self._enqueue = enqueue
 
-    def create_repo(self, repo_id: str, *, private: bool = False, exist_ok: bool = False) -> RepoInfo:
+    def create_repo(
+        self,
+        repo_id: str,
+        *,
+        private: bool = False,
+        exist_ok: bool = False,
+        repo_type: str = RepoType.MODEL,
+        author: str | None = None,
+    ) -> RepoInfo:
+        """The repository and its initial commit on "main", in one transaction (RepoExists if taken)."""
+        kind = _repo_type(repo_type)
+        # Content-addressed and idempotent: uploaded before the transaction, held by every repository.
+        attributes = self._uploads.upload([default_gitattributes(kind)])
         try:
             with self._session() as s:
-                return repo_info(repos.create_repo(s, repo_id, private=private))
+                repo = repos.create_repo(s, repo_id, private=private, repo_type=kind)
+                repos.new_commit(
+                    s, repo, repos.DEFAULT_BRANCH, files={".gitattributes": attributes.sha256},
+                    message=INITIAL_COMMIT_MESSAGE, author=author, parent=None, expected_parent=None,
+                )
+                job_ids = jobs.queue_ingest(s, repo.id, [(".gitattributes", attributes.sha256)])
+                info = repo_info(repo)
         except RepoExists:
             if not exist_ok:
                 raise
-            return self.get_repo(repo_id)
+            return self.get_repo(repo_id, repo_type=kind)
+        for job_id in job_ids:
+            self._enqueue(job_id)
+        return info
 
-    def get_repo(self, repo_id: str) -> RepoInfo:
+    def get_repo(self, repo_id: str, *, repo_type: str = RepoType.MODEL) -> RepoInfo:
         with self._session() as s:
-            return repo_info(repos.find_repo(s, repo_id))
+            return repo_info(repos.find_repo(s, repo_id, repo_type))
 
     def list_repos(self) -> list[RepoInfo]:
         with self._session() as s:
             return [repo_info(r) for r in repos.list_repos(s)]
 
-    def set_private(self, repo_id: str, private: bool) -> RepoInfo:
+    def search_repos(self, query: RepoQuery, *, offset: int = 0, limit: int = 100) -> list[RepoListing]:
+        """One page of a listing, heads included, in a fixed number of queries."""
+        if offset < 0 or not 0 < limit <= MAX_LISTING_PAGE:
+            raise InvalidInput(detail=f"a listing page holds 1..{MAX_LISTING_PAGE} repositories")
         with self._session() as s:
-            repo = repos.find_repo(s, repo_id)
+            rows = repos.search_repos(
+                s, _repo_type(query.repo_type), search=query.search, author=query.author,
+                include_private=query.include_private, sort=query.sort, descending=query.descending,
+                offset=offset, limit=limit,
+            )
+            sizes = repos.head_sizes(s, [c.oid for _, c in rows if c is not None]) if query.with_sizes else {}
+            return [
+                RepoListing(
+                    repo_info(r), commit_info(c) if c else None,
+                    (sizes.get(c.oid, 0) if c else 0) if query.with_sizes else None,
+                )
+                for r, c in rows
+            ]
+
+    def set_private(self, repo_id: str, private: bool, *, repo_type: str = RepoType.MODEL) -> RepoInfo:
+        with self._session() as s:
+            repo = repos.find_repo(s, repo_id, repo_type)
             repo.private = private
             return repo_info(repo)
 
-    def delete_repo(self, repo_id: str) -> None:
+    def move_repo(self, from_id: str, to_id: str, *, repo_type: str = RepoType.MODEL) -> RepoInfo:
+        """Rename a repository, history and all (RepoExists when the new name is taken)."""
         with self._session() as s:
-            repos.delete_repo(s, repos.find_repo(s, repo_id))
+            return repo_info(repos.rename_repo(s, repos.find_repo(s, from_id, repo_type), to_id))
 
-    def resolve(self, repo_id: str, revision: str) -> CommitInfo:
-        """A branch name or a full 40-hex commit id → the commit (RevisionNotFound otherwise)."""
+    def delete_repo(self, repo_id: str, *, repo_type: str = RepoType.MODEL) -> None:
         with self._session() as s:
-            return commit_info(repos.resolve(s, repos.find_repo(s, repo_id), repo_id, revision))
+            repos.delete_repo(s, repos.find_repo(s, repo_id, repo_type))
 
-    def list_branches(self, repo_id: str) -> dict[str, str]:
+    def resolve(self, repo_id: str, revision: str, *, repo_type: str = RepoType.MODEL) -> CommitInfo:
+        """A branch, a tag or a full 40-hex commit id → the commit (RevisionNotFound otherwise)."""
         with self._session() as s:
-            return repos.branches(s, repos.find_repo(s, repo_id))
+            return commit_info(repos.resolve(s, repos.find_repo(s, repo_id, repo_type), repo_id, revision))
 
-    def list_commits(self, repo_id: str, revision: str) -> list[CommitInfo]:
+    def list_branches(self, repo_id: str, *, repo_type: str = RepoType.MODEL) -> dict[str, str]:
         with self._session() as s:
-            head = repos.resolve(s, repos.find_repo(s, repo_id), repo_id, revision)
+            return repos.branches(s, repos.find_repo(s, repo_id, repo_type))
+
+    def list_commits(self, repo_id: str, revision: str, *, repo_type: str = RepoType.MODEL) -> list[CommitInfo]:
+        with self._session() as s:
+            head = repos.resolve(s, repos.find_repo(s, repo_id, repo_type), repo_id, revision)
             return [commit_info(c) for c in repos.history(s, head)]
 
-    def list_tree(self, repo_id: str, commit_oid: str) -> list[TreeEntry]:
+    def list_tree(self, repo_id: str, commit_oid: str, *, repo_type: str = RepoType.MODEL) -> list[TreeEntry]:
         """Every file of the repository's commit, sorted by path (empty for another repository's commit)."""
         with self._session() as s:
-            repo = repos.find_repo(s, repo_id)
+            repo = repos.find_repo(s, repo_id, repo_type)
             return [TreeEntry(path, file_info(f)) for path, f in repos.tree(s, repo, commit_oid)]
 
-    def get_entry(self, repo_id: str, commit_oid: str, path: str) -> TreeEntry:
+    def last_changes(
+        self, repo_id: str, commit_oid: str, paths: Sequence[str], *, repo_type: str = RepoType.MODEL
+    ) -> dict[str, CommitInfo]:
+        """For each path of the commit's tree, the newest commit that changed it (list_repo_tree(expand))."""
+        with self._session() as s:
+            head = repos.resolve(s, repos.find_repo(s, repo_id, repo_type), repo_id, commit_oid)
+            return {path: commit_info(c) for path, c in repos.last_changes(s, head, paths).items()}
+
+    def get_entry(self, repo_id: str, commit_oid: str, path: str, *, repo_type: str = RepoType.MODEL) -> TreeEntry:
         """One file of the commit (EntryNotFound otherwise)."""
         with self._session() as s:
-            repo = repos.find_repo(s, repo_id)
+            repo = repos.find_repo(s, repo_id, repo_type)
             return TreeEntry(path, file_info(repos.entry(s, repo, repo_id, commit_oid, path)))
+
+
+def _repo_type(repo_type: str) -> RepoType:
+    try:
+        return RepoType(repo_type)
+    except ValueError:
+        raise InvalidInput(detail=f"repository type {repo_type!r}: deltahub stores models and datasets") from None

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from storage.catalog.models import Commit, FileObject, Repository
+from storage.catalog.models import Commit, FileObject, Ref, Repository
 
 FileStateName = Literal["staged", "stored", "failed"]
+RepoTypeName = Literal["model", "dataset"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class RepoInfo:
     name: str
     private: bool
     created_at: datetime
+    repo_type: RepoTypeName = "model"
 
     @property
     def repo_id(self) -> str:
@@ -35,6 +37,26 @@ class CommitInfo:
     message: str
     author: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RefInfo:
+    """A branch or a tag and the commit it names."""
+
+    name: str
+    kind: Literal["branch", "tag"]
+    commit_oid: str
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RepoListing:
+    """A repository as listings show it: with the head of its main branch (None before any commit)."""
+
+    repo: RepoInfo
+    head: CommitInfo | None
+    # Logical bytes of the head's tree, when the listing asked for them.
+    size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +85,12 @@ class FileAddition:
 
 
 def repo_info(repo: Repository) -> RepoInfo:
-    return RepoInfo(repo.id, repo.namespace, repo.name, repo.private, repo.created_at)
+    kind: RepoTypeName = "dataset" if repo.repo_type == "dataset" else "model"
+    return RepoInfo(repo.id, repo.namespace, repo.name, repo.private, repo.created_at, kind)
+
+
+def ref_info(ref: Ref) -> RefInfo:
+    return RefInfo(ref.name, "tag" if ref.kind == "tag" else "branch", ref.commit_oid, ref.message)
 
 
 def commit_info(commit: Commit) -> CommitInfo:

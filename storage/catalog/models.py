@@ -73,6 +73,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class RepoType(StrEnum):
+    """What a repository holds; a model and a dataset may share a name, as on the Hub."""
+
+    MODEL = "model"
+    DATASET = "dataset"
+
+
+class RefKind(StrEnum):
+    BRANCH = "branch"
+    TAG = "tag"
+
+
 class FileState(StrEnum):
     STAGED = "staged"
     STORED = "stored"
@@ -108,9 +120,10 @@ def sha256_column(*args: Any, **kwargs: Any) -> Mapped[Any]:
 
 class Repository(Base):
     __tablename__ = "repositories"
-    __table_args__ = (UniqueConstraint("namespace", "name"),)
+    __table_args__ = (UniqueConstraint("repo_type", "namespace", "name"), one_of("repo_type", RepoType, "repo_type"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repo_type: Mapped[str] = mapped_column(String(16), default=RepoType.MODEL)
     namespace: Mapped[str] = mapped_column(String(96))
     name: Mapped[str] = mapped_column(String(96))
     private: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -130,9 +143,14 @@ class Commit(Base):
 
 
 class Ref(Base):
-    """A branch: its name points at one commit of its repository."""
+    """A branch or a tag: its name points at one commit of its repository.
+
+    Branches move with each commit; tags never move. A tag and a branch cannot share a name (one
+    primary key), so a revision name means one thing.
+    """
 
     __tablename__ = "refs"
+    __table_args__ = (one_of("kind", RefKind, "kind"),)
 
     repo_id: Mapped[int] = mapped_column(
         ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
@@ -140,6 +158,9 @@ class Ref(Base):
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     # NO ACTION, not RESTRICT: deleting a repository removes its refs and commits in one statement.
     commit_oid: Mapped[str] = mapped_column(ForeignKey("commits.oid"))
+    kind: Mapped[str] = mapped_column(String(16), default=RefKind.BRANCH)
+    # A tag's annotation (create_tag(tag_message=...)); None for branches.
+    message: Mapped[str | None] = mapped_column(Text)
 
 
 class TreeEntry(Base):

@@ -7,21 +7,30 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import CursorResult
 
-from storage.catalog.models import Commit, FileObject, Ref, Repository, TreeEntry, utcnow
-from storage.core.errors import EntryNotFound, RepoExists, RepoNotFound, RevisionNotFound, StaleParent
+from storage.catalog.models import Commit, FileObject, Ref, RefKind, Repository, RepoType, TreeEntry, utcnow
+from storage.core.errors import (
+    Conflict,
+    EntryNotFound,
+    RepoExists,
+    RepoNotFound,
+    RevisionNotFound,
+    StaleParent,
+)
 from storage.core.names import is_commit_oid, split_repo_id
 
+DEFAULT_BRANCH = "main"
 
-def create_repo(session: Session, repo_id: str, *, private: bool) -> Repository:
+
+def create_repo(session: Session, repo_id: str, *, private: bool, repo_type: str = RepoType.MODEL) -> Repository:
     namespace, name = split_repo_id(repo_id)
-    repo = Repository(namespace=namespace, name=name, private=private)
+    repo = Repository(repo_type=RepoType(repo_type), namespace=namespace, name=name, private=private)
     session.add(repo)
     try:
         session.flush()
@@ -30,16 +39,94 @@ def create_repo(session: Session, repo_id: str, *, private: bool) -> Repository:
     return repo
 
 
-def find_repo(session: Session, repo_id: str) -> Repository:
+def find_repo(session: Session, repo_id: str, repo_type: str = RepoType.MODEL) -> Repository:
     namespace, name = split_repo_id(repo_id)
-    repo = session.scalar(select(Repository).where(Repository.namespace == namespace, Repository.name == name))
+    repo = session.scalar(
+        select(Repository).where(
+            Repository.repo_type == repo_type, Repository.namespace == namespace, Repository.name == name
+        )
+    )
     if repo is None:
         raise RepoNotFound(repo_id=repo_id)
     return repo
 
 
 def list_repos(session: Session) -> list[Repository]:
-    return list(session.scalars(select(Repository).order_by(Repository.namespace, Repository.name)))
+    return list(
+        session.scalars(select(Repository).order_by(Repository.repo_type, Repository.namespace, Repository.name))
+    )
+
+
+# Sort keys of the Hub's listings that deltahub can answer; the rest (downloads, likes, trending) are
+# zero for every repository here, so they order by name.
+_SORTS = {"lastModified", "createdAt", "id"}
+
+
+def search_repos(
+    session: Session,
+    repo_type: str,
+    *,
+    search: str | None,
+    author: str | None,
+    include_private: bool,
+    sort: str | None,
+    descending: bool,
+    offset: int,
+    limit: int,
+) -> list[tuple[Repository, Commit | None]]:
+    """One page of a listing with the head of each repository's main branch, in one query."""
+    head = (
+        select(Ref.repo_id, Ref.commit_oid)
+        .where(Ref.name == DEFAULT_BRANCH, Ref.kind == RefKind.BRANCH)
+        .subquery()
+    )
+    query = (
+        select(Repository, Commit)
+        .outerjoin(head, head.c.repo_id == Repository.id)
+        .outerjoin(Commit, Commit.oid == head.c.commit_oid)
+        .where(Repository.repo_type == repo_type)
+    )
+    if not include_private:
+        query = query.where(Repository.private.is_(False))
+    if author:
+        query = query.where(Repository.namespace == author)
+    if search:
+        pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        full_id = func.lower(Repository.namespace + "/" + Repository.name)
+        query = query.where(full_id.like(pattern, escape="\\"))
+    by_name: list[Any] = [Repository.namespace, Repository.name]
+    order: list[Any]
+    if sort in _SORTS and sort != "id":
+        modified = func.coalesce(Commit.created_at, Repository.created_at)
+        column = Repository.created_at if sort == "createdAt" else modified
+        order = [column.desc() if descending else column.asc(), *by_name]
+    else:
+        order = [c.desc() for c in by_name] if descending and sort == "id" else by_name
+    rows = session.execute(query.order_by(*order, Repository.id).offset(offset).limit(limit))
+    return [(repo, commit) for repo, commit in rows]
+
+
+def head_sizes(session: Session, commit_oids: Sequence[str]) -> dict[str, int]:
+    """Logical bytes of each commit's tree (what `hf repos ls` shows as storage)."""
+    if not commit_oids:
+        return {}
+    rows = session.execute(
+        select(TreeEntry.commit_oid, func.sum(FileObject.size))
+        .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
+        .where(TreeEntry.commit_oid.in_(commit_oids))
+        .group_by(TreeEntry.commit_oid)
+    )
+    return {oid: int(total or 0) for oid, total in rows}
+
+
+def rename_repo(session: Session, repo: Repository, to_repo_id: str) -> Repository:
+    namespace, name = split_repo_id(to_repo_id)
+    repo.namespace, repo.name = namespace, name
+    try:
+        session.flush()
+    except SAIntegrityError as exc:
+        raise RepoExists(repo_id=to_repo_id) from exc
+    return repo
 
 
 def delete_repo(session: Session, repo: Repository) -> None:
@@ -54,8 +141,47 @@ def delete_repo(session: Session, repo: Repository) -> None:
 
 
 def branches(session: Session, repo: Repository) -> dict[str, str]:
-    rows = session.execute(select(Ref.name, Ref.commit_oid).where(Ref.repo_id == repo.id).order_by(Ref.name))
+    rows = session.execute(
+        select(Ref.name, Ref.commit_oid).where(Ref.repo_id == repo.id, Ref.kind == RefKind.BRANCH).order_by(Ref.name)
+    )
     return {name: oid for name, oid in rows}
+
+
+def refs(session: Session, repo: Repository) -> list[Ref]:
+    """Branches and tags, by kind then name."""
+    return list(session.scalars(select(Ref).where(Ref.repo_id == repo.id).order_by(Ref.kind, Ref.name)))
+
+
+def has_refs(session: Session, repo: Repository) -> bool:
+    return session.scalar(select(Ref.name).where(Ref.repo_id == repo.id).limit(1)) is not None
+
+
+def create_ref(
+    session: Session, repo: Repository, name: str, kind: RefKind, commit: Commit, *, message: str | None = None
+) -> Ref:
+    """A new branch or tag at `commit`; Conflict when a branch or tag has that name already."""
+    existing = session.get(Ref, (repo.id, name))
+    if existing is not None:
+        raise Conflict(detail=f"a {existing.kind} named {name!r} already exists")
+    ref = Ref(repo_id=repo.id, name=name, commit_oid=commit.oid, kind=kind, message=message)
+    session.add(ref)
+    try:
+        session.flush()
+    except SAIntegrityError as exc:
+        raise Conflict(detail=f"{name!r} was created concurrently") from exc
+    return ref
+
+
+def delete_ref(session: Session, repo: Repository, repo_id: str, name: str, kind: RefKind) -> None:
+    ref = session.get(Ref, (repo.id, name))
+    if ref is None or ref.kind != kind:
+        raise RevisionNotFound(repo_id=repo_id, revision=name)
+    session.delete(ref)
+    session.flush()
+
+
+def find_ref(session: Session, repo: Repository, name: str) -> Ref | None:
+    return session.get(Ref, (repo.id, name))
 
 
 def resolve(session: Session, repo: Repository, repo_id: str, revision: str) -> Commit:
@@ -136,7 +262,7 @@ def new_commit(
     else:
         moved = session.execute(
             update(Ref)
-            .where(Ref.repo_id == repo.id, Ref.name == branch, Ref.commit_oid == head)
+            .where(Ref.repo_id == repo.id, Ref.name == branch, Ref.kind == RefKind.BRANCH, Ref.commit_oid == head)
             .values(commit_oid=oid)
         )
         if cast("CursorResult[Any]", moved).rowcount != 1:
@@ -148,7 +274,9 @@ def new_commit(
 
 
 def branch_head(session: Session, repo: Repository, branch: str) -> Commit | None:
-    oid = session.scalar(select(Ref.commit_oid).where(Ref.repo_id == repo.id, Ref.name == branch))
+    oid = session.scalar(
+        select(Ref.commit_oid).where(Ref.repo_id == repo.id, Ref.name == branch, Ref.kind == RefKind.BRANCH)
+    )
     return session.get(Commit, oid) if oid else None
 
 
@@ -157,14 +285,56 @@ def tree_files(session: Session, commit_oid: str) -> dict[str, str]:
     return {path: sha for path, sha in rows}
 
 
-def apply_changes(files: dict[str, str], additions: Sequence[tuple[str, str]], deletions: Sequence[str]) -> None:
-    """Deleting "dir/" or a folder name removes everything under it, as the hub's deletedFolder does."""
+def apply_changes(
+    files: dict[str, str], additions: Sequence[tuple[str, str]], deletions: Sequence[str]
+) -> list[str]:
+    """Apply the changes; the deletions that matched nothing are returned (the Hub refuses them).
+
+    Deleting "dir/" or a folder name removes everything under it, as the hub's deletedFolder does.
+    """
+    missing = []
     for path in deletions:
         folder = path.rstrip("/") + "/"
-        for existing in [p for p in files if p == path or p.startswith(folder)]:
+        matched = [p for p in files if p == path or p.startswith(folder)]
+        if not matched:
+            missing.append(path)
+        for existing in matched:
             del files[existing]
     for path, sha in additions:
         files[path] = sha
+    return missing
+
+
+def last_changes(session: Session, head: Commit, paths: Sequence[str], limit: int = 1000) -> dict[str, Commit]:
+    """The newest commit that changed each path, for paths of `head`'s tree.
+
+    Trees are stored whole, so a path last changed in commit C is held with the same content by every
+    commit from `head` down to C and not by C's parent. One query finds, over the first `limit` commits
+    of the history, the commits holding each path with its head content; the run unbroken from `head`
+    ends at the answer. No file's history is walked on its own.
+    """
+    history_commits = history(session, head, limit)
+    order = {c.oid: i for i, c in enumerate(history_commits)}
+    held: dict[str, set[int]] = {p: set() for p in paths}
+    now = select(TreeEntry.path, TreeEntry.file_sha256).where(TreeEntry.commit_oid == head.oid).subquery()
+    wanted = list(paths)
+    for start in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(TreeEntry.commit_oid, TreeEntry.path)
+            .join(now, (now.c.path == TreeEntry.path) & (now.c.file_sha256 == TreeEntry.file_sha256))
+            .where(TreeEntry.commit_oid.in_(list(order)), TreeEntry.path.in_(wanted[start : start + 500]))
+        )
+        for oid, path in rows:
+            held[path].add(order[oid])
+    out: dict[str, Commit] = {}
+    for path, indices in held.items():
+        if 0 not in indices:
+            continue
+        depth = 0
+        while depth + 1 in indices:
+            depth += 1
+        out[path] = history_commits[depth]
+    return out
 
 
 def all_file_shas(session: Session) -> list[str]:

@@ -16,6 +16,7 @@ import functools
 import hashlib
 from collections.abc import Iterator
 
+from storage.app.gitattributes import MODEL_GITATTRIBUTES
 from storage.app.hub import Hub
 from storage.app.views import FileAddition
 from storage.catalog import jobs
@@ -36,6 +37,14 @@ Files = dict[str, bytes]
 def models() -> dict[str, Files]:
     base = make_weights(11)
     declares_base = b'{"_name_or_path": "org/base", "model_type": "toy"}'
+    # Every repository also holds the .gitattributes its initial commit wrote (see _with_initial).
+    return {
+        repo_id: {".gitattributes": MODEL_GITATTRIBUTES, **files}
+        for repo_id, files in _pushed(base, declares_base).items()
+    }
+
+
+def _pushed(base: dict, declares_base: bytes) -> dict[str, Files]:  # type: ignore[type-arg]
     return {
         "org/tuned": {
             "model.safetensors": to_safetensors(finetune(base, 12), "BF16", metadata={"format": "pt"}),
@@ -80,20 +89,21 @@ def chunks(data: bytes, size: int = UPLOAD_CHUNK) -> Iterator[bytes]:
 
 def push(hub: Hub, repo_id: str, files: Files) -> list[int]:
     """Upload and commit `files` unless the branch already holds them; the ids of the jobs queued."""
-    hub.create_repo(repo_id, exist_ok=True)
+    with hub.session() as s:
+        before = set(jobs.unfinished_jobs(s))
+    hub.create_repo(repo_id, exist_ok=True)  # its initial commit's ingest counts as this push's
     try:
         head = hub.resolve(repo_id, "main")
         held = {e.path: e.file.sha256 for e in hub.list_tree(repo_id, head.oid)}
     except RevisionNotFound:
         held = {}
     if all(held.get(path) == sha256(data) for path, data in files.items()):
-        return []
+        with hub.session() as s:
+            return sorted(set(jobs.unfinished_jobs(s)) - before)
     additions = []
     for path, data in files.items():
         info = hub.upload(chunks(data), expected_sha256=sha256(data), expected_size=len(data))
         additions.append(FileAddition(path, info.sha256))
-    with hub.session() as s:
-        before = set(jobs.unfinished_jobs(s))
     hub.commit(repo_id, "main", message=f"upload {sorted(files)}", additions=additions)
     with hub.session() as s:
         return sorted(set(jobs.unfinished_jobs(s)) - before)

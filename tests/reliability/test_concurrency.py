@@ -26,6 +26,7 @@ from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from sqlalchemy import func, select
 
 from service.app import create_app
+from storage.app.gitattributes import MODEL_GITATTRIBUTES
 from storage.app.hub import Hub
 from storage.catalog.models import FileObject, FileSegment, IngestJob
 from storage.settings import load_settings
@@ -107,7 +108,8 @@ def test_clients_push_and_pull_fine_tunes_of_one_base_while_gc_runs(
             start.wait()
             mine.upload_folder(folder_path=folder, repo_id=repo_id)
             pulled = Path(snapshot_download(repo_id, endpoint=url, cache_dir=tmp_path / f"pull-{i}"))
-            if {p.name: p.read_bytes() for p in pulled.iterdir()} != repos[repo_id]:
+            wanted = {**repos[repo_id], ".gitattributes": MODEL_GITATTRIBUTES}  # with the initial commit's
+            if {p.name: p.read_bytes() for p in pulled.iterdir()} != wanted:
                 errors.append(f"{repo_id}: pulled bytes differ")
         except Exception as exc:
             errors.append(f"{repo_id}: {type(exc).__name__}: {exc}")
@@ -142,6 +144,7 @@ def test_clients_push_and_pull_fine_tunes_of_one_base_while_gc_runs(
     assert gc_runs[0] > 0 and gc_freed[0] > 0, "GC had nothing to do while clients pushed"
 
     expected = {hashlib.sha256(d).hexdigest(): d for files in [base_files, *repos.values()] for d in files.values()}
+    expected[hashlib.sha256(MODEL_GITATTRIBUTES).hexdigest()] = MODEL_GITATTRIBUTES  # the initial commits'
     readback = check_committed(hub, expected)
     assert readback.problems == []
     for repo_id, files in repos.items():
@@ -200,12 +203,14 @@ def test_an_ingest_slower_than_the_grace_period_gives_up_instead_of_committing(
     backend = Backend("sqlite-local-short-grace",
                       {"data_dir": tmp_path / "hub", "gc_grace_seconds": 2, **scenario.HUB_SETTINGS})
     hub = backend.hub()
+    scenario.run_jobs(hub, scenario.push(hub, "org/base", {}))  # the initial commit's file, ingested first
+    initial = set(store_keys(hub))
     scenario.push(hub, "org/base", scenario.models()["org/base"])
     log = tmp_path / "worker.log"
     worker = start_driver(backend, "resume", crash_at="ingest.after_object_write:2", crash_signal="SIGSTOP",
                           log=log)
     wait_stopped(worker)
-    written = set(store_keys(hub)) - {k for k in store_keys(hub) if k.startswith("staging/")}
+    written = set(store_keys(hub)) - initial - {k for k in store_keys(hub) if k.startswith("staging/")}
     assert written
     time.sleep(2.5)  # the ingest is stalled past the grace period
     freed = collect_garbage(hub)  # with the hub's own grace: the stalled ingest's objects are orphans now

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from huggingface_hub import HfApi, snapshot_download
 
+from storage.app.gitattributes import MODEL_GITATTRIBUTES
 from tests.reliability import scenario
 from tests.reliability.driver import API_TOKEN
 from tests.reliability.figures import Figures
@@ -80,6 +81,7 @@ def test_api_killed_during_a_push(point: str, local_backend: Backend, tmp_path: 
                                   figures: Figures) -> None:
     (tmp_path / "src").mkdir()
     files = _folder(tmp_path / "src")
+    held = {".gitattributes": MODEL_GITATTRIBUTES, **files}  # with the initial commit's
     port, log = _free_port(), tmp_path / "server.log"
     url = f"http://127.0.0.1:{port}"
     api = HfApi(endpoint=url, token=API_TOKEN)
@@ -104,16 +106,16 @@ def test_api_killed_during_a_push(point: str, local_backend: Backend, tmp_path: 
         if outcome[0] is not None:
             api.upload_folder(folder_path=tmp_path / "src", repo_id=REPO)  # the user retries
         local = Path(snapshot_download(REPO, endpoint=url, token=API_TOKEN, cache_dir=tmp_path / "pull"))
-        assert {p.name: p.read_bytes() for p in local.iterdir()} == files
+        assert {p.name: p.read_bytes() for p in local.iterdir()} == held
     finally:
         _stop(server)
 
     hub = local_backend.restart()
-    readback = check_committed(hub, {scenario.sha256(d): d for d in files.values()})
+    readback = check_committed(hub, {scenario.sha256(d): d for d in held.values()})
     assert readback.problems == []
     head = hub.resolve(REPO, "main")
     assert {e.path: e.file.sha256 for e in hub.list_tree(REPO, head.oid)} == {
-        path: scenario.sha256(data) for path, data in files.items()
+        path: scenario.sha256(data) for path, data in held.items()
     }
     collect_garbage(hub, grace_seconds=0)
     assert check_clean(hub) == []

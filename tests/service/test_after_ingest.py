@@ -7,6 +7,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, hf_hub_download
 
+from storage.app.gitattributes import MODEL_GITATTRIBUTES
 from tests.models import finetune, make_weights, to_safetensors
 from tests.service.conftest import WRITE_TOKEN, RunningService
 
@@ -37,7 +38,8 @@ def test_ingested_models_download_byte_exact(ingesting_service: RunningService, 
         assert set(tensors) == set(base)
 
     storage = service.http.get("/api/v1/stats").json()["storage"]
-    assert storage["logical_bytes"] == sum(len(d) for d in models.values())
+    # Each repository also holds the .gitattributes of its initial commit.
+    assert storage["logical_bytes"] == sum(len(d) + len(MODEL_GITATTRIBUTES) for d in models.values())
     # The fine-tune is stored as a delta. (Ingested side by side, one of the two may have been stored
     # plain first and rebased after: its old frames are garbage until GC's grace period passes.)
     live = storage["physical_bytes"] - storage["breakdown"]["unreferenced_object_bytes"]

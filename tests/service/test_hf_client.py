@@ -24,6 +24,7 @@ from huggingface_hub.errors import (
 )
 from safetensors.numpy import save
 
+from storage.app.gitattributes import MODEL_GITATTRIBUTES
 from tests.service.conftest import READ_TOKEN, WRITE_TOKEN, RunningService
 
 REPO = "alice/tiny-model"
@@ -80,16 +81,18 @@ def test_snapshot_download_and_listings(api: HfApi, service: RunningService, tmp
     files = _model_folder(tmp_path / "src", big_bytes=64 * 1024)
     api.upload_folder(folder_path=tmp_path / "src", repo_id=REPO)
 
+    # Every repository starts with the Hub's .gitattributes (its initial commit).
+    files = {".gitattributes": MODEL_GITATTRIBUTES, **files}
     local = Path(snapshot_download(REPO, endpoint=service.url, cache_dir=tmp_path / "cache"))
     got = {p.relative_to(local).as_posix(): p.read_bytes() for p in local.rglob("*") if p.is_file()}
     assert got == files
 
-    # Page size 3 with 4 files and 2 directories: the client must follow the Link header.
+    # Page size 3 with 5 files and 2 directories: the client must follow the Link header.
     assert sorted(api.list_repo_files(REPO)) == sorted(files)
     tree = list(api.list_repo_tree(REPO, recursive=True))
     assert {t.path for t in tree} == set(files) | {"tokenizer", "weights"}
     top = {t.path for t in api.list_repo_tree(REPO)}
-    assert top == {"config.json", "README.md", "tokenizer", "weights"}
+    assert top == {".gitattributes", "config.json", "README.md", "tokenizer", "weights"}
     assert [t.path for t in api.list_repo_tree(REPO, path_in_repo="weights")] == ["weights/model.bin"]
 
     info = api.model_info(REPO, files_metadata=True)
@@ -114,7 +117,7 @@ def test_reupload_of_known_large_file_transfers_nothing(api: HfApi, service: Run
     assert after["lfs_put_requests"] == before["lfs_put_requests"]
     assert after["lfs_put_bytes"] == before["lfs_put_bytes"]
     assert after["lfs_objects_already_held"] == before["lfs_objects_already_held"] + 2
-    assert set(api.list_repo_files("alice/copy")) == {"model.bin"}
+    assert set(api.list_repo_files("alice/copy")) == {".gitattributes", "model.bin"}
 
 
 def test_paths_info_and_copies_by_reference(api: HfApi, service: RunningService, tmp_path: Path) -> None:
@@ -145,13 +148,17 @@ def test_unchanged_files_make_no_commit(api: HfApi, service: RunningService, tmp
     again = api.upload_folder(folder_path=tmp_path / "src", repo_id=REPO)
     # Preupload returned the remote oids, the client dropped every file, and made no commit.
     assert again.oid == first.oid
-    assert len(api.list_repo_commits(REPO)) == 1
+    assert [c.title for c in api.list_repo_commits(REPO)][1:] == ["initial commit"]
 
 
 def test_commits_on_a_branch_with_a_slash(api: HfApi, service: RunningService, tmp_path: Path) -> None:
     api.create_repo(REPO)
     api.upload_file(path_or_fileobj=b"main", path_in_repo="which.txt", repo_id=REPO)
     branch = "feature/longer-context"
+    # As on the Hub, a commit does not create a branch: create_branch does (from main's head).
+    with pytest.raises(RevisionNotFoundError):
+        api.upload_file(path_or_fileobj=b"one", path_in_repo="which.txt", repo_id=REPO, revision=branch)
+    api.create_branch(REPO, branch=branch)
     one = api.upload_file(path_or_fileobj=b"one", path_in_repo="which.txt", repo_id=REPO, revision=branch)
     api.create_commit(
         REPO,
@@ -163,11 +170,11 @@ def test_commits_on_a_branch_with_a_slash(api: HfApi, service: RunningService, t
         revision=branch,
         parent_commit=one.oid,
     )
-    # A branch the hub has not seen starts empty, with the first commit made on it.
     history = api.list_repo_commits(REPO, revision=branch)
-    assert [c.title for c in history] == ["two", "Upload which.txt with huggingface_hub"]
+    upload = "Upload which.txt with huggingface_hub"
+    assert [c.title for c in history] == ["two", upload, upload, "initial commit"]
     assert history[1].commit_id == one.oid
-    assert set(api.list_repo_files(REPO, revision=branch)) == {"extra.bin"}
+    assert set(api.list_repo_files(REPO, revision=branch)) == {".gitattributes", "extra.bin"}
     refs = {r.name for r in api.list_repo_refs(REPO).branches}
     assert refs == {"main", branch}
     cache = tmp_path / "cache"
@@ -188,8 +195,9 @@ def test_stale_parent_commit_is_refused(api: HfApi, service: RunningService) -> 
         api.create_commit(REPO, [CommitOperationAdd("b.txt", b"3")], commit_message="late", parent_commit=first.oid)
     assert err.value.response.status_code == 409
     api.upload_file(path_or_fileobj=b"4", path_in_repo="a.txt", repo_id=REPO)
-    # Three commits, two per page: the client follows the Link header to the oldest.
-    assert [c.commit_id for c in api.list_repo_commits(REPO)][-1] == first.oid
+    # Four commits, two per page: the client follows the Link header to the oldest.
+    history = api.list_repo_commits(REPO)
+    assert history[-2].commit_id == first.oid and history[-1].title == "initial commit"
 
 
 def test_client_errors_name_what_is_missing(api: HfApi, service: RunningService, tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ def test_tree_pages_link_back_to_this_server(service: RunningService, api: HfApi
         url = got.links.get("next", {}).get("url")
         assert url is None or url.startswith(service.url)
     assert pages == 3
-    assert seen == [f"f{i}.txt" for i in range(7)]
+    assert seen == [".gitattributes"] + [f"f{i}.txt" for i in range(7)]
     missing = service.http.get(f"/api/models/{REPO}/tree/main/no%2Fsuch")
     assert missing.status_code == 404 and missing.headers["x-error-code"] == "EntryNotFound"
 

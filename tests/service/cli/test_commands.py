@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from service.cli import cli
 from service.tokens import CatalogTokenStore
+from storage.app.gitattributes import MODEL_GITATTRIBUTES
 from storage.app.hub import Hub
 from storage.catalog import jobs
 from storage.catalog.models import FileObject, StoreObject, Tensor
@@ -102,7 +103,8 @@ def test_report_json_and_table(hub: Hub, data_dir: Path) -> None:
     assert {"format", "logical_bytes", "physical_bytes", "saved_bytes", "savings", "families", "repositories"} <= set(
         report
     )
-    assert report["logical_bytes"] == sum(len(data) for data in files.values())
+    # Both repositories also hold the .gitattributes of their initial commit.
+    assert report["logical_bytes"] == sum(len(data) for data in files.values()) + 2 * len(MODEL_GITATTRIBUTES)
     assert 0 < report["physical_bytes"] < report["logical_bytes"]
     assert set(report["savings"]) == {"file_dedup", "tensor_dedup", "delta_coding", "plain_coding", "overhead"}
     assert report["savings"]["tensor_dedup"] > 0  # the frozen embeddings
@@ -141,7 +143,7 @@ def test_verify_passes_then_names_the_corrupted_file(hub: Hub, data_dir: Path) -
     push_family(hub)
     healthy = run("admin", "verify", "--data-dir", str(data_dir))
     assert healthy.exit_code == 0, healthy.output
-    assert "checked 3 files" in healthy.output
+    assert "checked 4 files" in healthy.output  # three models and the shared .gitattributes
     with hub.session() as s:
         key = max(s.query(StoreObject).all(), key=lambda o: o.size).key
     stored = data_dir / "objects" / "objects" / key

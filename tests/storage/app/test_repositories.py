@@ -22,7 +22,8 @@ def test_a_tree_is_read_only_through_its_own_repository(hub: Hub) -> None:
     push(hub, "bob/public", {"readme.txt": b"bob's"})
     alice_head = hub.resolve("alice/private", "main").oid
 
-    assert [e.path for e in hub.list_tree("alice/private", alice_head)] == ["secret.txt"]
+    # Every repository starts with its initial commit's .gitattributes.
+    assert [e.path for e in hub.list_tree("alice/private", alice_head)] == [".gitattributes", "secret.txt"]
     # Another repository's commit id names no tree here, even though the id exists in the catalog.
     assert hub.list_tree("bob/public", alice_head) == []
     with pytest.raises(EntryNotFound):
@@ -37,4 +38,4 @@ def test_history_and_branches(hub: Hub) -> None:
     history = hub.list_commits("org/model", "main")
     assert history[0].oid == head.oid and history[1].oid == head.parent_oid
     assert hub.list_branches("org/model") == {"main": head.oid}
-    assert [e.path for e in hub.list_tree("org/model", head.oid)] == ["a.txt", "b.txt"]
+    assert [e.path for e in hub.list_tree("org/model", head.oid)] == [".gitattributes", "a.txt", "b.txt"]
