@@ -1,5 +1,5 @@
-"""0005_refs (repository types and tags) on a catalog that already holds repositories: they become models, their refs branches, and
-a repository with no branch is given none."""
+"""0005_refs (repository types and tags) on a catalog that already holds repositories: they become
+models, their refs branches, and a repository with no branch is given none."""
 
 from __future__ import annotations
 

@@ -125,4 +125,4 @@ def read_pack_header(data: bytes) -> int:
         raise CorruptPack(detail=f"not a pack: magic {magic!r}")
     if version != PACK_VERSION:
         raise CorruptPack(detail=f"unsupported pack version {version} (this build reads {PACK_VERSION})")
-    return count
+    return int(count)

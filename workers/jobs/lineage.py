@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from storage.catalog import files, plans, repos
@@ -181,7 +182,7 @@ def rebase_file(ctx: JobContext, sha256: str, onto: str) -> bool:
             continue
         new = encode_windows(
             ctx, writer, tensor_id=tensor.id, dtype=dtype, shape=tensor.shape, nbytes=tensor.nbytes,
-            read_raw=lambda a, b, t=tensor.id: ctx.reader.read_tensor(me.plans, t, a, b),
+            read_raw=partial(ctx.reader.read_tensor, me.plans, tensor.id),
             read_base=base_reader(ctx, base.plans, candidate.id, dtype),
             base=candidate,
         )

@@ -59,7 +59,7 @@ class Codec(ABC):
         otherwise they are a new `bytes`."""
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.get_config() == self.get_config()  # type: ignore[union-attr]
+        return type(other) is type(self) and other.get_config() == self.get_config()
 
     def __hash__(self) -> int:
         return hash((self.codec_id, json.dumps(self.get_config(), sort_keys=True)))

@@ -27,6 +27,7 @@ from storage.core.codecs.base import BadCodecConfig, Buffer, read_config, regist
 from storage.core.codecs.plain import PlainCodec, PlaneCodec, read_level
 from storage.core.codecs.planes import has_sign_bit, word_bytes
 from storage.core.dtypes import DType
+from storage.core.errors import InternalError
 
 
 @register_codec
@@ -65,9 +66,18 @@ class DiffCodec(PlaneCodec):
         return cls(group=values["group"], level=values["level"])
 
     def split(self, raw: memoryview, dtype: DType, base: memoryview | None) -> bytearray:
-        return kernels.split_diff(raw, base, word_bytes(dtype), has_sign_bit(dtype), self.group)
+        return kernels.split_diff(raw, _need_base(base), word_bytes(dtype), has_sign_bit(dtype), self.group)
 
     def merge(
         self, planes: Sequence[Buffer], dtype: DType, raw_size: int, base: memoryview | None, out: Buffer | None
     ) -> Buffer:
-        return kernels.merge_diff(planes, raw_size, base, word_bytes(dtype), has_sign_bit(dtype), self.group, out)
+        return kernels.merge_diff(
+            planes, raw_size, _need_base(base), word_bytes(dtype), has_sign_bit(dtype), self.group, out
+        )
+
+
+def _need_base(base: memoryview | None) -> memoryview:
+    """A difference is taken against a base: none is the caller's bug, never the bytes' fault."""
+    if base is None:
+        raise InternalError(detail="the diff codec needs the base's bytes")
+    return base

@@ -53,22 +53,26 @@ def float_key(words: np.ndarray) -> np.ndarray:
     """Integers that sort like the floats whose bits `words` are (a bijection on words)."""
     bits = words.dtype.itemsize * 8
     flip = np.negative(words >> (bits - 1)) | words.dtype.type(1 << (bits - 1))
-    return words ^ flip
+    keyed: np.ndarray = words ^ flip
+    return keyed
 
 
 def float_from_key(keys: np.ndarray) -> np.ndarray:
     bits = keys.dtype.itemsize * 8
     flip = np.negative((keys >> (bits - 1)) ^ keys.dtype.type(1)) | keys.dtype.type(1 << (bits - 1))
-    return keys ^ flip
+    words: np.ndarray = keys ^ flip
+    return words
 
 
 def zigzag(delta: np.ndarray) -> np.ndarray:
     """Small positive and negative (wrapped) differences as small unsigned numbers."""
-    return (delta << 1) ^ np.negative(delta >> (delta.dtype.itemsize * 8 - 1))
+    coded: np.ndarray = (delta << 1) ^ np.negative(delta >> (delta.dtype.itemsize * 8 - 1))
+    return coded
 
 
 def unzigzag(coded: np.ndarray) -> np.ndarray:
-    return (coded >> 1) ^ np.negative(coded & coded.dtype.type(1))
+    delta: np.ndarray = (coded >> 1) ^ np.negative(coded & coded.dtype.type(1))
+    return delta
 
 
 def group_order(base_words: np.ndarray) -> np.ndarray:

@@ -171,7 +171,7 @@ def header_length(first8: bytes, *, max_header_bytes: int = MAX_HEADER_BYTES) ->
     (length,) = _LENGTH.unpack_from(first8)
     if length > max_header_bytes:
         raise HeaderTooLarge(length=length, limit=max_header_bytes)
-    return length
+    return int(length)
 
 
 def looks_like_safetensors(first_bytes: bytes, *, max_header_bytes: int = MAX_HEADER_BYTES) -> bool:
