@@ -165,7 +165,7 @@ def test_dataset_repositories_do_everything_models_do(api: HfApi, service: Runni
     name = "alice/shared-name"
     api.create_repo(name)
     api.create_repo(name, repo_type="dataset")  # a model and a dataset may share a name
-    big = os.urandom(64 * 1024)  # LFS-sized # TODO(xet): uploads through LFS while HF_HUB_DISABLE_XET=1 (conftest)
+    big = os.urandom(64 * 1024)  # LFS-sized: through LFS with the shared fixture (conftest); Xet has its own tests
     api.upload_file(path_or_fileobj=big, path_in_repo="data/train.bin", repo_id=name, repo_type="dataset")
     api.upload_file(path_or_fileobj=b"a,b\n1,2\n", path_in_repo="data/small.csv", repo_id=name, repo_type="dataset")
     assert api.list_repo_files(name) == [".gitattributes"]

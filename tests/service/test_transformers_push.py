@@ -38,15 +38,14 @@ print(json.dumps({"same": same, "same_branch": same_branch, "ids": tokens("hello
 def test_push_to_hub_into_a_new_repository_and_back(service: RunningService, tmp_path: Path) -> None:
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nworld\n")
+    # The client as pip installs it: hf_xet enabled, so model.safetensors travels by Xet.
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"},
         "HF_ENDPOINT": service.url,
         "HF_TOKEN": WRITE_TOKEN,
         "HF_HOME": str(tmp_path / "hf-home"),
         "HF_HUB_OFFLINE": "0",
         "HF_HUB_DISABLE_TELEMETRY": "1",
-        # TODO(xet): model.safetensors is LFS-sized here; remove once the Xet upload routes land.
-        "HF_HUB_DISABLE_XET": "1",
     }
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, "org/new-bert", str(vocab), "experiment"],
@@ -59,3 +58,6 @@ def test_push_to_hub_into_a_new_repository_and_back(service: RunningService, tmp
     files = {e.path for e in service.hub.list_tree("org/new-bert", head.oid)}
     assert {".gitattributes", "README.md", "config.json", "model.safetensors", "tokenizer_config.json"} <= files
     assert "experiment" in service.hub.list_branches("org/new-bert")
+    # The weights travelled by Xet (the client's default), and were staged like an LFS upload.
+    counters = service.counters()
+    assert counters["xet_xorbs_received"] >= 1 and counters["xet_files_staged"] >= 1, counters
