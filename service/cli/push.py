@@ -189,7 +189,8 @@ def new_repository(api: HfApi, endpoint: str, repo: str, *, private: bool) -> It
 
 def _remove_if_empty(api: HfApi, repo: str) -> None:
     try:
-        if api.model_info(repo).sha is None:  # no commit yet, not even one that raced this push
+        # Nothing but the initial commit the hub made at creation: not even a commit that raced this push.
+        if len(api.list_repo_commits(repo)) <= 1:
             api.delete_repo(repo)
     except Exception as exc:  # the push's own error is the one to report
         err_console.print(f"could not remove the empty repository {escape(repo)} this push created: {exc}")

@@ -293,8 +293,10 @@ def file_tensors(session: Session, sha256: str) -> list[TensorRow]:
         .order_by(FileSegment.seq)
     ).all()
     return [
-        TensorRow(name or "(bytes)", t.dtype, tuple(t.shape), t.nbytes, int(stored), t.codec, t.base_tensor_id,
-                  t.chain_depth, int(files))
+        # Each frame names its own codec in its header (the catalog keeps no summary): here the coding
+        # family, from the catalog alone.
+        TensorRow(name or "(bytes)", t.dtype, tuple(t.shape), t.nbytes, int(stored),
+                  "delta" if t.base_tensor_id else "plain", t.base_tensor_id, t.chain_depth, int(files))
         for name, t, stored, files in rows
     ]
 

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 
 from service.metrics import JsonFormatter, RequestInstruments, ingest_rate, masked
+from storage.app.gitattributes import default_gitattributes
 from tests.models import make_weights, to_safetensors
 from tests.service.conftest import READ_TOKEN, WRITE_TOKEN, RunningService
 
@@ -54,9 +55,11 @@ def test_metrics_count_requests_by_route_template_and_the_catalog(ingesting_serv
     # No raw paths as labels: a scrape stays small however many repositories exist.
     assert not any("org/metered" in str(labels) for _, labels in m)
     totals = service.hub.browse.totals()
-    assert m[("deltahub_logical_bytes", ())] == totals.logical_bytes == len(data)
+    # The file, and the repository's initial .gitattributes.
+    attributes = len(default_gitattributes("model"))
+    assert m[("deltahub_logical_bytes", ())] == totals.logical_bytes == len(data) + attributes
     assert m[("deltahub_physical_bytes", ())] == totals.physical_bytes
-    assert m[("deltahub_ingest_jobs", (("state", "done"),))] == 1
+    assert m[("deltahub_ingest_jobs", (("state", "done"),))] == 2  # the file and the initial .gitattributes
     assert m[("deltahub_ingest_queue_depth", ())] == 0
     assert m[("deltahub_ingest_recent_bytes_per_second", ())] > 0
     assert m[("deltahub_integrity_errors_total", ())] == 0

@@ -70,7 +70,7 @@ def test_upload_file_goes_through_xet_and_is_stored_like_lfs(xet_service: Runnin
     again = service.counters()
     assert again["xet_xorb_bytes"] == sent["xet_xorb_bytes"]
     assert again["xet_files_staged"] == 1
-    assert {f.path for f in api.list_repo_tree(repo_id)} == {"weights.bin", "copy.bin"}
+    assert {f.path for f in api.list_repo_tree(repo_id)} == {".gitattributes", "weights.bin", "copy.bin"}
     path = hf_hub_download(repo_id, "copy.bin", endpoint=service.url, cache_dir=tmp_path / "c3")
     assert Path(path).read_bytes() == data
 

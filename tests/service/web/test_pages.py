@@ -183,7 +183,7 @@ def test_a_private_repository_is_answered_as_a_missing_one(anonymous: Any, web_h
 def test_a_repository_shows_its_files_storage_card_commits_and_snippet(anonymous: Any, web_hub: WebHub) -> None:
     b = visit(anonymous, web_hub, "/ui/models/org/chat-ft", "repository")
     rows = {r.get_attribute("data-path"): r.text for r in b.find_elements(By.CSS_SELECTOR, "#files tr[data-path]")}
-    assert set(rows) == {"README.md", "config.json", "model.safetensors"}
+    assert set(rows) == {".gitattributes", "README.md", "config.json", "model.safetensors"}
     assert "DELTA" in rows["model.safetensors"].upper()
     assert "org/base-model/model.safetensors" in rows["model.safetensors"]
     assert "DEDUP" in rows["config.json"].upper()  # the same config.json is held once for all
@@ -195,7 +195,7 @@ def test_a_repository_shows_its_files_storage_card_commits_and_snippet(anonymous
     assert "deltahub pull org/chat-ft" in snippet
     assert texts(b, "#branches li a") == ["main"]
     commits = texts(b, "#commits li")
-    assert len(commits) == len(web_hub.hub.list_commits("org/chat-ft", "main")) == 1
+    assert len(commits) == len(web_hub.hub.list_commits("org/chat-ft", "main")) == 2  # the push and the initial commit
     # Clicking a file opens its page.
     click_and_wait(b, b.find_element(By.CSS_SELECTOR, '#files tr[data-path="model.safetensors"] a'))
     assert b.find_element(By.CSS_SELECTOR, "h1").text == "model.safetensors"
