@@ -282,7 +282,7 @@ def test_gc_says_what_the_grace_period_holds_and_until_when(hub: Hub, data_dir: 
     freed = run("admin", "gc", "--dry-run", "--data-dir", str(data_dir), env={"DELTAHUB_GC_GRACE_SECONDS": "0"})
     # The held bytes are exactly what a GC after the grace period frees; it then holds nothing back.
     would = next(row for row in freed.output.splitlines() if "bytes" in row).split("│")[2].strip()
-    assert f"1 file(s), {would} unreferenced" in line
+    assert f"2 file(s), {would} unreferenced" in line
     assert "held by the grace period" not in freed.output
     collectable = datetime.strptime(line.split("collectable by a gc from ")[1][:16], "%Y-%m-%d %H:%M")
     expected = datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=1)
