@@ -15,6 +15,7 @@ from service.limits import BodyLimit, StreamingRoutes
 from service.metrics import Instruments, RequestInstruments, RouteCapture, ingest_rate
 from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
+from service.redirects import install_redirects
 from service.routes import commit, hf, lfs, listings, native, ops, refs, repos, resolve, xet
 from service.signing import UploadSigner
 from service.streams import UploadGate
@@ -50,6 +51,7 @@ def create_app(
         hub.browse.totals, lambda: ingest_rate(hub.browse.recent_ingest())
     )
     install_error_handlers(app)
+    install_redirects(app)  # RepositoryNotFound for a moved repository's old name: a redirect instead
     app.add_middleware(RouteCapture)
     # Fixed prefixes first; the download route matches "/{namespace}/{name}/resolve/..." and goes last.
     routers = [module.router for module in (ops, native, repos, listings, refs, hf, commit, lfs, xet, resolve)]

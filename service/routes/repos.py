@@ -76,9 +76,9 @@ def delete_repo(hub: HubDep, writer: WriterDep, body: Annotated[RepoRef, Body()]
     return {}
 
 
-@router.post("/api/repos/move", summary="Rename a repository (move_repo); the old name then answers 404")
+@router.post("/api/repos/move", summary="Rename a repository (move_repo); the old name then redirects to it")
 def move_repo(hub: HubDep, writer: WriterDep, body: Annotated[MoveRepo, Body()]) -> dict[str, Any]:
-    # The Hub keeps redirecting the old name; deltahub does not (yet): clients must use the new name.
+    # Requests naming the old id are redirected to the new one (service/redirects.py).
     hub.move_repo(body.fromRepo, body.toRepo, repo_type=repo_type_of(body.type))
     return {}
 

@@ -114,9 +114,17 @@ class Repositories:
             return repo_info(repo)
 
     def move_repo(self, from_id: str, to_id: str, *, repo_type: str = RepoType.MODEL) -> RepoInfo:
-        """Rename a repository, history and all (RepoExists when the new name is taken)."""
+        """Rename a repository, history and all (RepoExists when the new name is taken); the old name
+        redirects to the new one until a repository is created under it."""
         with self._session() as s:
             return repo_info(repos.rename_repo(s, repos.find_repo(s, from_id, repo_type), to_id))
+
+    def moved_to(self, repo_id: str, *, repo_type: str = RepoType.MODEL) -> RepoInfo | None:
+        """The repository moved away from `repo_id` (its old name), under its current name; None when
+        no repository was, or when one was created under that name since."""
+        with self._session() as s:
+            repo = repos.moved_to(s, repo_id, _repo_type(repo_type))
+            return repo_info(repo) if repo is not None else None
 
     def delete_repo(self, repo_id: str, *, repo_type: str = RepoType.MODEL) -> None:
         with self._session() as s:

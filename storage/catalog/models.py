@@ -130,6 +130,21 @@ class Repository(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class RepoRedirect(Base):
+    """A name a repository was moved away from (move_repo): requests naming it are redirected to the
+    repository's current name, as on the Hub, until a repository of that type takes the name again."""
+
+    __tablename__ = "repo_redirects"
+    __table_args__ = (one_of("repo_type", RepoType, "repo_type"),)
+
+    repo_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(96), primary_key=True)
+    name: Mapped[str] = mapped_column(String(96), primary_key=True)
+    # Names the repository, not its new name: a second move redirects every older name at once.
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Commit(Base):
     __tablename__ = "commits"
 

@@ -14,7 +14,17 @@ from sqlalchemy.orm import Session
 if TYPE_CHECKING:
     from sqlalchemy.engine import CursorResult
 
-from storage.catalog.models import Commit, FileObject, Ref, RefKind, Repository, RepoType, TreeEntry, utcnow
+from storage.catalog.models import (
+    Commit,
+    FileObject,
+    Ref,
+    RefKind,
+    RepoRedirect,
+    Repository,
+    RepoType,
+    TreeEntry,
+    utcnow,
+)
 from storage.core.errors import (
     Conflict,
     EntryNotFound,
@@ -36,7 +46,26 @@ def create_repo(session: Session, repo_id: str, *, private: bool, repo_type: str
         session.flush()
     except SAIntegrityError as exc:
         raise RepoExists(repo_id=repo_id) from exc
+    _drop_redirect(session, repo.repo_type, namespace, name)  # a new repository takes the name back
     return repo
+
+
+def _drop_redirect(session: Session, repo_type: str, namespace: str, name: str) -> None:
+    session.execute(
+        delete(RepoRedirect).where(
+            RepoRedirect.repo_type == repo_type, RepoRedirect.namespace == namespace, RepoRedirect.name == name
+        )
+    )
+
+
+def moved_to(session: Session, repo_id: str, repo_type: str = RepoType.MODEL) -> Repository | None:
+    """The repository that was moved away from `repo_id`, under its current name (None if none was)."""
+    namespace, name = split_repo_id(repo_id)
+    return session.scalar(
+        select(Repository).join(RepoRedirect, RepoRedirect.repository_id == Repository.id).where(
+            RepoRedirect.repo_type == repo_type, RepoRedirect.namespace == namespace, RepoRedirect.name == name
+        )
+    )
 
 
 def find_repo(session: Session, repo_id: str, repo_type: str = RepoType.MODEL) -> Repository:
@@ -120,18 +149,27 @@ def head_sizes(session: Session, commit_oids: Sequence[str]) -> dict[str, int]:
 
 
 def rename_repo(session: Session, repo: Repository, to_repo_id: str) -> Repository:
+    """Move the repository to a new name; its old name redirects to it (as on the Hub) from now on."""
     namespace, name = split_repo_id(to_repo_id)
+    old = (repo.namespace, repo.name)
+    if old == (namespace, name):
+        return repo
     repo.namespace, repo.name = namespace, name
     try:
         session.flush()
     except SAIntegrityError as exc:
         raise RepoExists(repo_id=to_repo_id) from exc
+    _drop_redirect(session, repo.repo_type, namespace, name)
+    _drop_redirect(session, repo.repo_type, *old)
+    session.add(RepoRedirect(repo_type=repo.repo_type, namespace=old[0], name=old[1], repository_id=repo.id))
+    session.flush()
     return repo
 
 
 def delete_repo(session: Session, repo: Repository) -> None:
     """Remove a repository with its branches, commits and trees; its files are left to GC."""
     session.execute(delete(Ref).where(Ref.repo_id == repo.id))
+    session.execute(delete(RepoRedirect).where(RepoRedirect.repository_id == repo.id))
     commit_oids = select(Commit.oid).where(Commit.repo_id == repo.id)
     session.execute(delete(TreeEntry).where(TreeEntry.commit_oid.in_(commit_oids)))
     session.execute(update(Commit).where(Commit.repo_id == repo.id).values(parent_oid=None))

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
+from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -16,7 +16,7 @@ from huggingface_hub.errors import (
 )
 
 from storage.app.gitattributes import DATASET_GITATTRIBUTES, MODEL_GITATTRIBUTES
-from tests.service.conftest import RunningService
+from tests.service.conftest import WRITE_TOKEN, RunningService
 
 REPO = "alice/lifecycle"
 
@@ -131,10 +131,57 @@ def test_move_repo_renames_with_history(api: HfApi, service: RunningService, tmp
     assert api.model_info("bob/renamed").sha == commit.oid
     got = hf_hub_download("bob/renamed", "k.txt", endpoint=service.url, cache_dir=tmp_path / "c")
     assert Path(got).read_bytes() == b"kept"
-    # No redirect is kept from the old name (the Hub keeps one): it is simply free again.
-    with pytest.raises(RepositoryNotFoundError):
-        api.model_info(REPO)
+
+
+def test_the_old_name_redirects_to_the_moved_repository(
+    api: HfApi, service: RunningService, tmp_path: Path
+) -> None:
+    """As on the Hub: every route naming the old id answers 307 to the new one, and the client follows."""
+    weights = os.urandom(300_000)  # an LFS-sized file: it travels by Xet (or LFS) and resolves by sha256
     api.create_repo(REPO)
+    api.create_commit(REPO, [CommitOperationAdd("w.bin", weights), CommitOperationAdd("k.txt", b"kept")],
+                      commit_message="files")
+    api.create_tag(REPO, tag="v1")
+    api.move_repo(REPO, "bob/renamed")
+    info = api.model_info(REPO, files_metadata=True)
+    assert info.id == "bob/renamed" and {s.rfilename for s in info.siblings} == {".gitattributes", "w.bin", "k.txt"}
+    raw = service.http.get(f"/api/models/{REPO}/revision/main?expand=sha")
+    assert raw.status_code == 307 and raw.headers["location"] == "/api/models/bob/renamed/revision/main?expand=sha"
+    lfs = service.http.post(f"/{REPO}.git/info/lfs/objects/batch", json={"operation": "upload", "objects": []},
+                            headers={"Authorization": f"Bearer {WRITE_TOKEN}"})
+    assert lfs.headers["location"] == "/bob/renamed.git/info/lfs/objects/batch"
+    got = hf_hub_download(REPO, "w.bin", revision="v1", endpoint=service.url, cache_dir=tmp_path / "c")
+    assert Path(got).read_bytes() == weights
+    snap = Path(snapshot_download(REPO, endpoint=service.url, cache_dir=tmp_path / "s"))
+    assert (snap / "w.bin").read_bytes() == weights and (snap / "k.txt").read_bytes() == b"kept"
+    assert [t.name for t in api.list_repo_refs(REPO).tags] == ["v1"]
+    assert sorted(f.path for f in api.list_repo_tree(REPO)) == [".gitattributes", "k.txt", "w.bin"]
+    # Writes follow too (307 keeps the method and body): the commit lands in the moved repository.
+    api.upload_file(path_or_fileobj=os.urandom(200_000), path_in_repo="late.bin", repo_id=REPO)
+    assert "late.bin" in api.list_repo_files("bob/renamed")
+    # A second move redirects both older names; a repository created under the old name takes it back.
+    api.move_repo("bob/renamed", "carol/final")
+    assert api.model_info(REPO).id == api.model_info("bob/renamed").id == "carol/final"
+    api.create_repo(REPO)
+    assert api.model_info(REPO).id == REPO and api.list_repo_files(REPO) == [".gitattributes"]
+    assert api.model_info("bob/renamed").id == "carol/final"
+    # Deleting the repository ends its redirects.
+    api.delete_repo("carol/final")
+    with pytest.raises(RepositoryNotFoundError):
+        api.model_info("bob/renamed")
+
+
+def test_redirects_keep_the_repository_type_and_privacy(api: HfApi, service: RunningService) -> None:
+    api.create_repo("alice/data", repo_type="dataset", private=True)
+    api.upload_file(path_or_fileobj=b"x,y\n", path_in_repo="d.csv", repo_id="alice/data", repo_type="dataset")
+    api.create_repo("alice/data")  # a model of the same name is another repository
+    api.move_repo("alice/data", "alice/data2", repo_type="dataset")
+    assert api.dataset_info("alice/data").id == "alice/data2"
+    assert api.model_info("alice/data").id == "alice/data"
+    # Anonymous callers cannot read the private dataset: its old name is simply not found.
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi(endpoint=service.url, token=False).dataset_info("alice/data")
+    assert service.http.get("/api/datasets/alice/data").status_code == 404
 
 
 def test_expanded_tree_names_the_last_commit_of_each_entry(api: HfApi, service: RunningService) -> None:

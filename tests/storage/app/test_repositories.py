@@ -39,3 +39,18 @@ def test_history_and_branches(hub: Hub) -> None:
     assert history[0].oid == head.oid and history[1].oid == head.parent_oid
     assert hub.list_branches("org/model") == {"main": head.oid}
     assert [e.path for e in hub.list_tree("org/model", head.oid)] == [".gitattributes", "a.txt", "b.txt"]
+
+
+def test_a_moved_repository_is_found_under_each_old_name_until_one_is_taken_back(hub: Hub) -> None:
+    push(hub, "org/a", {"w.txt": b"1"})
+    hub.move_repo("org/a", "org/b")
+    hub.move_repo("org/b", "org/c")
+    assert hub.moved_to("org/a") == hub.moved_to("org/b") == hub.get_repo("org/c")
+    assert hub.moved_to("org/c") is None and hub.moved_to("org/a", repo_type="dataset") is None
+    # Moving back onto an old name ends that name's redirect (the repository holds it again).
+    hub.move_repo("org/c", "org/a")
+    assert hub.moved_to("org/a") is None and hub.moved_to("org/c") == hub.get_repo("org/a")
+    created = hub.create_repo("org/b")
+    assert hub.moved_to("org/b") is None and hub.get_repo("org/b") == created
+    hub.delete_repo("org/a")
+    assert hub.moved_to("org/c") is None
