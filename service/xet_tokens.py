@@ -1,8 +1,8 @@
 """Short-lived CAS access tokens for Xet clients.
 
 The Hub's ``xet-write-token`` route hands the client a token for the CAS routes, and the client sends it
-there instead of its own: it names one repository, one revision and a scope (read or write), expires
-soon, and is an HMAC made with the service's signing key, so any replica checks it without a lookup.
+there instead of its own: it names one repository (its type and id: a model and a dataset may share an
+id), one revision and a scope (read or write), expires soon, and is an HMAC made with the service's signing key, so any replica checks it without a lookup.
 The MAC input starts with a label of its own, so no LFS upload signature can pass for a token.
 """
 
@@ -28,6 +28,7 @@ _LABEL = b"deltahub xet cas token v1\0"
 
 @dataclass(frozen=True, slots=True)
 class CasGrant:
+    repo_type: str
     repo_id: str
     revision: str
     scope: Scope
@@ -44,23 +45,27 @@ class CasTokenSigner:
     def _mac(self, payload: bytes) -> str:
         return hmac.new(self._key, _LABEL + payload, hashlib.sha256).hexdigest()
 
-    def issue(self, repo_id: str, revision: str, scope: Scope, now: float) -> tuple[str, int]:
+    def issue(self, repo_type: str, repo_id: str, revision: str, scope: Scope, now: float) -> tuple[str, int]:
         """(token, expiry as a unix time)."""
         expires = int(now) + self.ttl_seconds
-        claims = {"r": repo_id, "v": revision, "s": scope, "e": expires}
+        claims = {"t": repo_type, "r": repo_id, "v": revision, "s": scope, "e": expires}
         payload = json.dumps(claims, separators=(",", ":"), sort_keys=True).encode()
         encoded = base64.urlsafe_b64encode(payload).decode().rstrip("=")
         return f"{_PREFIX}.{encoded}.{self._mac(payload)}", expires
 
-    def check(self, token: str | None, repo_id: str, scope: Scope, now: float) -> CasGrant:
-        """The grant a token carries if it is ours, unexpired, for `repo_id` and wide enough for `scope`."""
+    def check(self, token: str | None, repo_type: str, repo_id: str, scope: Scope, now: float) -> CasGrant:
+        """The grant a token carries if it is ours, unexpired, for this repository (type and id) and wide
+        enough for `scope`."""
         if not token:
             raise Unauthorized(detail="the CAS needs a Xet access token (from the xet-write-token route)")
         grant = self._open(token)
         if now > grant.expires:
             raise Unauthorized(detail="Xet access token expired: ask the xet token route for a new one")
-        if grant.repo_id != repo_id:
-            raise Forbidden(detail=f"this Xet access token is for repository {grant.repo_id!r}, not {repo_id!r}")
+        if (grant.repo_type, grant.repo_id) != (repo_type, repo_id):
+            raise Forbidden(
+                detail=f"this Xet access token is for the {grant.repo_type} repository {grant.repo_id!r}, "
+                f"not the {repo_type} {repo_id!r}"
+            )
         if scope == "write" and grant.scope != "write":
             raise Forbidden(detail="this Xet access token is read-only; uploads need a write token")
         return grant
@@ -78,4 +83,6 @@ class CasTokenSigner:
         if not hmac.compare_digest(self._mac(payload), mac):
             raise invalid
         claims = json.loads(payload)
-        return CasGrant(claims["r"], claims["v"], claims["s"], int(claims["e"]))
+        if "t" not in claims:  # made before tokens named the repository type
+            raise invalid
+        return CasGrant(claims["t"], claims["r"], claims["v"], claims["s"], int(claims["e"]))

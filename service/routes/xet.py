@@ -29,7 +29,8 @@ from storage.core.errors import InvalidInput, NotFound
 
 router = APIRouter(tags=["xet"])
 
-CAS = "/api/v1/xet/{namespace}/{name}"
+# The repository's type is in the path ("models", "datasets"): the token is checked against type and id.
+CAS = "/api/v1/xet/{kind:repotype}/{namespace}/{name}"
 # Telemetry the client reports after a transfer: read (bounded) and dropped.
 MAX_TELEMETRY_BYTES = 1 << 20
 
@@ -62,9 +63,11 @@ def _uploads(xet: XetService) -> XetUploads:
     return xet.uploads
 
 
-def _token_answer(xet: XetService, base_url: str, repo_id: str, revision: str, scope: Scope) -> JSONResponse:
-    token, expires = xet.tokens.issue(repo_id, revision, scope, time.time())
-    cas_url = f"{base_url}/api/v1/xet/{repo_id}"
+def _token_answer(
+    xet: XetService, base_url: str, repo_type: str, repo_id: str, revision: str, scope: Scope
+) -> JSONResponse:
+    token, expires = xet.tokens.issue(repo_type, repo_id, revision, scope, time.time())
+    cas_url = f"{base_url}/api/v1/xet/{repo_type}s/{repo_id}"
     # hf_xet reads the JSON body; huggingface_hub's own helper reads the headers: both carry the same.
     headers = {
         "X-Xet-Cas-Url": cas_url,
@@ -75,9 +78,8 @@ def _token_answer(xet: XetService, base_url: str, repo_id: str, revision: str, s
     return JSONResponse({"accessToken": token, "exp": expires, "casUrl": cas_url}, headers=headers)
 
 
-# The CAS token is scoped to the repository id: a model and a dataset of one name share the CAS scope
-# (uploads there only stage content-addressed files; committing them needs the write rights of the
-# repository of that type).
+# The CAS token is scoped to the repository's type, id and revision: a model's token is refused on the
+# CAS of a dataset of the same name.
 @router.get("/api/{kind:repotype}/{namespace}/{name}/xet-write-token/{revision}", summary="A CAS token for Xet uploads")
 def write_token(
     state: StateDep,
@@ -93,7 +95,7 @@ def write_token(
         raise NotSupported(detail="pull requests (create_pr); commit to a branch instead")
     _uploads(xet)
     state.hub.get_repo(repo_id, repo_type=repo_type)
-    return _token_answer(xet, base_url, repo_id, revision, "write")
+    return _token_answer(xet, base_url, repo_type, repo_id, revision, "write")
 
 
 @router.get("/api/{kind:repotype}/{namespace}/{name}/xet-read-token/{revision}", summary="A CAS token for Xet reads")
@@ -108,11 +110,12 @@ def read_token(
 ) -> JSONResponse:
     readable_repo(state.hub, repo_id, caller, repo_type=repo_type)
     state.hub.resolve(repo_id, revision, repo_type=repo_type)
-    return _token_answer(xet, base_url, repo_id, revision, "read")
+    return _token_answer(xet, base_url, repo_type, repo_id, revision, "read")
 
 
-def _grant(request: Request, xet: XetService, repo_id: str, scope: Scope) -> CasGrant:
-    return xet.tokens.check(bearer_token(request.headers.get("authorization")), repo_id, scope, time.time())
+def _grant(request: Request, xet: XetService, repo_type: str, repo_id: str, scope: Scope) -> CasGrant:
+    token = bearer_token(request.headers.get("authorization"))
+    return xet.tokens.check(token, repo_type, repo_id, scope, time.time())
 
 
 async def _body(request: Request, limit: int, what: str) -> bytearray:
@@ -131,9 +134,10 @@ async def _body(request: Request, limit: int, what: str) -> bytearray:
 @router.post(CAS + "/v1/xorbs/{prefix}/{xorb_hash}", summary="Upload a xorb (Xet CAS)")
 @streams_body
 async def upload_xorb(
-    request: Request, state: StateDep, xet: XetDep, repo_id: RepoIdDep, prefix: str, xorb_hash: str
+    request: Request, state: StateDep, xet: XetDep, repo_id: RepoIdDep, repo_type: RepoTypeDep, prefix: str,
+    xorb_hash: str,
 ) -> dict[str, Any]:
-    _grant(request, xet, repo_id, "write")
+    _grant(request, xet, repo_type, repo_id, "write")
     uploads = _uploads(xet)
     if prefix != "default":
         raise InvalidInput(detail=f"xorbs are uploaded under the prefix 'default', not {prefix!r}")
@@ -149,8 +153,10 @@ async def upload_xorb(
 
 @router.post(CAS + "/v1/shards", summary="Upload a shard: its files are checked and staged (Xet CAS)")
 @streams_body
-async def upload_shard(request: Request, state: StateDep, xet: XetDep, repo_id: RepoIdDep) -> dict[str, Any]:
-    _grant(request, xet, repo_id, "write")
+async def upload_shard(
+    request: Request, state: StateDep, xet: XetDep, repo_id: RepoIdDep, repo_type: RepoTypeDep
+) -> dict[str, Any]:
+    _grant(request, xet, repo_type, repo_id, "write")
     uploads = _uploads(xet)
     async with xet.shard_slots:
         body = await _body(request, MAX_SHARD_BYTES, "shard")
@@ -163,9 +169,10 @@ async def upload_shard(request: Request, state: StateDep, xet: XetDep, repo_id: 
 
 @router.get(CAS + "/v1/chunks/{prefix}/{chunk_hash}", summary="Global dedup: a shard naming a held chunk")
 def dedup_query(
-    request: Request, state: StateDep, xet: XetDep, repo_id: RepoIdDep, prefix: str, chunk_hash: str
+    request: Request, state: StateDep, xet: XetDep, repo_id: RepoIdDep, repo_type: RepoTypeDep, prefix: str,
+    chunk_hash: str,
 ) -> Response:
-    _grant(request, xet, repo_id, "read")
+    _grant(request, xet, repo_type, repo_id, "read")
     uploads = _uploads(xet)
     # The spec names 'default-merkledb'; hf_xet 1.8 asks under its default prefix, 'default'.
     if prefix not in ("default-merkledb", "default"):

@@ -223,7 +223,7 @@ def test_tokens_are_checked(service: RunningService, blob: bytes) -> None:
 def test_xet_clients_get_a_cas_token(service: RunningService, blob: bytes) -> None:
     # The Xet protocol itself is tested in test_xet.py.
     got = service.http.get(f"/api/models/{REPO}/xet-write-token/main", headers=AUTH)
-    assert got.status_code == 200 and got.json()["casUrl"].endswith(f"/api/v1/xet/{REPO}")
+    assert got.status_code == 200 and got.json()["casUrl"].endswith(f"/api/v1/xet/models/{REPO}")
 
 
 def test_native_api(service: RunningService, api: HfApi, blob: bytes) -> None:

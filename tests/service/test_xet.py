@@ -25,7 +25,7 @@ def test_token_routes_answer_as_the_hub_does(xet_service: RunningService) -> Non
     assert got.status_code == 200, got.text
     body = got.json()
     assert set(body) == {"accessToken", "exp", "casUrl"}
-    assert body["casUrl"] == f"{xet_service.url}/api/v1/xet/{repo_id}"
+    assert body["casUrl"] == f"{xet_service.url}/api/v1/xet/models/{repo_id}"
     assert got.headers["x-xet-access-token"] == body["accessToken"]
     assert got.headers["x-xet-cas-url"] == body["casUrl"]
     assert int(got.headers["x-xet-token-expiration"]) == body["exp"]
