@@ -29,6 +29,7 @@ from storage.catalog.models import (
     Frame,
     IngestJob,
     Ref,
+    RepoRedirect,
     Repository,
     StoreObject,
     Tensor,
@@ -127,6 +128,7 @@ def one_of_each(session: Session) -> list[Base]:
             created_at=WHEN,
         ),
         Ref(repo_id=repo.id, name="main", commit_oid=COMMIT),
+        RepoRedirect(repo_type="model", namespace="old", name="name", repository_id=repo.id, created_at=WHEN),
         TreeEntry(commit_oid=COMMIT, path="model.safetensors", file_sha256=FILE),
         TreeEntry(commit_oid=PARENT, path="dir/base.safetensors", file_sha256=BASE_FILE),
         IngestJob(
