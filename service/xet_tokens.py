@@ -2,8 +2,9 @@
 
 The Hub's ``xet-write-token`` route hands the client a token for the CAS routes, and the client sends it
 there instead of its own: it names one repository (its type and id: a model and a dataset may share an
-id), one revision and a scope (read or write), expires soon, and is an HMAC made with the service's signing key, so any replica checks it without a lookup.
-The MAC input starts with a label of its own, so no LFS upload signature can pass for a token.
+id), one revision and a scope (read or write), expires soon, and is an HMAC made with the service's
+signing key, so any replica checks it without a lookup. The MAC input starts with a label of its own,
+so no LFS upload signature can pass for a token.
 """
 
 from __future__ import annotations
