@@ -248,6 +248,20 @@ class Hub:
 
     # Uploads and commits
 
+    def adopt(
+        self,
+        key: str,
+        chunks: Iterable[bytes],
+        *,
+        expected_sha256: str | None,
+        expected_size: int,
+        claim: Callable[[Session, str], bool],
+    ) -> FileInfo | None:
+        """A file staged from an object the Xet uploads wrote (storage/app/uploads.py, `adopt`)."""
+        return self.uploads.adopt(
+            key, chunks, expected_sha256=expected_sha256, expected_size=expected_size, claim=claim
+        )
+
     def has_file(self, sha256: str) -> bool:
         return self.uploads.has_file(sha256)
 

@@ -75,6 +75,23 @@ def stage(
     return StagedUpload(key=key, sha256=sha256, size=counted.size, block_sums=counted.blocks.digest())
 
 
+def verify_staged(
+    key: str, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None
+) -> StagedUpload:
+    """The staging record of bytes already stored at `key` by another use case (a Xet xorb that is
+    exactly one file), from one read of them: hashed and block-summed as `stage` would, nothing
+    written. UploadMismatch on a mismatch; the object is left to its owner either way."""
+    counted = _Counted(chunks, expected_size)
+    for _ in counted:
+        pass
+    sha256 = counted.hash.hexdigest()
+    if expected_size is not None and counted.size != expected_size:
+        raise UploadMismatch(detail=f"received {counted.size} bytes, declared {expected_size}")
+    if expected_sha256 is not None and sha256 != expected_sha256:
+        raise UploadMismatch(detail=f"received bytes hash to sha256 {sha256}, declared {expected_sha256}")
+    return StagedUpload(key=key, sha256=sha256, size=counted.size, block_sums=counted.blocks.digest())
+
+
 def staged_reader(store: ObjectStore, key: str) -> ReadRange:
     """Ranged reads of a staged object: formats read headers this way, never the whole file."""
     return lambda start, end: store.get(key, start, end)

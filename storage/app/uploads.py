@@ -6,10 +6,11 @@ upload completes: it is served from staging until ingest has stored it in reduce
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from storage.app.ports import Sessions
-from storage.app.staging import detect_staged_format, read_staged_layout, stage
+from storage.app.staging import StagedUpload, detect_staged_format, read_staged_layout, stage, verify_staged
 from storage.app.views import FileInfo, file_info
 from storage.catalog import jobs
 from storage.catalog.db import unique_conflicts
@@ -20,6 +21,13 @@ from storage.core.formats.safetensors import FORMAT_ID as SAFETENSORS
 from storage.core.names import check_sha256
 from storage.objectstore import ObjectStore
 from storage.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+
+class _ClaimLost(Exception):
+    """The claimed object's owner let it go first: the transaction is rolled back."""
 
 
 class Uploads:
@@ -65,27 +73,60 @@ class Uploads:
             expected_size=expected_size,
             max_bytes=self._settings.max_upload_bytes,
         )
-        fmt = detect_staged_format(self._store, staged.key, staged.size, self._settings.max_header_bytes)
-        crash_point("upload.before_file_row")
         created = False
         try:
-            with self._session() as s, unique_conflicts("file uploaded concurrently"):
-                if s.get(FileObject, staged.sha256) is None:
-                    s.add(
-                        FileObject(
-                            sha256=staged.sha256, size=staged.size, kind=fmt.format_id,
-                            state=FileState.STAGED, staging_key=staged.key, staging_sums=staged.block_sums,
-                        )
-                    )
-                    s.flush()
-                    created = True
-        except Conflict:
-            created = False  # an identical upload won the race: keep theirs
+            created = self._hold(staged)
         finally:
-            if not created:
+            if not created:  # an identical upload won the race: keep theirs
                 self._store.delete(staged.key)
         crash_point("upload.after_file_row")
         return self.file_info(staged.sha256)
+
+    def adopt(
+        self,
+        key: str,
+        chunks: Iterable[bytes],
+        *,
+        expected_sha256: str | None,
+        expected_size: int,
+        claim: Callable[[Session, str], bool],
+    ) -> FileInfo | None:
+        """Stage a file whose bytes another use case already wrote at `key` (`chunks` reads them), without
+        writing them again: hashed and checked as `upload` does, then held under that very key.
+
+        `claim(session, sha256)` runs in the transaction that creates the file row and takes the object
+        over from its owner (False: the owner no longer has it). None, and the object untouched, when the
+        file is held already, the claim fails or an identical upload wins the race: stage it with `upload`.
+        """
+        staged = verify_staged(key, chunks, expected_sha256=expected_sha256, expected_size=expected_size)
+        try:
+            if not self._hold(staged, claim=claim):
+                return None
+        except _ClaimLost:
+            return None
+        crash_point("upload.after_file_row")
+        return self.file_info(staged.sha256)
+
+    def _hold(self, staged: StagedUpload, claim: Callable[[Session, str], bool] | None = None) -> bool:
+        """The file row of a staged upload; False when the file is held already (theirs is kept)."""
+        fmt = detect_staged_format(self._store, staged.key, staged.size, self._settings.max_header_bytes)
+        crash_point("upload.before_file_row")
+        try:
+            with self._session() as s, unique_conflicts("file uploaded concurrently"):
+                if s.get(FileObject, staged.sha256) is not None:
+                    return False
+                s.add(
+                    FileObject(
+                        sha256=staged.sha256, size=staged.size, kind=fmt.format_id,
+                        state=FileState.STAGED, staging_key=staged.key, staging_sums=staged.block_sums,
+                    )
+                )
+                s.flush()
+                if claim is not None and not claim(s, staged.sha256):
+                    raise _ClaimLost  # rolls the file row back with whatever the claim wrote
+                return True
+        except Conflict:
+            return False
 
     def explain_bad_safetensors(self, file: FileObject) -> None:
         """A .safetensors path whose bytes do not parse: say why (SafetensorsError, a 400)."""

@@ -9,7 +9,9 @@ the bytes go to the same upload use case an LFS PUT uses, streamed.
 
 What is kept (docs/format.md, "Xet uploads"): a xorb's chunk list, and its bytes only until files hold
 every chunk; then spans (chunks [a, b) of xorb X are bytes of file F from offset o) say where to read
-them back, through the hub's ordinary reads, when a later shard names them. Nothing is stored twice.
+them back, through the hub's ordinary reads, when a later shard names them. Nothing is stored twice: a
+file that is exactly one xorb's chunks is staged under the xorb's own copy (read once, hashed, not
+written again); the file row takes the object over in the transaction that records its spans.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from storage.app.views import FileInfo
 from storage.catalog import xet as catalog
 from storage.catalog.models import XetXorb
 from storage.catalog.xet import Span
+from storage.core import keys
 from storage.core.errors import IntegrityError, InvalidInput
 from storage.core.xet import errors as xet_errors
 from storage.core.xet.hashing import chunk_hash, hash_to_hex, hex_to_hash
@@ -47,7 +50,6 @@ log = logging.getLogger(__name__)
 MAX_XORB_BYTES = MAX_SERIALIZED_XORB
 # Shards the client sends stay far below this (it cuts them at 64 MiB too).
 MAX_SHARD_BYTES = 64 << 20
-RAW_PREFIX = "xet/xorbs/"
 # A chunk is worth a global dedup entry when its hash's last word is 0 mod this (the client asks only
 # about those, and about each file's first chunk): one chunk in 1024, so the index stays small.
 DEDUP_MODULUS = 1024
@@ -74,6 +76,15 @@ class FileUploads(Protocol):
         self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None
     ) -> FileInfo: ...
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
+    def adopt(
+        self,
+        key: str,
+        chunks: Iterable[bytes],
+        *,
+        expected_sha256: str | None,
+        expected_size: int,
+        claim: Callable[[Session, str], bool],
+    ) -> FileInfo | None: ...
 
 
 @dataclass
@@ -191,8 +202,9 @@ class XetUploads:
         if held is not None and (held.raw_key is not None or held.covers(0, held.num_chunks)):
             return False
         xorb = parse_xorb(body, expected_hash=expected)
-        key = f"{RAW_PREFIX}{xorb_hex}"
-        # Uncompressed, so a term is one ranged read; the copy lives only until files hold its chunks.
+        key = keys.xorb_key()
+        # Uncompressed, so a term is one ranged read (and a one-xorb file's staging copy as it is); the
+        # copy lives only until files hold its chunks.
         self._store.put_stream(key, (chunk.data for chunk in xorb.chunks))
         row = XetXorb(
             hash=xorb_hex,
@@ -202,11 +214,11 @@ class XetUploads:
             raw_key=key,
         )
         with self._session() as s:
-            if held is None:
-                return catalog.add_if_absent(s, row)
             # Known, but files no longer hold all its chunks (GC took them): its copy is back.
-            catalog.restore_raw(s, xorb_hex, key)
-            return True
+            kept = catalog.add_if_absent(s, row) if held is None else catalog.restore_raw(s, xorb_hex, key)
+        if not kept:  # an identical upload won the race: its copy is the one the row names
+            self._store.delete(key)
+        return kept
 
     # Shards
 
@@ -258,6 +270,9 @@ class XetUploads:
                 raise xet_errors.Sha256Mismatch(file=plan.file_hash, actual=known, declared=plan.sha256)
             return StagedFile(plan.file_hash, known, plan.size, written=False)
         if plan.sha256 is None or not self._files.has_file(plan.sha256):
+            adopted = self._adopt(plan)
+            if adopted is not None:
+                return adopted
             sent = 0
 
             def counted() -> Iterator[bytes]:
@@ -280,21 +295,57 @@ class XetUploads:
         self._record(plan, plan.sha256)
         return StagedFile(plan.file_hash, plan.sha256, plan.size, written=False)
 
+    def _adopt(self, plan: _Plan) -> StagedFile | None:
+        """Stage a file that is exactly one xorb's chunks under the xorb's own copy: one read (each chunk
+        re-hashed, the SHA-256 and block sums taken), no second write. None when it is not such a file,
+        or the copy went first (another shard's files took it): then it is staged the ordinary way."""
+        if len(plan.terms) != 1:
+            return None
+        term = plan.terms[0]
+        xorb, key = term.xorb, term.xorb.raw_key
+        if key is None or term.start != 0 or term.end != xorb.num_chunks or xorb.spans:
+            return None
+
+        def claim(s: Session, sha256: str) -> bool:
+            # Catalog first: the copy is the file's staging object from here on, no longer the xorb's.
+            if not catalog.hand_over_raw(s, xorb.hex, key):
+                return False
+            self._record_in(s, plan, sha256)
+            return True
+
+        copy = self._store.iter_range(key, 0, xorb.offsets[-1])  # this copy only: no fallback to spans
+        try:
+            info = self._files.adopt(key, self._checked_chunks(term, copy), expected_sha256=plan.sha256,
+                                     expected_size=plan.size, claim=claim)
+        except ObjectNotFound:
+            info = None
+        if info is None:  # the claim's transaction, if it ran, was rolled back: read the catalog again
+            with self._session() as s:
+                row = catalog.xorb(s, xorb.hex)
+                xorb.raw_key = row.raw_key if row is not None else None
+                xorb.spans = catalog.spans(s, xorb.hex)
+            return None
+        xorb.raw_key = None
+        return StagedFile(plan.file_hash, info.sha256, plan.size, written=True)
+
     def _record(self, plan: _Plan, sha256: str) -> None:
-        """The file's hash, where its terms' chunks now live, and its chunks worth a dedup entry."""
         with self._session() as s:
-            catalog.add_file(s, plan.file_hash, sha256, plan.size)
-            offset = 0
-            for number, term in enumerate(plan.terms):
-                xorb = term.xorb
-                if not xorb.covers(term.start, term.end):
-                    span = Span(term.start, term.end, sha256, offset)
-                    catalog.add_spans(s, xorb.hex, [span])
-                    xorb.spans = sorted([*xorb.spans, span], key=lambda x: x.chunk_start)
-                chunks = [(hash_to_hex(xorb.hashes[i]), i) for i in range(term.start, term.end)
-                          if (number == 0 and i == term.start) or _dedup_eligible(xorb.hashes[i])]
-                catalog.add_dedup_chunks(s, xorb.hex, chunks)
-                offset += xorb.length(term.start, term.end)
+            self._record_in(s, plan, sha256)
+
+    def _record_in(self, s: Session, plan: _Plan, sha256: str) -> None:
+        """The file's hash, where its terms' chunks now live, and its chunks worth a dedup entry."""
+        catalog.add_file(s, plan.file_hash, sha256, plan.size)
+        offset = 0
+        for number, term in enumerate(plan.terms):
+            xorb = term.xorb
+            if not xorb.covers(term.start, term.end):
+                span = Span(term.start, term.end, sha256, offset)
+                catalog.add_spans(s, xorb.hex, [span])
+                xorb.spans = sorted([*xorb.spans, span], key=lambda x: x.chunk_start)
+            chunks = [(hash_to_hex(xorb.hashes[i]), i) for i in range(term.start, term.end)
+                      if (number == 0 and i == term.start) or _dedup_eligible(xorb.hashes[i])]
+            catalog.add_dedup_chunks(s, xorb.hex, chunks)
+            offset += xorb.length(term.start, term.end)
 
     def _release_held(self, xorbs: Iterable[_Xorb]) -> None:
         """Drop the xorbs' own copies where files now hold every chunk: catalog first, then the store."""
@@ -311,11 +362,12 @@ class XetUploads:
         for term in plan.terms:
             yield from self._checked_chunks(term)
 
-    def _checked_chunks(self, term: _Term) -> Iterator[bytes]:
-        """The term's chunks, each hashed again: bytes that are not what the xorb named never pass."""
+    def _checked_chunks(self, term: _Term, source: Iterable[bytes] | None = None) -> Iterator[bytes]:
+        """The term's chunks (read from `source`, by default wherever they are held), each hashed again:
+        bytes that are not what the xorb named never pass."""
         xorb, index = term.xorb, term.start
         buffer, position = b"", 0
-        for piece in self._source(term):
+        for piece in self._source(term) if source is None else source:
             buffer = buffer[position:] + piece if position < len(buffer) else piece
             position = 0
             while index < term.end:
@@ -400,7 +452,10 @@ def collect_xet_garbage(
     doomed: list[str] = []
     for xorb_hex in abandoned:
         if dry_run:
-            doomed.append(f"{RAW_PREFIX}{xorb_hex}")
+            with session() as s:
+                row = catalog.xorb(s, xorb_hex)
+            if row is not None and row.raw_key is not None:
+                doomed.append(row.raw_key)
             continue
         with session() as s:
             key = catalog.release_raw(s, xorb_hex)
@@ -408,7 +463,7 @@ def collect_xet_garbage(
             doomed.append(key)
     with session() as s:
         known = catalog.raw_keys(s)
-    for info in store.list(RAW_PREFIX):
+    for info in store.list(keys.XORB_PREFIX):
         if info.key not in known and info.last_modified < cutoff and info.key not in doomed:
             doomed.append(info.key)
     for key in doomed:

@@ -10,13 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy.exc
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, select, union_all, update
 from sqlalchemy.orm import Session
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult
+
 from storage.catalog.db import is_unique_violation
-from storage.catalog.models import Base, XetDedupChunk, XetFile, XetXorb, XetXorbSpan, utcnow
+from storage.catalog.models import Base, FileObject, XetDedupChunk, XetFile, XetXorb, XetXorbSpan, utcnow
+from storage.core.keys import XORB_PREFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +77,23 @@ def release_raw(session: Session, xorb_hash: str) -> str | None:
     return key
 
 
-def restore_raw(session: Session, xorb_hash: str, key: str) -> None:
+def restore_raw(session: Session, xorb_hash: str, key: str) -> bool:
+    """Name a new copy of a known xorb that has none; False when another upload's copy came first."""
     # Its GC clock restarts: the copy is as new as an upload.
-    session.execute(update(XetXorb).where(XetXorb.hash == xorb_hash).values(raw_key=key, created_at=utcnow()))
+    result = session.execute(
+        update(XetXorb).where(XetXorb.hash == xorb_hash, XetXorb.raw_key.is_(None))
+        .values(raw_key=key, created_at=utcnow())
+    )
+    return cast("CursorResult[Any]", result).rowcount == 1
+
+
+def hand_over_raw(session: Session, xorb_hash: str, key: str) -> bool:
+    """The xorb's copy at `key` becomes a staged file's (whose row names it from this transaction on);
+    False when the xorb no longer names that copy (a shard or GC released it first)."""
+    result = session.execute(
+        update(XetXorb).where(XetXorb.hash == xorb_hash, XetXorb.raw_key == key).values(raw_key=None)
+    )
+    return cast("CursorResult[Any]", result).rowcount == 1
 
 
 def dedup_chunk(session: Session, chunk_hash: str) -> tuple[str, int] | None:
@@ -120,4 +139,8 @@ def drop_unheld(session: Session) -> int:
 
 
 def raw_keys(session: Session) -> set[str]:
-    return set(session.scalars(select(XetXorb.raw_key).where(XetXorb.raw_key.is_not(None))))
+    """Every key under the xorb prefix the catalog names: xorbs' copies, and the staging copies files
+    took over from them (one statement, so a hand-over between two reads cannot hide a key)."""
+    copies = select(XetXorb.raw_key).where(XetXorb.raw_key.is_not(None))
+    adopted = select(FileObject.staging_key).where(FileObject.staging_key.like(f"{XORB_PREFIX}%"))
+    return {key for key in session.scalars(union_all(copies, adopted)) if key}

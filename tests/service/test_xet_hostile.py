@@ -15,7 +15,7 @@ from huggingface_hub import HfApi
 from sqlalchemy import select
 
 from storage.app.xet_uploads import MAX_XORB_BYTES
-from storage.catalog.models import XetXorb
+from storage.catalog.models import FileObject, XetXorb
 from storage.core.xet.hashing import file_hash, hash_to_hex, hex_to_hash, verification_hash
 from storage.core.xet.shard import FileEntry, Shard, Term, serialize_shard, xorb_entry
 from storage.core.xet.xorb import Compression, Xorb, build_xorb, serialize_xorb
@@ -204,7 +204,9 @@ def test_cas_token_for_another_repository(xet_service: RunningService, held: Hel
     xorb = build_xorb(chunks())
     got = post_xorb(xet_service, held, serialize_xorb(xorb), xorb.hash, token=foreign)
     assert got["status"] == 403
-    assert got["error"] == f"forbidden: this Xet access token is for repository {other!r}, not {held.repo_id!r}"
+    assert got["error"] == (
+        f"forbidden: this Xet access token is for the model repository {other!r}, not the model {held.repo_id!r}"
+    )
     as_foreign = {"Authorization": f"Bearer {foreign}"}
     dedup = xet_service.http.get(f"{held.cas_url}/v1/chunks/default/{'0' * 64}", headers=as_foreign)
     assert dedup.status_code == 403
@@ -212,9 +214,37 @@ def test_cas_token_for_another_repository(xet_service: RunningService, held: Hel
     assert post_xorb(xet_service, held, serialize_xorb(xorb), xorb.hash, token=WRITE_TOKEN)["status"] == 401
 
 
+def test_a_models_cas_token_is_refused_for_the_dataset_of_the_same_name(
+    xet_service: RunningService, held: Held
+) -> None:
+    api = HfApi(endpoint=xet_service.url, token=WRITE_TOKEN)
+    api.create_repo(held.repo_id, repo_type="dataset")
+    dataset = xet_service.http.get(f"/api/datasets/{held.repo_id}/xet-write-token/main",
+                                   headers={"Authorization": f"Bearer {WRITE_TOKEN}"}).json()
+    assert dataset["casUrl"] == f"{xet_service.url}/api/v1/xet/datasets/{held.repo_id}" != held.cas_url
+    xorb = build_xorb(chunks())
+    as_model = {"Authorization": f"Bearer {held.token}"}
+    got = xet_service.http.post(f"{dataset['casUrl']}/v1/xorbs/default/{hash_to_hex(xorb.hash)}",
+                                content=serialize_xorb(xorb), headers=as_model)
+    assert got.status_code == 403 and got.json()["error"] == (
+        f"forbidden: this Xet access token is for the model repository {held.repo_id!r}, "
+        f"not the dataset {held.repo_id!r}"
+    )
+    # The model's own CAS takes the xorb; the dataset's shard route still refuses the model's token.
+    assert post_xorb(xet_service, held, serialize_xorb(xorb), xorb.hash)["status"] == 200
+    shard = serialize_shard(Shard((file_entry(xorb),), ()))
+    got = xet_service.http.post(f"{dataset['casUrl']}/v1/shards", content=shard, headers=as_model)
+    assert got.status_code == 403 and "not the dataset" in got.json()["error"]
+    assert not xet_service.hub.has_file(file_entry(xorb).sha256.hex())
+    # With the dataset's own token the same shard is staged.
+    as_dataset = {"Authorization": f"Bearer {dataset['accessToken']}"}
+    got = xet_service.http.post(f"{dataset['casUrl']}/v1/shards", content=shard, headers=as_dataset)
+    assert got.status_code == 200 and xet_service.hub.has_file(file_entry(xorb).sha256.hex())
+
+
 def test_expired_and_read_only_cas_tokens(xet_service: RunningService, held: Held) -> None:
     tokens = xet_service.app.state.deltahub_xet.tokens
-    expired, _ = tokens.issue(held.repo_id, "main", "write", now=time.time() - 2 * tokens.ttl_seconds)
+    expired, _ = tokens.issue("model", held.repo_id, "main", "write", now=time.time() - 2 * tokens.ttl_seconds)
     xorb = build_xorb(chunks())
     got = post_xorb(xet_service, held, serialize_xorb(xorb), xorb.hash, token=expired)
     assert got["status"] == 401 and "Xet access token expired" in got["error"]
@@ -247,13 +277,19 @@ def test_gc_sweeps_xorbs_no_shard_came_for_and_xorbs_nothing_holds(xet_service: 
     entry = file_entry(staged)
     assert post_shard(xet_service, held, Shard((entry,), ()))["status"] == 200  # staged, never committed
     store = xet_service.hub.store
-    assert store.head(f"xet/xorbs/{hash_to_hex(lone.hash)}") is not None
-    assert store.head(f"xet/xorbs/{hash_to_hex(staged.hash)}") is None  # its file holds every chunk
+    with xet_service.hub.session() as s:
+        lone_key = s.get(XetXorb, hash_to_hex(lone.hash)).raw_key
+        assert s.get(XetXorb, hash_to_hex(staged.hash)).raw_key is None  # its file holds every chunk
+        staging_key = s.get(FileObject, entry.sha256.hex()).staging_key
+    assert lone_key.startswith("xet/xorbs/") and store.head(lone_key) is not None
+    # The file is exactly that xorb's chunks: the xorb's copy became its staging copy (not written twice).
+    assert staging_key.startswith("xet/xorbs/") and store.head(staging_key).size == entry.size
 
     assert collect_garbage(xet_service.hub, grace_seconds=3600).orphans == 0  # nothing is old enough yet
+    assert store.head(lone_key) is not None and store.head(staging_key) is not None
     report = collect_garbage(xet_service.hub, grace_seconds=0)
-    assert report.orphans >= 1 and store.head(f"xet/xorbs/{hash_to_hex(lone.hash)}") is None
-    assert not xet_service.hub.has_file(entry.sha256.hex())
+    assert report.orphans >= 1 and store.head(lone_key) is None
+    assert not xet_service.hub.has_file(entry.sha256.hex()) and store.head(staging_key) is None
     with xet_service.hub.session() as s:
         assert s.get(XetXorb, hash_to_hex(lone.hash)) is None and s.get(XetXorb, hash_to_hex(staged.hash)) is None
     # Gone means gone: the same xorb is taken again as new.
@@ -280,3 +316,69 @@ def test_dedup_answers_name_no_chunk_hash_in_the_clear(xet_service: RunningServi
     again = parse_shard(xet_service.http.get(f"{held.cas_url}/v1/chunks/default/{entry.chunk_hash}",
                                              headers=held.headers).content)
     assert again.hmac_key != answer.hmac_key  # a fresh key per answer
+
+
+def raw_key(service: RunningService, xorb: Xorb) -> str | None:
+    with service.hub.session() as s:
+        return s.get(XetXorb, hash_to_hex(xorb.hash)).raw_key
+
+
+def test_a_one_xorb_file_is_staged_under_the_xorbs_copy(xet_service: RunningService, held: Held) -> None:
+    """Read once and hashed, never written twice; the copy is the file's from then on."""
+    xorb = build_xorb(chunks())
+    post_xorb(xet_service, held, serialize_xorb(xorb), xorb.hash)
+    key = raw_key(xet_service, xorb)
+    entry = file_entry(xorb)
+    assert post_shard(xet_service, held, Shard((entry,), ()))["status"] == 200
+    with xet_service.hub.session() as s:
+        assert s.get(FileObject, entry.sha256.hex()).staging_key == key
+    assert raw_key(xet_service, xorb) is None
+    want = b"".join(c.data for c in xorb.chunks)
+    assert b"".join(xet_service.hub.read(entry.sha256.hex())) == want
+    assert b"".join(xet_service.hub.read(entry.sha256.hex(), 30_000, 50_000)) == want[30_000:50_000]
+
+
+def test_a_file_that_is_part_of_a_xorb_is_written_to_staging(xet_service: RunningService, held: Held) -> None:
+    xorb = build_xorb(chunks())
+    post_xorb(xet_service, held, serialize_xorb(xorb), xorb.hash)
+    key = raw_key(xet_service, xorb)
+    entry = file_entry(xorb, 0, 2)
+    assert post_shard(xet_service, held, Shard((entry,), ()))["status"] == 200
+    with xet_service.hub.session() as s:
+        assert s.get(FileObject, entry.sha256.hex()).staging_key.startswith("staging/")
+    # Chunks 2 and 3 are held by no file: the xorb keeps its copy for the shard that names them.
+    assert raw_key(xet_service, xorb) == key and xet_service.hub.store.head(key) is not None
+
+
+def test_a_xorb_copy_damaged_before_its_shard_stages_nothing(xet_service: RunningService, held: Held) -> None:
+    xorb = build_xorb(chunks())
+    post_xorb(xet_service, held, serialize_xorb(xorb), xorb.hash)
+    key = raw_key(xet_service, xorb)
+    path = xet_service.hub.store.root / "objects" / key
+    damaged = bytearray(path.read_bytes())
+    damaged[25_000] ^= 1
+    path.write_bytes(bytes(damaged))
+    entry = file_entry(xorb)
+    got = post_shard(xet_service, held, Shard((entry,), ()))
+    assert got["status"] == 500 and "chunk 1 of xorb" in got["error"] and "another hash" in got["error"]
+    assert not xet_service.hub.has_file(entry.sha256.hex())
+    assert raw_key(xet_service, xorb) == key  # left to the xorb: nothing took it over
+
+
+def test_a_copy_released_before_its_shard_is_not_taken_over(xet_service: RunningService, held: Held) -> None:
+    """GC released the copy of a xorb no shard came for (catalog first, then the store)."""
+    from storage.catalog import xet as catalog
+
+    xorb = build_xorb(chunks())
+    post_xorb(xet_service, held, serialize_xorb(xorb), xorb.hash)
+    with xet_service.hub.session() as s:
+        key = catalog.release_raw(s, hash_to_hex(xorb.hash))
+    xet_service.hub.store.delete(key)
+    entry = file_entry(xorb)
+    got = post_shard(xet_service, held, Shard((entry,), ()))
+    assert got["status"] == 400 and "is no longer held (upload it again)" in got["error"]
+    assert not xet_service.hub.has_file(entry.sha256.hex())
+    # Sent again, the xorb gets a new copy (a new key) and the shard is staged under it.
+    assert post_xorb(xet_service, held, serialize_xorb(xorb), xorb.hash)["json"] == {"was_inserted": True}
+    assert raw_key(xet_service, xorb) not in (None, key)
+    assert post_shard(xet_service, held, Shard((entry,), ()))["status"] == 200
