@@ -63,5 +63,11 @@ class _RepoPrefixes(_RepoTypes):
     regex = "datasets|spaces"
 
 
+# "/api/{kind:storedtype}" names only the kinds deltahub stores (the listings: "/api/spaces" stays unrouted).
+class _StoredTypes(_RepoTypes):
+    regex = "models|datasets"
+
+
 register_url_convertor("repotype", _RepoTypes())
 register_url_convertor("repoprefix", _RepoPrefixes())
+register_url_convertor("storedtype", _StoredTypes())

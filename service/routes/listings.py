@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from service import hf_json
 from service.auth import may_read_private
-from service.deps import CallerDep, HubDep, OptionsDep
+from service.deps import CallerDep, HubDep, OptionsDep, RepoTypeDep
 from service.errors import Unauthorized
 from service.routes.hf import self_link
 from storage.app.repositories import RepoQuery
@@ -39,20 +39,29 @@ def _listing(
     return page
 
 
-def _list(
-    repo_type: str,
+Search = Annotated[str | None, Query(description="Part of the repository id, any case")]
+Author = Annotated[str | None, Query(description="The namespace")]
+Sort = Annotated[str | None, Query(description="lastModified, createdAt or id; others order by id")]
+Direction = Annotated[int | None, Query(description="-1 (default) newest first, 1 oldest first")]
+Limit = Annotated[int | None, Query(ge=1)]
+Cursor = Annotated[int, Query(ge=0, description="Offset of the page (from the Link header)")]
+
+
+@router.get("/api/{kind:storedtype}", summary="List models or datasets (list_models, list_datasets, hf models ls)")
+def list_repos(
     request: Request,
     response: Response,
     hub: HubDep,
     caller: CallerDep,
     options: OptionsDep,
-    search: str | None,
-    author: str | None,
-    sort: str | None,
-    direction: int | None,
-    limit: int | None,
-    full: bool,
-    cursor: int,
+    repo_type: RepoTypeDep,
+    search: Search = None,
+    author: Author = None,
+    sort: Sort = None,
+    direction: Direction = None,
+    limit: Limit = None,
+    full: Annotated[bool, Query()] = False,
+    cursor: Cursor = 0,
 ) -> list[dict[str, Any]]:
     query = RepoQuery(
         repo_type=repo_type, search=search, author=author, sort=sort, descending=direction != 1,
@@ -65,52 +74,6 @@ def _list(
             entries = hub.list_tree(found.repo.repo_id, found.head.oid, repo_type=repo_type) if found.head else []
             item["siblings"] = [hf_json.sibling(e, blobs=False) for e in entries]
     return items
-
-
-Search = Annotated[str | None, Query(description="Part of the repository id, any case")]
-Author = Annotated[str | None, Query(description="The namespace")]
-Sort = Annotated[str | None, Query(description="lastModified, createdAt or id; others order by id")]
-Direction = Annotated[int | None, Query(description="-1 (default) newest first, 1 oldest first")]
-Limit = Annotated[int | None, Query(ge=1)]
-Cursor = Annotated[int, Query(ge=0, description="Offset of the page (from the Link header)")]
-
-
-@router.get("/api/models", summary="List models (list_models, hf models ls)")
-def list_models(
-    request: Request,
-    response: Response,
-    hub: HubDep,
-    caller: CallerDep,
-    options: OptionsDep,
-    search: Search = None,
-    author: Author = None,
-    sort: Sort = None,
-    direction: Direction = None,
-    limit: Limit = None,
-    full: Annotated[bool, Query()] = False,
-    cursor: Cursor = 0,
-) -> list[dict[str, Any]]:
-    return _list("model", request, response, hub, caller, options, search, author, sort, direction, limit, full, cursor)
-
-
-@router.get("/api/datasets", summary="List datasets (list_datasets, hf datasets ls)")
-def list_datasets(
-    request: Request,
-    response: Response,
-    hub: HubDep,
-    caller: CallerDep,
-    options: OptionsDep,
-    search: Search = None,
-    author: Author = None,
-    sort: Sort = None,
-    direction: Direction = None,
-    limit: Limit = None,
-    full: Annotated[bool, Query()] = False,
-    cursor: Cursor = 0,
-) -> list[dict[str, Any]]:
-    return _list(
-        "dataset", request, response, hub, caller, options, search, author, sort, direction, limit, full, cursor
-    )
 
 
 @router.get("/api/settings/repositories", summary="The caller's repositories and their storage (hf repos ls)")

@@ -53,6 +53,8 @@ def test_list_models_filters_sorts_and_pages(make_service) -> None:  # type: ign
     assert {d.id for d in api.list_datasets()} == {"alice/corpus", "bob/bert-data"}
     assert {d.id for d in api.list_datasets(search="bert")} == {"bob/bert-data"}
     assert {d.id for d in api.list_datasets(author="alice")} == {"alice/corpus"}
+    # One route over the two kinds deltahub stores; Spaces are not routed at all (404, as before).
+    assert service.http.get("/api/spaces").status_code == 404
 
 
 def test_whoami_and_the_callers_repositories(api: HfApi, service: RunningService) -> None:
