@@ -76,23 +76,43 @@ def start_service(tmp_path: Path, options: ServiceOptions, *, ingest: bool = Fal
 
 @pytest.fixture
 def hf_client_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private HF_HOME, no implicit token, LFS instead of Xet, online.
+    """A private HF_HOME and Xet cache, no implicit token, online, and nothing switched off: the client
+    uploads LFS-sized files through Xet (hf_xet is installed), as it does by default.
 
     The client reads these at import time, so its constants are patched as well as the environment.
+    Tests of the LFS path itself add the `lfs_client` fixture.
     """
     home = tmp_path / "hf-home"
     monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.delenv("HF_HUB_DISABLE_XET", raising=False)
+    monkeypatch.setenv("HF_XET_CACHE", str(home / "xet"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
-    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", False)
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_XET_CACHE", str(home / "xet"))
     monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(home / "token"))
     monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
     huggingface_hub.utils.disable_progress_bars()
     return home / "hub"
+
+
+@pytest.fixture
+def lfs_client(hf_client_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client with Xet switched off (HF_HUB_DISABLE_XET=1): uploads take the LFS batch and PUT path."""
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+
+
+@pytest.fixture(params=["xet", "lfs"])
+def transport(request: pytest.FixtureRequest, hf_client_env: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once per large-file path of the client: Xet (its default) and LFS (Xet switched off)."""
+    if request.param == "lfs":
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+    return str(request.param)
 
 
 @pytest.fixture

@@ -44,6 +44,11 @@ def _model_folder(root: Path, *, big_bytes: int = 5 * 1024 * 1024, seed: int = 0
     return files
 
 
+def large_uploads(counters: dict[str, int], transport: str) -> int:
+    """Files the client sent by the large-file path of `transport` ("xet" or "lfs")."""
+    return counters["xet_files_staged"] if transport == "xet" else counters["lfs_put_requests"]
+
+
 def test_create_repo_conflict_and_exist_ok(api: HfApi, service: RunningService) -> None:
     url = api.create_repo(REPO)
     assert url.repo_id == REPO
@@ -53,12 +58,15 @@ def test_create_repo_conflict_and_exist_ok(api: HfApi, service: RunningService) 
     assert api.create_repo(REPO, exist_ok=True).repo_id == REPO
 
 
-def test_upload_folder_then_download_by_branch_and_commit(api: HfApi, service: RunningService, tmp_path: Path) -> None:
+def test_upload_folder_then_download_by_branch_and_commit(
+    transport: str, api: HfApi, service: RunningService, tmp_path: Path
+) -> None:
     api.create_repo(REPO)
     files = _model_folder(tmp_path / "v1")
     first = api.upload_folder(folder_path=tmp_path / "v1", repo_id=REPO, commit_message="v1")
     counters = service.counters()
-    assert counters["lfs_put_requests"] == 1  # only the large file went through LFS
+    assert large_uploads(counters, transport) == 1  # only the large file went by Xet or LFS
+    assert large_uploads(counters, "lfs" if transport == "xet" else "xet") == 0
     assert counters["inline_files"] == 3
 
     changed = b'{"model_type": "toy", "hidden_size": 16}'
@@ -103,20 +111,25 @@ def test_snapshot_download_and_listings(api: HfApi, service: RunningService, tmp
     assert lfs["weights/model.bin"] == hashlib.sha256(files["weights/model.bin"]).hexdigest()
 
 
-def test_reupload_of_known_large_file_transfers_nothing(api: HfApi, service: RunningService) -> None:
+def test_reupload_of_known_large_file_transfers_nothing(transport: str, api: HfApi, service: RunningService) -> None:
     api.create_repo(REPO)
     api.create_repo("alice/copy")
     big = os.urandom(3 * 1024 * 1024)
     api.upload_file(path_or_fileobj=big, path_in_repo="model.bin", repo_id=REPO)
     before = service.counters()
-    assert before["lfs_put_bytes"] == len(big)
+    if transport == "lfs":
+        assert before["lfs_put_bytes"] == len(big)
+    else:  # random bytes: LZ4 gains nothing, the xorb is the file plus its chunk headers
+        assert len(big) <= before["xet_xorb_bytes"] < len(big) * 1.01
 
     api.upload_file(path_or_fileobj=big, path_in_repo="renamed.bin", repo_id=REPO)
     api.upload_file(path_or_fileobj=big, path_in_repo="model.bin", repo_id="alice/copy")
     after = service.counters()
     assert after["lfs_put_requests"] == before["lfs_put_requests"]
     assert after["lfs_put_bytes"] == before["lfs_put_bytes"]
-    assert after["lfs_objects_already_held"] == before["lfs_objects_already_held"] + 2
+    assert after["xet_xorb_bytes"] == before["xet_xorb_bytes"]  # global dedup: no xorb sent again
+    if transport == "lfs":
+        assert after["lfs_objects_already_held"] == before["lfs_objects_already_held"] + 2
     assert set(api.list_repo_files("alice/copy")) == {".gitattributes", "model.bin"}
 
 
@@ -270,8 +283,11 @@ def test_safetensors_metadata_is_read_through_ranges(api: HfApi, service: Runnin
     assert service.counters()["download_bytes"] - before == 100_001  # one range, not the file
 
 
-def test_large_transfers_stream_in_bounded_memory(api: HfApi, service: RunningService, tmp_path: Path) -> None:
-    """Neither side holds a whole file: peak traced memory stays far below the file size."""
+def test_large_transfers_stream_in_bounded_memory(
+    lfs_client: None, api: HfApi, service: RunningService, tmp_path: Path
+) -> None:
+    """Neither side holds a whole file: peak traced memory stays far below the file size. (By LFS: a Xet
+    xorb, up to 64 MiB, is held whole while it is checked; XORB_SLOTS bounds how many.)"""
     import tracemalloc
 
     size = 48 * 1024 * 1024

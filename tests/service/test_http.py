@@ -241,7 +241,8 @@ def test_native_api(service: RunningService, api: HfApi, blob: bytes) -> None:
     file = service.http.get(f"/api/v1/files/{sha}", headers=AUTH).json()
     assert file["size"] == len(blob) and file["state"] in ("staged", "stored")
     stats = service.http.get("/api/v1/stats").json()
-    assert stats["transfers"]["lfs_put_bytes"] == len(blob) and isinstance(stats["storage"], dict)
+    sent = stats["transfers"]["lfs_put_bytes"] + stats["transfers"]["xet_xorb_bytes"]
+    assert sent >= len(blob) * 0.5 and isinstance(stats["storage"], dict)  # by Xet: LZ4-compressed xorbs
 
 
 def test_openapi_documents_the_native_routes(service: RunningService) -> None:

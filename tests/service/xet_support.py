@@ -7,8 +7,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import huggingface_hub
-import huggingface_hub.constants as hf_constants
 import pytest
 from huggingface_hub import HfApi
 
@@ -19,23 +17,9 @@ CORPUS = Path(os.environ.get("DELTAHUB_CORPUS", Path.home() / ".cache" / "deltah
 
 
 @pytest.fixture
-def xet_client_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private HF_HOME and Xet cache, no implicit token, and Xet left on (the client's default)."""
-    home = tmp_path / "hf-home"
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.delenv("HF_HUB_DISABLE_XET", raising=False)
-    monkeypatch.setenv("HF_XET_CACHE", str(home / "xet"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HF_ENDPOINT", raising=False)
-    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", False)
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hub"))
-    monkeypatch.setattr(hf_constants, "HF_XET_CACHE", str(home / "xet"))
-    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(home / "token"))
-    monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
-    huggingface_hub.utils.disable_progress_bars()
-    return home / "hub"
+def xet_client_env(hf_client_env: Path) -> Path:
+    """The client as pip installs it, Xet on (tests/service/conftest.py `hf_client_env`)."""
+    return hf_client_env
 
 
 @pytest.fixture
