@@ -79,7 +79,8 @@ class Deployment:
 
 def base_environment(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DELTAHUB_", "HF_"))}
-    env.update(PYTHONPATH=str(ROOT), HF_HOME=str(home / "hf"), HF_HUB_DISABLE_XET="1",
+    # The client as pip installs it: nothing switched off (hf_xet uploads LFS-sized files by Xet).
+    env.update(PYTHONPATH=str(ROOT), HF_HOME=str(home / "hf"), HF_XET_CACHE=str(home / "hf" / "xet"),
                HF_HUB_DISABLE_TELEMETRY="1", TRANSFORMERS_NO_ADVISORY_WARNINGS="1")
     return env
 
@@ -132,7 +133,7 @@ def embedded(tmp_path: Path) -> Iterator[Deployment]:
         deployment.stop()
 
 
-def push_and_pull(deployment: Deployment, tmp_path: Path) -> None:
+def push_and_pull(deployment: Deployment, tmp_path: Path, transport: str = "xet") -> None:
     from huggingface_hub import HfApi, snapshot_download
 
     api = HfApi(endpoint=deployment.url, token=deployment.token)
@@ -155,6 +156,11 @@ def push_and_pull(deployment: Deployment, tmp_path: Path) -> None:
                 pending.discard(sha)
         time.sleep(0.5)
     assert not pending, f"{len(pending)} files still not ingested"
+    sent = httpx.get(f"{deployment.url}/api/v1/stats", timeout=10).json()["transfers"]
+    if transport == "xet":
+        assert sent["xet_files_staged"] >= 2 and sent["lfs_put_requests"] == 0
+    else:
+        assert sent["lfs_put_requests"] >= 2 and sent["xet_xorbs_received"] == 0
     stats = httpx.get(f"{deployment.url}/api/v1/stats", timeout=10).json()["storage"]
     assert stats["physical_bytes"] < 0.75 * stats["logical_bytes"]
     assert stats["savings"]["delta_coding"] > 0
@@ -191,8 +197,9 @@ def from_pretrained_matches(deployment: Deployment, repo: str, source: str) -> b
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_distributed_deployment(distributed: Deployment, tmp_path: Path, hf_client_env: Path) -> None:
-    push_and_pull(distributed, tmp_path)
+def test_distributed_deployment(distributed: Deployment, tmp_path: Path, transport: str) -> None:
+    """Once through Xet (the client's default) and once through LFS (Xet switched off)."""
+    push_and_pull(distributed, tmp_path, transport)
     assert from_pretrained_matches(distributed, "org/minilm-bf16-sre", "minilm-bf16/sre")
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 from huggingface_hub import HfApi, snapshot_download
 
-from tests.integration.test_deployments import CORPUS, Deployment, distributed, embedded
+from tests.integration.test_deployments import CORPUS, Deployment, distributed, embedded, pytestmark
 from tests.service.xet_support import xet_client_env
 
-__all__ = ["distributed", "embedded", "xet_client_env"]  # fixtures, used by name
+__all__ = ["distributed", "embedded", "pytestmark", "xet_client_env"]  # fixtures used by name; the corpus skip
 
 SOURCE = "minilm-bf16/sre"
 
