@@ -6,7 +6,9 @@ Each push goes to a fresh server (embedded mode, its own data directory) from a 
 (its own HF_HOME, so no Xet cache): every run moves the whole file. Xet and LFS runs alternate so both
 see the same machine load. Prints medians: upload seconds (until upload_file returns: the file is
 staged, the commit made) and upload + ingest until the file is stored, the bytes the server received,
-and the server's peak RSS. Also prints what the catalog keeps for the Xet upload.
+the server's peak RSS, and the server's own time in the Xet CAS routes (xorb and shard uploads of both
+pushes, from its /metrics), which the machine's load disturbs less than the client's wall clock. Also
+prints what the catalog keeps for the Xet upload.
 """
 
 from __future__ import annotations
@@ -65,11 +67,26 @@ def push(mode: str, path: Path, sha: str, work: Path) -> dict[str, float]:
             time.sleep(0.05)
         stored_s = time.time() - started
         transfers = httpx.get(f"{server.url}/api/v1/stats", timeout=30).json()["transfers"]
+        cas = cas_seconds(httpx.get(f"{server.url}/metrics", headers=AUTH, timeout=30).text)
         received = transfers["xet_xorb_bytes"] + transfers["lfs_put_bytes"] - (4 << 20)
         return {"upload_s": upload_s, "stored_s": stored_s, "received": received, "cold_s": warm_s,
-                "rss_mb": server.peak_rss_mb()}
+                "rss_mb": server.peak_rss_mb(), **cas}
     finally:
         server.stop()
+
+
+def cas_seconds(metrics: str) -> dict[str, float]:
+    """Seconds the server spent in the xorb and the shard upload routes (request duration sums)."""
+    out = {"xorb_s": 0.0, "shard_s": 0.0}
+    for line in metrics.splitlines():
+        if not line.startswith("deltahub_http_request_duration_seconds_sum{"):
+            continue
+        labels, value = line.rsplit(" ", 1)
+        if "/v1/xorbs/" in labels:
+            out["xorb_s"] += float(value)
+        elif labels.rstrip('"}').endswith("/v1/shards"):
+            out["shard_s"] += float(value)
+    return out
 
 
 def catalog_cost(path: Path, work: Path) -> dict[str, int]:
@@ -111,7 +128,10 @@ def main() -> None:
         cold = statistics.median(r["cold_s"] for r in runs)
         print(f"| {mode} | {size / upload / MB:.0f} | {size / stored / MB:.0f} | {received / MB:.1f} MB"
               f" | {rss:.0f} MB | {cold:.2f} s |")
-    print(f"\nXet catalog after one push: {json.dumps(cost)}")
+    xorb_s = statistics.median(r["xorb_s"] for r in results["xet"])
+    shard_s = statistics.median(r["shard_s"] for r in results["xet"])
+    print(f"\nXet server time (both pushes, median): xorb uploads {xorb_s:.3f} s, shard uploads {shard_s:.3f} s")
+    print(f"Xet catalog after one push: {json.dumps(cost)}")
     print(f"chunk table: {cost['chunk_table_bytes'] / size * 100:.3f}% of the file")
 
 
