@@ -77,8 +77,8 @@ class Commits:
                 file = s.get(FileObject, check_sha256(addition.sha256))
                 if file is None:
                     raise FileNotStored(sha256=addition.sha256)
-                if addition.path.endswith(".safetensors") and file.kind != SAFETENSORS:
-                    self._uploads.explain_bad_safetensors(file)
+                if addition.path.endswith(".safetensors"):
+                    self._uploads.check_safetensors(file)
                 if declared_base and file.kind == SAFETENSORS and file.declared_base is None:
                     file.declared_base = declared_base
                 added.append((addition.path, addition.sha256))

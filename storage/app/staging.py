@@ -11,7 +11,7 @@ from storage.core.blocksums import BlockSums
 from storage.core.errors import InvalidInput, UploadMismatch
 from storage.core.faults import crash_point
 from storage.core.formats import registry
-from storage.core.formats.base import FileFormat, FileLayout, ReadRange
+from storage.core.formats.base import MAX_TENSORS, FileFormat, FileLayout, ReadRange
 from storage.objectstore import ObjectStore
 
 
@@ -97,11 +97,28 @@ def staged_reader(store: ObjectStore, key: str) -> ReadRange:
     return lambda start, end: store.get(key, start, end)
 
 
-def detect_staged_format(store: ObjectStore, key: str, size: int, max_header_bytes: int) -> FileFormat:
-    """The format of the staged bytes, by their content (blob when no format claims them)."""
-    return registry.detect_format(staged_reader(store, key), size, max_header_bytes=max_header_bytes)
+def sniff_staged_format(store: ObjectStore, key: str, size: int) -> FileFormat:
+    """The format the staged bytes look like, from their first few bytes only (blob when no format
+    claims them). An upload request records this and nothing more: the header is parsed by ingest (or
+    by a commit naming a `.safetensors` path), never while the bytes stream in."""
+    probe = registry.probe_bytes()
+    head = store.get(key, 0, min(size, probe)) if probe and size else b""
+    return registry.sniff_format(head, size)
 
 
-def read_staged_layout(store: ObjectStore, key: str, format_id: str, size: int, max_header_bytes: int) -> FileLayout:
+def detect_staged_format(
+    store: ObjectStore, key: str, size: int, max_header_bytes: int, max_tensors: int = MAX_TENSORS
+) -> FileFormat:
+    """The format of the staged bytes, by their content, parsed (blob when no format claims them)."""
+    return registry.detect_format(
+        staged_reader(store, key), size, max_header_bytes=max_header_bytes, max_tensors=max_tensors
+    )
+
+
+def read_staged_layout(
+    store: ObjectStore, key: str, format_id: str, size: int, max_header_bytes: int, max_tensors: int = MAX_TENSORS
+) -> FileLayout:
     """The segments (and tensors) of a staged file of format `format_id`, parsed as hostile input."""
-    return registry.read_layout(format_id, staged_reader(store, key), size, max_header_bytes=max_header_bytes)
+    return registry.read_layout(
+        format_id, staged_reader(store, key), size, max_header_bytes=max_header_bytes, max_tensors=max_tensors
+    )

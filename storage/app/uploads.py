@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from storage.app.ports import Sessions
-from storage.app.staging import StagedUpload, detect_staged_format, read_staged_layout, stage, verify_staged
+from storage.app.staging import StagedUpload, read_staged_layout, sniff_staged_format, stage, verify_staged
 from storage.app.views import FileInfo, file_info
 from storage.catalog import jobs
 from storage.catalog.db import unique_conflicts
@@ -109,7 +109,9 @@ class Uploads:
 
     def _hold(self, staged: StagedUpload, claim: Callable[[Session, str], bool] | None = None) -> bool:
         """The file row of a staged upload; False when the file is held already (theirs is kept)."""
-        fmt = detect_staged_format(self._store, staged.key, staged.size, self._settings.max_header_bytes)
+        # A sniff of the first bytes only: the request streams bytes and records block sums, and the
+        # header (68 MB for 1M tensors) is parsed by ingest, off the request path.
+        fmt = sniff_staged_format(self._store, staged.key, staged.size)
         crash_point("upload.before_file_row")
         try:
             with self._session() as s, unique_conflicts("file uploaded concurrently"):
@@ -128,9 +130,16 @@ class Uploads:
         except Conflict:
             return False
 
-    def explain_bad_safetensors(self, file: FileObject) -> None:
-        """A .safetensors path whose bytes do not parse: say why (SafetensorsError, a 400)."""
+    def check_safetensors(self, file: FileObject) -> None:
+        """A commit names `file` at a .safetensors path: its bytes must parse (SafetensorsError, a 400).
+
+        A stored safetensors file was parsed by ingest; a staged one was only sniffed at upload, so its
+        header is checked here, bounded by `max_header_tensors` before it is decoded."""
+        if file.kind == SAFETENSORS and file.state == FileState.STORED:
+            return
         if file.staging_key is None:
             raise InvalidInput(detail=f"file {file.sha256} is not a safetensors file")
-        read_staged_layout(self._store, file.staging_key, SAFETENSORS, file.size, self._settings.max_header_bytes)
-        raise InvalidInput(detail=f"file {file.sha256} is not a safetensors file")
+        read_staged_layout(self._store, file.staging_key, SAFETENSORS, file.size, self._settings.max_header_bytes,
+                           self._settings.max_header_tensors)
+        if file.kind != SAFETENSORS:
+            raise InvalidInput(detail=f"file {file.sha256} is not a safetensors file")

@@ -61,6 +61,11 @@ def snapshot(session: Session, sha256: str) -> FileSnapshot:
                         f.base_sha256)
 
 
+def set_kind(session: Session, sha256: str, kind: str) -> None:
+    """Correct the format a staged file was sniffed as (ingest found it is not that format)."""
+    session.execute(update(FileObject).where(FileObject.sha256 == sha256).values(kind=kind))
+
+
 def existing_tensors(session: Session, ids: Iterable[str]) -> set[str]:
     ids = list(set(ids))
     found: set[str] = set()

@@ -93,6 +93,17 @@ class TransientStoreError(StoreError):
     """object store temporarily unavailable: {detail}"""
 
 
+class IngestAbandoned(DeltahubError):
+    """ingest attempt abandoned: {detail}
+
+    The attempt gave itself up (it ran too long to commit safely); nothing is wrong with the user's
+    bytes or the store, and the job is retried with fresh objects.
+    """
+
+    status = 503
+    exit_code = 1
+
+
 class CatalogUnavailable(TransientStoreError):
     """the catalog database is unreachable: {detail}"""
 

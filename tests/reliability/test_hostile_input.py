@@ -65,7 +65,8 @@ class Target:
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    settings = load_settings(data_dir=tmp_path_factory.mktemp("hostile") / "hub", frame_bytes=16 << 10)
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("hostile") / "hub", frame_bytes=16 << 10,
+                             max_header_tensors=MAX_TENSORS)
     hub = Hub.from_settings(settings, migrate=True)
     kept = to_safetensors(finetune(make_weights(31), 32), "BF16")
     hub.create_repo(KEEP)
@@ -93,6 +94,7 @@ def _deep(depth: int) -> bytes:
 
 
 LIMIT_BITS = 2**63
+MAX_TENSORS = 100  # the hub's max_header_tensors here (100,000 by default): the probe sent 1,000,000
 CASES = [
     # -- uploads that do not match what was declared (LFS PUT to a signed URL) --
     Case("truncated body, honest Content-Length", put_declared(10_000, 6_000), 400,
@@ -129,6 +131,9 @@ CASES = [
          400, "header is not valid JSON: nested too deeply"),
     Case("safetensors: duplicate key", bad_model(b'{"t": {}, "t": {}}'), 400,
          "header repeats the key 't' within one JSON object"),
+    Case("safetensors: more tensors than max_header_tensors",
+         bad_model({f"t{i}": tensor("U8", [1], i, i + 1) for i in range(MAX_TENSORS + 1)}, b"\0" * (MAX_TENSORS + 1)),
+         400, f"header lists {MAX_TENSORS + 1} tensors, more than the limit of {MAX_TENSORS}"),
     Case("safetensors: metadata not strings", bad_model({"__metadata__": {"k": 1}}), 400,
          "__metadata__ must map strings to strings, but key 'k' holds a number"),
     Case("safetensors: tensor entry not an object", bad_model({"t": [1]}), 400,

@@ -11,11 +11,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from storage.app.staging import read_staged_layout, staged_reader
+from storage.app.staging import read_staged_layout, sniff_staged_format, staged_reader
 from storage.catalog import files, jobs
 from storage.catalog.models import FileState, utcnow
-from storage.core.errors import DeltahubError, TransientStoreError
+from storage.core.errors import DeltahubError, IngestAbandoned, InvalidInput
 from storage.core.faults import crash_point
+from storage.core.formats.base import FileLayout
+from storage.core.formats.blob import FORMAT_ID as BLOB
 from storage.core.formats.registry import parses_tensors
 from storage.core.segments import hash_segments
 from workers import retry
@@ -64,6 +66,22 @@ def run_ingest(ctx: JobContext, job_id: int, *, final_attempt: bool | None = Non
     return result
 
 
+def _layout(ctx: JobContext, sha256: str, key: str, kind: str, size: int) -> FileLayout:
+    """The file cut by the format upload sniffed (its id is the file's kind); a file that only looked
+    like that format is kept as the bytes it is (blob), its kind corrected in the catalog."""
+    limits = {"max_header_bytes": ctx.settings.max_header_bytes, "max_tensors": ctx.settings.max_header_tensors}
+    try:
+        return read_staged_layout(ctx.store, key, kind, size, **limits)
+    except InvalidInput as exc:
+        # Bytes that no longer even look like what upload sniffed changed at rest: refuse them (final).
+        if kind == BLOB or sniff_staged_format(ctx.store, key, size).format_id != kind:
+            raise
+        log.warning("file %s looked like %s but is not (%s): stored as a blob", sha256, kind, exc.message)
+    with ctx.session() as s:
+        files.set_kind(s, sha256, BLOB)
+    return read_staged_layout(ctx.store, key, BLOB, size, **limits)
+
+
 def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> IngestResult:
     started = time.monotonic()
     with ctx.session() as s:
@@ -75,8 +93,7 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
             done.rebased = lineage.rebase_dependents(ctx, sha256, repo_id=repo_id)
         return done
     key, size = snapshot.staging_key, snapshot.size
-    # The format upload detected (its id is the file's kind) cuts the file; only the contract is used.
-    layout = read_staged_layout(ctx.store, key, snapshot.kind, size, ctx.settings.max_header_bytes)
+    layout = _layout(ctx, sha256, key, snapshot.kind, size)
     segments = layout.segments
     digests = hash_segments(ctx.store.iter_range(key, 0, size), segments, size, sha256)
     crash_point("ingest.after_hashing")
@@ -98,10 +115,15 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
         encoded_bytes=sum(f.object_length for t in written.tensors for f in t.frames),
         base_sha256=base.sha256 if base else None,
     )
-    if time.monotonic() - started > ctx.settings.gc_grace_seconds / 2:
+    elapsed = time.monotonic() - started
+    if elapsed > ctx.settings.gc_grace_seconds / 2:
         # GC may collect objects older than the grace period that the catalog does not know yet:
         # ours, if we committed now. Give up this attempt; the retry writes fresh objects.
-        raise TransientStoreError(detail=f"ingest of {sha256} outlived half the GC grace period; retrying")
+        raise IngestAbandoned(
+            detail=f"ingest of {sha256} ran {elapsed:.0f} s, more than half the GC grace period "
+            f"({ctx.settings.gc_grace_seconds} s), so objects it wrote may already be collectable; "
+            "retrying with fresh objects"
+        )
     with ctx.session() as s:
         lineage.commit_file(s, sha256, segments, digests, written, layout=layout, base=base)
     crash_point("ingest.after_catalog_commit")

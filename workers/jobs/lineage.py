@@ -137,7 +137,8 @@ def settle(ctx: JobContext, sha256: str, *, repo_id: int | None, chosen_at: date
         return b"".join(ctx.read(sha256, start, end))
 
     # The stored file's structure, through the same bounded, hostile-input parse as at ingest.
-    layout = read_layout(snap.kind, read, snap.size, max_header_bytes=ctx.settings.max_header_bytes)
+    layout = read_layout(snap.kind, read, snap.size, max_header_bytes=ctx.settings.max_header_bytes,
+                         max_tensors=ctx.settings.max_header_tensors)
     # Only members stored since our choice are new information; a second of slack covers clock steps.
     best = choose_base(ctx, sha256, layout, read, repo_id=repo_id, stored_after=chosen_at - timedelta(seconds=1))
     if best is not None and rebase_file(ctx, sha256, best.sha256):

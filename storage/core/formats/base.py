@@ -21,6 +21,12 @@ from storage.core.segments import Segment
 # read(start, end) -> the file's bytes [start, end): a ranged GET on a staged object, or a stored file.
 ReadRange = Callable[[int, int], bytes]
 
+# Tensors one file may list. The largest real shards list a few thousand (a 671B MoE model holds ~91k
+# tensors across 163 shards); every tensor costs a catalog row per segment and ~0.9 KB of parser memory
+# per tensor, and a 1,000,000-tensor safetensors header (76 MB) took 11.8 s and 872 MB to parse, so
+# 100,000 (1.1 s, 105 MB) admits any real file while bounding what one upload may cost.
+MAX_TENSORS = 100_000
+
 
 @dataclass(frozen=True, slots=True)
 class TensorEntry:
@@ -73,6 +79,9 @@ class FileFormat(ABC):
         a cheap sniff to pick the parser; `layout` decides."""
 
     @abstractmethod
-    def layout(self, read: ReadRange, size: int, *, max_header_bytes: int) -> FileLayout:
-        """Parse the file's structure as hostile input, reading at most about `max_header_bytes` of it;
-        an InvalidInput subclass names the first broken rule."""
+    def layout(
+        self, read: ReadRange, size: int, *, max_header_bytes: int, max_tensors: int = MAX_TENSORS
+    ) -> FileLayout:
+        """Parse the file's structure as hostile input, reading at most about `max_header_bytes` of it
+        and refusing more than `max_tensors` tensors before building anything per tensor; an
+        InvalidInput subclass names the first broken rule."""

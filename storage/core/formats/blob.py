@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from storage.core.dtypes import DTYPES
-from storage.core.formats.base import FileFormat, FileLayout, ReadRange
+from storage.core.formats.base import MAX_TENSORS, FileFormat, FileLayout, ReadRange
 from storage.core.segments import Segment
 
 FORMAT_ID = "blob"
@@ -15,5 +15,7 @@ class BlobFormat(FileFormat):
     def recognise(self, head: bytes, size: int) -> bool:
         return False  # the fallback: never claimed by content
 
-    def layout(self, read: ReadRange, size: int, *, max_header_bytes: int) -> FileLayout:
+    def layout(
+        self, read: ReadRange, size: int, *, max_header_bytes: int, max_tensors: int = MAX_TENSORS
+    ) -> FileLayout:
         return FileLayout(FORMAT_ID, size, (Segment(0, 0, size, None, DTYPES["U8"], (size,)),), None)

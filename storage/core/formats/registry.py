@@ -10,7 +10,7 @@ not parse, is a blob.
 from __future__ import annotations
 
 from storage.core.errors import IntegrityError, InvalidInput
-from storage.core.formats.base import FileFormat, FileLayout, ReadRange
+from storage.core.formats.base import MAX_TENSORS, FileFormat, FileLayout, ReadRange
 from storage.core.formats.blob import BlobFormat
 
 _FORMATS: dict[str, FileFormat] = {}
@@ -50,21 +50,37 @@ def parses_tensors(format_id: str) -> bool:
     return get_format(format_id).parses_tensors
 
 
-def detect_format(read: ReadRange, size: int, *, max_header_bytes: int) -> FileFormat:
+def probe_bytes() -> int:
+    """Leading bytes `sniff_format` needs to see."""
+    return max((fmt.probe_bytes for fmt in _FORMATS.values()), default=0)
+
+
+def sniff_format(head: bytes, size: int) -> FileFormat:
+    """The first format whose cheap content sniff claims the file (its first `probe_bytes()` bytes);
+    blob when none does. What an upload records while the request streams: parsing waits for ingest."""
+    for fmt in _FORMATS.values():
+        if fmt.recognise(head[: fmt.probe_bytes], size):
+            return fmt
+    return _FALLBACK
+
+
+def detect_format(read: ReadRange, size: int, *, max_header_bytes: int, max_tensors: int = MAX_TENSORS) -> FileFormat:
     """The first format that recognises the file and parses it; blob when none does."""
-    probe = max((fmt.probe_bytes for fmt in _FORMATS.values()), default=0)
+    probe = probe_bytes()
     head = read(0, min(size, probe)) if probe else b""
     for fmt in _FORMATS.values():
         if not fmt.recognise(head[: fmt.probe_bytes], size):
             continue
         try:
-            fmt.layout(read, size, max_header_bytes=max_header_bytes)
+            fmt.layout(read, size, max_header_bytes=max_header_bytes, max_tensors=max_tensors)
         except InvalidInput:
             continue  # looks like it, but is not: kept as the bytes it is
         return fmt
     return _FALLBACK
 
 
-def read_layout(format_id: str, read: ReadRange, size: int, *, max_header_bytes: int) -> FileLayout:
-    """The layout of a file of format `format_id` (what upload detected and the catalog recorded)."""
-    return get_format(format_id).layout(read, size, max_header_bytes=max_header_bytes)
+def read_layout(
+    format_id: str, read: ReadRange, size: int, *, max_header_bytes: int, max_tensors: int = MAX_TENSORS
+) -> FileLayout:
+    """The layout of a file of format `format_id` (what upload sniffed and the catalog recorded)."""
+    return get_format(format_id).layout(read, size, max_header_bytes=max_header_bytes, max_tensors=max_tensors)

@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 
 from storage.core.errors import InvalidInput
-from storage.core.formats.base import FileFormat, FileLayout, ReadRange
+from storage.core.formats.base import MAX_TENSORS, FileFormat, FileLayout, ReadRange
 from storage.core.formats.registry import register_format
 from storage.core.segments import Segment, opaque
 
@@ -213,7 +213,9 @@ class TorchZipFormat(FileFormat):
     def recognise(self, head: bytes, size: int) -> bool:
         return head[:4] == _LOCAL_MAGIC and size >= _LOCAL_FIXED + _EOCD.size
 
-    def layout(self, read: ReadRange, size: int, *, max_header_bytes: int) -> FileLayout:
+    def layout(
+        self, read: ReadRange, size: int, *, max_header_bytes: int, max_tensors: int = MAX_TENSORS
+    ) -> FileLayout:
         directory = read_directory(read, size, max_header_bytes=max_header_bytes)
         if not any(_DATA_PKL.fullmatch(m.name) for m in directory.members):
             raise NotACheckpoint()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storage.app.staging import detect_staged_format, read_staged_layout, stage, staged_reader
+from storage.app.staging import detect_staged_format, read_staged_layout, sniff_staged_format, stage, staged_reader
 from storage.core.errors import InvalidInput, UploadMismatch
 from storage.core.formats.safetensors import HeaderTooLarge
 from storage.objectstore import LocalObjectStore, ObjectStore
@@ -60,6 +60,10 @@ def test_staged_files_are_recognised_and_parsed_by_range(store: ObjectStore) -> 
     st_key, blob_key = stage(store, [model]).key, stage(store, [b"not a model"]).key
     assert detect_staged_format(store, st_key, len(model), 1 << 20).format_id == "safetensors"
     assert detect_staged_format(store, blob_key, 11, 1 << 20).format_id == "blob"
+    assert sniff_staged_format(store, st_key, len(model)).format_id == "safetensors"
+    assert sniff_staged_format(store, blob_key, 11).format_id == "blob"
+    empty = stage(store, [b""]).key
+    assert sniff_staged_format(store, empty, 0).format_id == "blob"
     layout = read_staged_layout(store, st_key, "safetensors", len(model), 1 << 20)
     assert layout.tensors is not None and [t.name for t in layout.tensors] == ["w"]
     assert staged_reader(store, st_key)(0, 8) == model[:8]

@@ -40,6 +40,13 @@ def _parse(blob: bytes, *, file_size: int | None = -1) -> tuple[sf.SafetensorsHe
 
 
 A4 = _entry("U8", [4], 0, 4)
+
+
+def _many(count: int) -> bytes:
+    """A well-formed file of `count` one-byte tensors (the hostile probe sent 1,000,000)."""
+    return _file({f"t{i}": _entry("U8", [1], i, i + 1) for i in range(count)}, bytes(count))
+
+
 RULES: list[tuple[str, bytes, type[sf.SafetensorsError], str]] = [
     ("too-small", b"\x02\x00", sf.HeaderTooSmall, "file has 2 bytes, fewer than the 8 that hold the header length"),
     ("too-large", struct.pack("<Q", 100_000_001) + b"{}", sf.HeaderTooLarge,
@@ -51,6 +58,8 @@ RULES: list[tuple[str, bytes, type[sf.SafetensorsError], str]] = [
     ("not-json", _file(b'{"a": '), sf.HeaderNotJson,
      "header is not valid JSON: Expecting value: line 1 column 7 (char 6)"),
     ("duplicate", _file(b'{"a": {}, "a": {}}'), sf.DuplicateKey, "header repeats the key 'a' within one JSON object"),
+    ("too-many-tensors", _many(100_001), sf.TooManyTensors,
+     "header lists 100001 tensors, more than the limit of 100000"),
     ("metadata", _file({"__metadata__": {"format": "pt", "step": 3}}), sf.InvalidMetadata,
      "__metadata__ must map strings to strings, but key 'step' holds a number"),
     ("entry", _file({"a": {"dtype": "U8", "shape": [0], "data_offsets": [0, 0], "x": 1}}), sf.InvalidTensorEntry,
@@ -137,6 +146,17 @@ def test_the_header_limit_is_configurable_and_checked_before_reading() -> None:
     with pytest.raises(sf.HeaderTooLarge, match=r"^header length 60 exceeds the limit of 59 bytes$"):
         sf.read_header(io.BytesIO(blob), max_header_bytes=59)
     assert sf.read_header(io.BytesIO(blob), max_header_bytes=60).data_offset == 68
+
+
+def test_the_tensor_limit_is_configurable_and_checked_before_the_json_is_decoded() -> None:
+    blob = _many(10)
+    assert len(sf.read_header(io.BytesIO(blob), max_tensors=10).tensors) == 10
+    with pytest.raises(sf.TooManyTensors, match=r"^header lists 10 tensors, more than the limit of 9$"):
+        sf.read_header(io.BytesIO(blob), max_tensors=9)
+    # Refused before decoding: JSON that would not even parse is refused for its count.
+    broken = b'{"a": {"data_offsets": 1}, "b": {"data_offsets": 2}, '
+    with pytest.raises(sf.TooManyTensors, match="lists 2 tensors, more than the limit of 1"):
+        sf.parse_header(broken, max_tensors=1)
 
 
 def test_a_stream_of_unknown_size_reports_truncation_and_trailing_bytes_as_it_reads() -> None:
