@@ -141,6 +141,37 @@ def cross_run_deltas(hub: Hub, models: list[dict], corpus: Path) -> list[str]:
     return bad
 
 
+def stored_bytes(hub: Hub) -> int:
+    return int(hub.stats()["physical_bytes"])
+
+
+def bench_shapes(corpus: Path, work: Path) -> dict:
+    """One real fine-tune of the MiniLM base saved in each upload shape (bench/shapes.py), each pushed
+    into its own hub after the base (no declared base: the hub must find it), against the same fine-tune
+    uploaded in the base's own shape. Counts only the weight files (config files are the same few KB)."""
+    from bench.shapes import build_shapes, weight_files
+
+    base_dir = corpus / "minilm-fp32/base"
+    dirs = build_shapes(base_dir, work / "shapes")
+    base = {"model.safetensors": (base_dir / "model.safetensors").read_bytes()}
+    rows = {}
+    for name, directory in dirs.items():
+        hub = new_hub(work / f"shape-{name}")
+        ingest_all(hub, push(hub, "minilm/base", base))
+        before = stored_bytes(hub)
+        files = {k: v for k, v in weight_files(directory).items() if k.endswith((".safetensors", ".index.json"))}
+        ingest_all(hub, push(hub, f"tuned/{name}", files))
+        collect_garbage(hub, grace_seconds=0)
+        shas = [hashlib.sha256(v).hexdigest() for v in files.values()]
+        rows[name] = {
+            "logical": sum(map(len, files.values())), "stored": stored_bytes(hub) - before,
+            "exact": sum(read_matches(hub, sha) for sha in shas), "files": len(shas),
+            "crossings": [],
+        }
+        hub.close()
+    return rows
+
+
 def bench_delta_vs_plain(corpus: Path, work: Path, runs: int) -> dict:
     """Read the MiniLM BF16 fine-tune delta-coded (after its base) and stored plain (alone)."""
     tuned = (corpus / "minilm-bf16/sre/model.safetensors").read_bytes()
