@@ -3,7 +3,9 @@
     python3 bench/storage.py --corpus DIR [--big-gb 2.1] [--runs 5]
 
 Prints markdown tables: corpus ingest and reconstruction, physical bytes against the ZipLLM reference
-computed in the same run, that unrelated runs are never delta-coded against each other, read speed of a
+computed in the same run, the upload shapes of one
+real fine-tune (task head, added tokens, resharded, prefix-renamed)
+against its base-shape upload, that unrelated runs are never delta-coded against each other, read speed of a
 delta-coded model against the same model stored plain, the read cost of deeper delta chains, and peak
 memory (RSS) while ingesting and reconstructing a file of more than 2 GB.
 """
@@ -166,7 +168,6 @@ def bench_shapes(corpus: Path, work: Path) -> dict:
         rows[name] = {
             "logical": sum(map(len, files.values())), "stored": stored_bytes(hub) - before,
             "exact": sum(read_matches(hub, sha) for sha in shas), "files": len(shas),
-            "crossings": [],
         }
         hub.close()
     return rows
@@ -359,6 +360,20 @@ def main() -> None:
         with c["hub"].session() as s:
             bases = {f.sha256[:12]: f.base_sha256 for f in s.query(FileObject)}
         print(f"| files stored against a base | {sum(b is not None for b in bases.values())} |")
+
+        shapes = bench_shapes(args.corpus, work)
+        ref_bytes = shapes["base-shape"]["stored"]
+        print("\n## Upload shapes of one real MiniLM fine-tune (bench/shapes.py), each after the base, "
+              "no declared base\n")
+        print("| shape | files | logical MB | stored MB | ÷ base shape (target ≤ 1.2) | byte-exact |")
+        print("|---|---|---|---|---|---|")
+        for name, r in shapes.items():
+            print(f"| {name} | {r['files']} | {r['logical'] / MB:.1f} | {r['stored'] / MB:.2f} | "
+                  f"{r['stored'] / ref_bytes:.3f} | {r['exact']} / {r['files']} |")
+        total_logical = sum(r["logical"] for r in shapes.values())
+        total_stored = sum(r["stored"] for r in shapes.values())
+        print(f"| total | {sum(r['files'] for r in shapes.values())} | {total_logical / MB:.1f} | "
+              f"{total_stored / MB:.2f} | {total_stored / (ref_bytes * len(shapes)):.3f} | |")
 
         d = bench_delta_vs_plain(args.corpus, work, args.runs)
         print(f"\n## Read speed: MiniLM BF16 fine-tune ({d['size'] / MB:.1f} MB), median of {args.runs}, one reader\n")
