@@ -3,7 +3,9 @@
     python3 bench/storage.py --corpus DIR [--big-gb 2.1] [--runs 5]
 
 Prints markdown tables: corpus ingest and reconstruction, physical bytes against the ZipLLM reference
-computed in the same run, that unrelated runs are never delta-coded against each other, read speed of a
+computed in the same run, the upload shapes of one
+real fine-tune (task head, added tokens, resharded, prefix-renamed)
+against its base-shape upload, that unrelated runs are never delta-coded against each other, read speed of a
 delta-coded model against the same model stored plain, the read cost of deeper delta chains, and peak
 memory (RSS) while ingesting and reconstructing a file of more than 2 GB.
 """
@@ -139,6 +141,36 @@ def cross_run_deltas(hub: Hub, models: list[dict], corpus: Path) -> list[str]:
         if runs_of_tensor.get(base) and not (runs_of_tensor.get(tensor, set()) & runs_of_tensor[base]):
             bad.append(f"{sorted(runs_of_tensor.get(tensor, set()))} -> {sorted(runs_of_tensor[base])}")
     return bad
+
+
+def stored_bytes(hub: Hub) -> int:
+    return int(hub.stats()["physical_bytes"])
+
+
+def bench_shapes(corpus: Path, work: Path) -> dict:
+    """One real fine-tune of the MiniLM base saved in each upload shape (bench/shapes.py), each pushed
+    into its own hub after the base (no declared base: the hub must find it), against the same fine-tune
+    uploaded in the base's own shape. Counts only the weight files (config files are the same few KB)."""
+    from bench.shapes import build_shapes, weight_files
+
+    base_dir = corpus / "minilm-fp32/base"
+    dirs = build_shapes(base_dir, work / "shapes")
+    base = {"model.safetensors": (base_dir / "model.safetensors").read_bytes()}
+    rows = {}
+    for name, directory in dirs.items():
+        hub = new_hub(work / f"shape-{name}")
+        ingest_all(hub, push(hub, "minilm/base", base))
+        before = stored_bytes(hub)
+        files = {k: v for k, v in weight_files(directory).items() if k.endswith((".safetensors", ".index.json"))}
+        ingest_all(hub, push(hub, f"tuned/{name}", files))
+        collect_garbage(hub, grace_seconds=0)
+        shas = [hashlib.sha256(v).hexdigest() for v in files.values()]
+        rows[name] = {
+            "logical": sum(map(len, files.values())), "stored": stored_bytes(hub) - before,
+            "exact": sum(read_matches(hub, sha) for sha in shas), "files": len(shas),
+        }
+        hub.close()
+    return rows
 
 
 def bench_delta_vs_plain(corpus: Path, work: Path, runs: int) -> dict:
@@ -328,6 +360,20 @@ def main() -> None:
         with c["hub"].session() as s:
             bases = {f.sha256[:12]: f.base_sha256 for f in s.query(FileObject)}
         print(f"| files stored against a base | {sum(b is not None for b in bases.values())} |")
+
+        shapes = bench_shapes(args.corpus, work)
+        ref_bytes = shapes["base-shape"]["stored"]
+        print("\n## Upload shapes of one real MiniLM fine-tune (bench/shapes.py), each after the base, "
+              "no declared base\n")
+        print("| shape | files | logical MB | stored MB | ÷ base shape (target ≤ 1.2) | byte-exact |")
+        print("|---|---|---|---|---|---|")
+        for name, r in shapes.items():
+            print(f"| {name} | {r['files']} | {r['logical'] / MB:.1f} | {r['stored'] / MB:.2f} | "
+                  f"{r['stored'] / ref_bytes:.3f} | {r['exact']} / {r['files']} |")
+        total_logical = sum(r["logical"] for r in shapes.values())
+        total_stored = sum(r["stored"] for r in shapes.values())
+        print(f"| total | {sum(r['files'] for r in shapes.values())} | {total_logical / MB:.1f} | "
+              f"{total_stored / MB:.2f} | {total_stored / (ref_bytes * len(shapes)):.3f} | |")
 
         d = bench_delta_vs_plain(args.corpus, work, args.runs)
         print(f"\n## Read speed: MiniLM BF16 fine-tune ({d['size'] / MB:.1f} MB), median of {args.runs}, one reader\n")

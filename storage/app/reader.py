@@ -167,6 +167,13 @@ class Reader:
             base_dtype = tensors[tensor.base_id].dtype
             r = base_ratio(header, base_dtype)
             base = self.read_tensor(tensors, tensor.base_id, frame.raw_offset * r, frame.raw_end * r)
+            if len(base) != frame.raw_length * r:
+                # A tensor that grew is delta-coded only on the rows its base holds: a delta frame past
+                # the base's end is damage, never a short base to decode against.
+                raise IntegrityError(
+                    detail=f"frame {frame.seq} of tensor {tensor.id} needs base bytes "
+                    f"[{frame.raw_offset * r}, {frame.raw_end * r}) of a {tensors[tensor.base_id].nbytes}-byte base"
+                )
         # Without `out`, decode_frame returns a new bytes object.
         raw = cast(bytes, decode_frame(blob, base, base_dtype=base_dtype))
         if len(raw) != frame.raw_length or checksum(raw) != frame.checksum:

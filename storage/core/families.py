@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from storage.core import casts
 from storage.core.dtypes import DType
 from storage.core.formats.base import TensorEntry
 from storage.core.frames import encode_tensor
@@ -77,3 +78,131 @@ def base_score(pairs: Sequence[tuple[bytes, bytes, DType, DType]]) -> float:
         return 1.0
     with_base = sum(encoded_size(t, d, b, bd) for t, b, d, bd in pairs)
     return with_base / alone
+
+
+# Tensor matching at the model level: which base tensor each tensor of a new file is coded against.
+# Leading name components tried as prefixes to strip (`bert.`, `model.`, `base_model.model.`): at most
+# this many components deep, the most frequent few on each side.
+MAX_PREFIX_COMPONENTS = 2
+MAX_PREFIXES = 8
+# Same-shape candidates measured per unmatched tensor (beyond that, a shape is too common to guess).
+MAX_SHAPE_CANDIDATES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class TensorShape:
+    """What matching needs of a tensor: its name, dtype and shape (from any format's parse, or the catalog)."""
+
+    name: str
+    dtype: DType
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        count = 1
+        for n in self.shape:
+            count *= n
+        return self.dtype.nbytes(count) or 0
+
+
+@dataclass(frozen=True, slots=True)
+class TensorMatch:
+    """Target tensor `target` is coded against base tensor `base` on its first `shared_bytes` bytes
+    (all of them unless the leading dimension grew: the new rows are coded alone)."""
+
+    target: str
+    base: str
+    how: str  # "name" | "renamed" | "grown" | "shape"
+    shared_bytes: int
+
+
+def shared_bytes(target: TensorShape, base: TensorShape) -> int:
+    """Target bytes whose elements the base holds at the same place: all of them for an equal shape; the
+    shared leading rows when only the first dimension differs (row-major: rows are a prefix); else 0.
+    The base must be of a dtype that predicts the target's (equal, or a wider float cast)."""
+    if not casts.can_predict(base.dtype, target.dtype) or not target.dtype.byte_aligned:
+        return 0
+    if target.shape == base.shape:
+        return target.nbytes
+    if len(target.shape) != len(base.shape) or not target.shape or target.shape[1:] != base.shape[1:]:
+        return 0
+    row = target.nbytes // target.shape[0] if target.shape[0] else 0
+    return min(target.shape[0], base.shape[0]) * row
+
+
+def _prefixes(names: Sequence[str]) -> list[str]:
+    counts: dict[str, int] = {}
+    for name in names:
+        parts = name.split(".")
+        for k in range(1, min(MAX_PREFIX_COMPONENTS, len(parts) - 1) + 1):
+            prefix = ".".join(parts[:k]) + "."
+            counts[prefix] = counts.get(prefix, 0) + 1
+    ranked = sorted(counts, key=lambda p: (-counts[p], p))[:MAX_PREFIXES]
+    return ["", *ranked]
+
+
+def _renamed(
+    targets: dict[str, TensorShape], bases: dict[str, TensorShape]
+) -> tuple[str, str, dict[str, str]]:
+    """The prefix rule (strip `pt` from target names, put `pb` in front) matching the most tensors of a
+    compatible shape, and the pairs it matches. Derived, not listed: whatever leading components the
+    two models differ by (`bert.`, `model.`, `base_model.model.`, `transformer.`), either side."""
+    best: tuple[int, str, str, dict[str, str]] = (0, "", "", {})
+    for pt in _prefixes(list(targets)):
+        for pb in _prefixes(list(bases)):
+            if pt == pb:
+                continue
+            pairs = {}
+            for name, t in targets.items():
+                if not name.startswith(pt):
+                    continue
+                other = pb + name[len(pt) :]
+                b = bases.get(other)
+                if b is not None and shared_bytes(t, b) > 0:
+                    pairs[name] = other
+            # Most matches win; ties go to the shorter rule (fewer components stripped and added).
+            if len(pairs) > best[0] or (len(pairs) == best[0] > 0 and len(pt) + len(pb) < len(best[1]) + len(best[2])):
+                best = (len(pairs), pt, pb, pairs)
+    return best[1], best[2], best[3]
+
+
+def match_tensors(
+    targets: Sequence[TensorShape], bases: Sequence[TensorShape]
+) -> tuple[list[TensorMatch], dict[str, list[str]]]:
+    """Pair a file's tensors with a base model's (all its shards): exact names first, then names under
+    the prefix rule that matches most, then, for what is left, base tensors of the same shape, returned
+    as candidates for the caller to measure (closeness decides, never the shape alone).
+
+    A pair whose leading dimension differs (tokens added: more embedding rows) shares its common rows.
+    Returns (matches, {target name: same-shape base names to measure}).
+    """
+    target_by = {t.name: t for t in targets if t.nbytes > 0}
+    base_by = {b.name: b for b in bases}
+    matches: list[TensorMatch] = []
+    used: set[str] = set()
+    left: dict[str, TensorShape] = {}
+    for name, t in target_by.items():
+        b = base_by.get(name)
+        shared = shared_bytes(t, b) if b is not None else 0
+        if b is not None and shared > 0:
+            matches.append(TensorMatch(name, name, "name" if shared == t.nbytes else "grown", shared))
+            used.add(name)
+        else:
+            left[name] = t
+    if left:
+        _, _, pairs = _renamed(left, {k: v for k, v in base_by.items() if k not in used})
+        for name, other in sorted(pairs.items()):
+            t, b = left.pop(name), base_by[other]
+            shared = shared_bytes(t, b)
+            matches.append(TensorMatch(name, other, "renamed" if shared == t.nbytes else "grown", shared))
+            used.add(other)
+    by_shape: dict[tuple[int, ...], list[TensorShape]] = {}
+    for b in base_by.values():
+        if b.name not in used:
+            by_shape.setdefault(b.shape, []).append(b)
+    candidates: dict[str, list[str]] = {}
+    for name, t in sorted(left.items()):
+        same = [b.name for b in by_shape.get(t.shape, []) if shared_bytes(t, b) == t.nbytes]
+        if 0 < len(same) <= MAX_SHAPE_CANDIDATES:
+            candidates[name] = sorted(same)
+    return matches, candidates

@@ -14,10 +14,11 @@ from storage.catalog import files
 from storage.catalog.plans import FramePlan, TensorPlan
 from storage.core import casts
 from storage.core.dtypes import DTYPES, DType
+from storage.core.families import TensorShape, shared_bytes
 from storage.core.faults import crash_point
-from storage.core.frames import encode_tensor
 from storage.core.packs import PackBuilder
 from storage.core.segments import Segment
+from storage.core.windows import encode_against_prefix
 from workers.jobs.context import JobContext
 
 # Raw bytes encoded per step: 4 frames of the default 4 MiB, so a window and its base use ~32 MiB.
@@ -34,6 +35,8 @@ class TensorJob:
     tensor_id: str
     base: TensorPlan | None
     base_plans: dict[str, TensorPlan] | None
+    # Bytes of the tensor the base covers (all of them, unless the tensor grew rows).
+    shared: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,28 +111,36 @@ def plan_tensors(
         if digest in stored or digest in planned:
             continue
         planned.add(digest)
-        base_tensor = base.for_segment(segment, ctx.settings.max_chain_depth) if base else None
-        jobs.append(TensorJob(segment, digest, base_tensor, base.plans if base else None))
+        found = base.for_segment(segment, ctx.settings.max_chain_depth) if base else None
+        if found is None:
+            jobs.append(TensorJob(segment, digest, None, None))
+        else:
+            jobs.append(TensorJob(segment, digest, found[0], base.plans if base else None, found[1]))
     return jobs
 
 
 @dataclass(frozen=True, slots=True)
 class BaseTensors:
-    """The chosen base file's tensors, by name, with the plans their chains need."""
+    """The chosen base model's tensors, by the name of the new file's tensor each is matched to
+    (storage/core/families.py: `match_tensors`), with the plans their chains need. `sha256` is the base
+    file that supplies most of them (a base model may be several shards)."""
 
     sha256: str
     score: float
     by_name: dict[str, TensorPlan]
     plans: dict[str, TensorPlan]
 
-    def for_segment(self, segment: Segment, max_depth: int) -> TensorPlan | None:
+    def for_segment(self, segment: Segment, max_depth: int) -> tuple[TensorPlan, int] | None:
+        """The base tensor for `segment` and how many of its leading bytes the base covers."""
         candidate = self.by_name.get(segment.name or "")
-        # Same shape in a dtype that predicts ours, or no delta; a chain at its bound hands over to its base.
+        # A dtype that predicts ours and a shape sharing whole rows, or no delta; a chain at its bound
+        # hands over to its base.
         while candidate is not None:
-            if not predictable(candidate, segment.dtype, segment.length):
+            shared = shared_prefix(candidate, segment.dtype, segment.shape)
+            if shared == 0:
                 return None
             if candidate.chain_depth + 1 <= max_depth:
-                return candidate
+                return candidate, shared
             candidate = self.plans.get(candidate.base_id) if candidate.base_id else None
         return None
 
@@ -145,19 +156,21 @@ def encode_windows(
     read_raw: ReadRange,
     read_base: ReadRange | None,
     base: TensorPlan | None,
+    shared: int | None = None,
 ) -> PendingTensor:
     """Encode one tensor window by window; each window picks its smallest codec (its frames say which,
-    and against which base dtype: `read_base` gives the base's own bytes, cast-predicted by the frames)."""
+    and against which base dtype: `read_base` gives the base's own bytes, cast-predicted by the frames).
+    Only the first `shared` bytes (default: all) have a counterpart in the base; the rest are coded alone."""
     frame_bytes = ctx.settings.frame_bytes
     window = frame_bytes * WINDOW_FRAMES
     base_dtype = DTYPES[base.dtype] if (base is not None and read_base is not None) else None
     pending: list[PendingFrame] = []
     delta_used = False
-    for start in range(0, nbytes, window):
-        end = min(nbytes, start + window)
-        raw = read_raw(start, end)
-        base_raw = read_base(start, end) if read_base is not None else None
-        encoded = encode_tensor(raw, dtype, base_raw, base_dtype=base_dtype, frame_bytes=frame_bytes, verify=True)
+    windows = encode_against_prefix(
+        read_raw, nbytes, dtype, read_base=read_base if base_dtype else None, base_dtype=base_dtype,
+        shared=nbytes if shared is None else shared, window=window, frame_bytes=frame_bytes,
+    )
+    for start, encoded in windows:
         delta_used = delta_used or encoded.base_dtype is not None
         for (a, b), blob, checksum in zip(encoded.spans, encoded.frames, encoded.checksums, strict=True):
             pending.append(PendingFrame(len(pending), start + a, b - a, writer.add(blob), len(blob), checksum))
@@ -186,11 +199,16 @@ def encode_and_write(ctx: JobContext, staging_key: str, jobs: Sequence[TensorJob
         tensors.append(
             encode_windows(
                 ctx, writer, tensor_id=job.tensor_id, dtype=seg.dtype, shape=seg.shape, nbytes=seg.length,
-                read_raw=read_raw, read_base=read_base, base=job.base,
+                read_raw=read_raw, read_base=read_base, base=job.base, shared=job.shared,
             )
         )
     placed = writer.finish(tensors)
     return files.Written(tensors=placed, objects=writer.objects)
+
+
+def shared_prefix(base: TensorPlan, dtype: DType, shape: tuple[int, ...]) -> int:
+    """Bytes of a tensor of this dtype and shape that `base` holds at the same elements (0: none)."""
+    return shared_bytes(TensorShape("", dtype, shape), TensorShape("", DTYPES[base.dtype], base.shape))
 
 
 def predictable(base: TensorPlan, dtype: DType, nbytes: int) -> bool:

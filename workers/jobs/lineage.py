@@ -1,7 +1,8 @@
-"""Families at ingest time: choosing a new file's base, recording it, and rebasing older relatives.
+"""Families at ingest time: choosing a new file's base model, recording it, and rebasing older relatives.
 
-A declared base is only a hint: every candidate is measured on sampled tensor slices and the nearest
-wins; nothing is delta-coded against a model that does not measurably help (unrelated runs).
+A declared base is only a hint: every candidate model (workers/jobs/relatives.py) is measured on
+sampled tensor slices and the nearest wins; nothing is delta-coded against a model that does not
+measurably help (unrelated runs).
 """
 
 from __future__ import annotations
@@ -12,50 +13,29 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from storage.catalog import files, plans, repos
-from storage.catalog.files import FileSnapshot, Written
+from storage.catalog import files, plans, relatives
+from storage.catalog.files import Written
 from storage.core.dtypes import DTYPES
-from storage.core.errors import InvalidInput, NotFound
-from storage.core.families import MAX_BASE_SCORE, base_score, fingerprint, sample_spans
+from storage.core.families import TensorShape, fingerprint, match_tensors
 from storage.core.faults import crash_point
 from storage.core.formats.base import FileLayout, ReadRange
 from storage.core.formats.registry import parses_tensors, read_layout
-from storage.core.segments import HEADER_SEGMENT, Segment
+from storage.core.segments import Segment
 from workers.jobs.context import JobContext
-from workers.jobs.encoding import BaseTensors, ObjectWriter, PendingTensor, base_reader, encode_windows, predictable
+from workers.jobs.encoding import (
+    BaseTensors,
+    ObjectWriter,
+    PendingTensor,
+    base_reader,
+    encode_windows,
+    shared_prefix,
+)
+from workers.jobs.relatives import Measured, candidate_models, load_model, measure
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
-
-# Family members measured as candidates per ingest (besides the declared base): the most recent ones.
-MAX_CANDIDATES = 8
-
-
-def _declared_files(ctx: JobContext, declared: str | None) -> list[FileSnapshot]:
-    """Stored safetensors files on the declared base repository's main branch (any fingerprint:
-    the declaration is the hint, the measurement decides)."""
-    if not declared:
-        return []
-    with ctx.session() as s:
-        try:
-            repo = repos.find_repo(s, declared)
-        except (NotFound, InvalidInput):  # an unknown or invalid name is a bad hint, not an error
-            return []
-        head = repos.branch_head(s, repo, "main")
-        if head is None:
-            return []
-        snaps = [files.snapshot(s, sha) for sha in set(repos.tree_files(s, head.oid).values())]
-    return [x for x in snaps if x.state == "stored" and parses_tensors(x.kind)]
-
-
-def _base_tensors(ctx: JobContext, sha256: str, score: float) -> BaseTensors:
-    with ctx.session() as s:
-        segs = plans.segments(s, sha256)
-        tensor_plans = plans.tensor_plans(s, {seg.tensor_id for seg in segs})
-    by_name = {seg.name: tensor_plans[seg.tensor_id] for seg in segs if seg.name and seg.name != HEADER_SEGMENT}
-    return BaseTensors(sha256, score, by_name, tensor_plans)
 
 
 def choose_base(
@@ -67,38 +47,19 @@ def choose_base(
     repo_id: int | None,
     stored_after: datetime | None = None,
 ) -> BaseTensors | None:
-    """The nearest stored relative, if one measurably helps. `stored_after` limits the candidates to
-    family members stored since then (settling looks only at what it could not see before)."""
+    """The nearest stored relative model, if one measurably helps. `stored_after` limits the candidates
+    to models with files stored since then (settling looks only at what it could not see before)."""
     tensors = layout.tensors or ()
-    fp = fingerprint(tensors)
     with ctx.session() as s:
         me = files.repo_name(s, repo_id)
         declared = files.snapshot(s, sha256).declared_base if stored_after is None else None
-        members = files.family_members(s, fp, exclude=sha256, limit=MAX_CANDIDATES, stored_after=stored_after)
-    candidates = {c.sha256: c for c in _declared_files(ctx, declared) + members if c.sha256 != sha256}
-    # A file that names this repository as its base will be rebased onto us: never the other way round.
-    candidates = {k: c for k, c in candidates.items() if me is None or c.declared_base != me}
-    if not candidates:
-        return None
-    infos = {t.name: t for t in tensors}
-    spans = sample_spans(tensors)
-    targets = [read(infos[sp.name].offset + sp.start, infos[sp.name].offset + sp.end) for sp in spans]
-    best: BaseTensors | None = None
-    for sha in sorted(candidates):
-        base = _base_tensors(ctx, sha, 1.0)
-        pairs = []
-        for sp, target in zip(spans, targets, strict=True):
-            plan = base.by_name.get(sp.name)
-            dtype = infos[sp.name].dtype
-            if plan is None or not predictable(plan, dtype, infos[sp.name].nbytes):
-                continue
-            base_raw = base_reader(ctx, base.plans, plan.id, dtype)(sp.start, sp.end)
-            pairs.append((target, base_raw, dtype, DTYPES[plan.dtype]))
-        score = base_score(pairs) if pairs else 1.0
-        log.info("base candidate %s for %s scores %.3f", sha, sha256, score)
-        if score < MAX_BASE_SCORE and (best is None or score < best.score):
-            best = BaseTensors(base.sha256, score, base.by_name, base.plans)
-    return best
+    best: Measured | None = None
+    for shas in candidate_models(ctx, sha256, tensors, declared=declared, me=me, stored_after=stored_after):
+        measured = measure(ctx, tensors, read, load_model(ctx, shas))
+        log.info("base candidate %s for %s costs %s", shas, sha256, f"{measured.cost:.3f}" if measured else "-")
+        if measured is not None and (best is None or measured.cost < best.cost):
+            best = measured
+    return best.base if best else None
 
 
 def commit_file(
@@ -147,32 +108,33 @@ def settle(ctx: JobContext, sha256: str, *, repo_id: int | None, chosen_at: date
 
 
 def rebase_dependents(ctx: JobContext, sha256: str, *, repo_id: int | None) -> list[str]:
-    """Re-encode stored files that declare this file's repository as their base against this file."""
+    """Re-encode stored files that declare this file's repository as their base against its model."""
     with ctx.session() as s:
         me = files.repo_name(s, repo_id)
-        fp = files.snapshot(s, sha256).fingerprint
-        dependents = files.files_declaring(s, fp, me) if (me and fp) else []
-    rebased = []
-    for dep in dependents:
-        if dep.base_sha256 != sha256 and dep.sha256 != sha256 and rebase_file(ctx, dep.sha256, sha256):
-            rebased.append(dep.sha256)
-    return rebased
+        dependents = relatives.files_declaring(s, me) if me else []
+        dependents = [d for d in dependents if files.snapshot(s, d).base_sha256 != sha256]
+    return [dep for dep in dependents if dep != sha256 and rebase_file(ctx, dep, sha256)]
 
 
 def rebase_file(ctx: JobContext, sha256: str, onto: str) -> bool:
-    """Re-encode the tensors of `sha256` against those of `onto` where that is smaller; swap atomically.
-
-    The old frames' objects become unreferenced and are left to GC.
-    """
-    me = _base_tensors(ctx, sha256, 1.0)
-    base = _base_tensors(ctx, onto, 0.0)
+    """Re-encode the tensors of `sha256` against those of the model `onto` belongs to (paired as at
+    ingest) where that is smaller; swap atomically. The old frames' objects become unreferenced and are
+    left to GC."""
+    me = load_model(ctx, [sha256])
+    with ctx.session() as s:
+        model_files = relatives.model_of(s, onto)
+    shas = [x for _, x in model_files.weights if x != sha256] or [onto]
+    base = load_model(ctx, shas)
+    mine = {p.id: name for name, (_, p) in me.by_name.items()}
+    targets = [TensorShape(name, DTYPES[p.dtype], p.shape) for name, (_, p) in me.by_name.items()]
+    matches, _ = match_tensors(targets, base.shapes())
     max_depth = ctx.settings.max_chain_depth
     writer = ObjectWriter(ctx)
     swaps: list[PendingTensor] = []
-    for name, tensor in me.by_name.items():
-        candidate = base.by_name.get(name)
+    for match in matches:
+        tensor, candidate = me.by_name[match.target][1], base.by_name[match.base][1]
         dtype = DTYPES[tensor.dtype]
-        if candidate is None or candidate.id == tensor.id or not predictable(candidate, dtype, tensor.nbytes):
+        if candidate.id == tensor.id or mine.get(tensor.id) != match.target:
             continue
         if _chain_contains(base.plans, candidate.id, tensor.id):
             continue
@@ -185,7 +147,7 @@ def rebase_file(ctx: JobContext, sha256: str, onto: str) -> bool:
             ctx, writer, tensor_id=tensor.id, dtype=dtype, shape=tensor.shape, nbytes=tensor.nbytes,
             read_raw=partial(ctx.reader.read_tensor, me.plans, tensor.id),
             read_base=base_reader(ctx, base.plans, candidate.id, dtype),
-            base=candidate,
+            base=candidate, shared=shared_prefix(candidate, dtype, tensor.shape),
         )
         old_size = sum(f.object_length for f in tensor.frames)
         if new.plan.base_id is not None and new.encoded_bytes < old_size:

@@ -79,9 +79,11 @@ def test_a_base_at_the_chain_bound_hands_over_to_its_own_base() -> None:
     root, mid = plan("r", 0, None), plan("m", 1, "r")
     base = encoding.BaseTensors("sha", 0.5, {"w": mid}, {"r": root, "m": mid})
     segment = Segment(1, 0, 16, "w", F32, (4,))
-    assert base.for_segment(segment, max_depth=2) == mid
-    assert base.for_segment(segment, max_depth=1) == root
-    assert base.for_segment(Segment(1, 0, 8, "w", F32, (2,)), max_depth=4) is None  # other shape
-    assert base.for_segment(Segment(1, 0, 8, "w", BF16, (4,)), max_depth=4) == mid  # F32 predicts BF16
+    assert base.for_segment(segment, max_depth=2) == (mid, 16)
+    assert base.for_segment(segment, max_depth=1) == (root, 16)
+    assert base.for_segment(Segment(1, 0, 16, "w", F32, (2, 2)), max_depth=4) is None  # other shape
+    assert base.for_segment(Segment(1, 0, 8, "w", BF16, (4,)), max_depth=4) == (mid, 8)  # F32 predicts BF16
+    # A tensor that grew rows shares the base's: its first 16 bytes are coded against them.
+    assert base.for_segment(Segment(1, 0, 24, "w", F32, (6,)), max_depth=4) == (mid, 16)
     assert encoding.predictable(plan("x", 0, None, "BF16", 8), F32, 16) is False
     assert encoding.predictable(root, F32, 16) and encoding.predictable(root, BF16, 8)
