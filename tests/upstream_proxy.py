@@ -4,6 +4,7 @@ slows bodies down, or lies (flips a byte of every download). The upstream behind
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -89,10 +90,8 @@ class UpstreamProxy:
         with self._lock:
             open_now, self._connections = list(self._connections), set()
         for connection in open_now:  # kept-alive connections go too: the upstream is gone
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def close(self) -> None:
         self.stop()
