@@ -13,6 +13,7 @@ from service.deps import ServiceState, TransferCounters
 from service.errors import install_error_handlers
 from service.limits import BodyLimit, StreamingRoutes
 from service.metrics import Instruments, RequestInstruments, RouteCapture, ingest_rate
+from service.mirror import MirrorHeader
 from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
 from service.redirects import install_redirects
@@ -53,6 +54,7 @@ def create_app(
     install_error_handlers(app)
     install_redirects(app)  # RepositoryNotFound for a moved repository's old name: a redirect instead
     app.add_middleware(RouteCapture)
+    app.add_middleware(MirrorHeader)
     # Fixed prefixes first; the download route matches "/{namespace}/{name}/resolve/..." and goes last.
     routers = [module.router for module in (ops, native, repos, listings, refs, hf, commit, lfs, xet, resolve)]
     # Inside EncodedSlashRouting, so the body limit matches routes on the path the router will see.

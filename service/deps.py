@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.auth import TokenInfo, TokenStore, identify, readable_repo, repo_type_of, require_writer
+from service.mirror import pull_for_request
 from service.options import ServiceOptions
 from service.paths import param, repo_id_from
 from service.signing import UploadSigner
@@ -141,9 +142,15 @@ def get_base_url(request: Request, options: OptionsDep) -> str:
 BaseUrlDep = Annotated[str, Depends(get_base_url)]
 
 
-def get_readable_repo(hub: HubDep, caller: CallerDep, repo_id: RepoIdDep, repo_type: RepoTypeDep) -> RepoInfo:
+def get_readable_repo(
+    request: Request, hub: HubDep, caller: CallerDep, repo_id: RepoIdDep, repo_type: RepoTypeDep
+) -> RepoInfo:
     """The route's repository if the caller may read it; RepoNotFound, exactly as for a repository that
-    does not exist, otherwise. Runs before the route reads any body."""
+    does not exist, otherwise. Runs before the route reads any body.
+
+    On a mirror, the revision the route names is first fetched from the upstream if it is not held
+    (service/mirror.py)."""
+    pull_for_request(hub, request.scope, repo_id, repo_type, caller)
     return readable_repo(hub, repo_id, caller, repo_type=repo_type)
 
 

@@ -84,6 +84,26 @@ class Settings(BaseSettings):
     # The reference machines have 2 cores; ingest is CPU-bound (hashing, coding), one worker per core.
     ingest_workers: int = Field(default=2, gt=0)
 
+    # Pull-through mirror (storage/app/mirror.py): a repository or revision not held here is fetched from
+    # this Hub API endpoint (the public Hub, another deltahub), stored like a push, then served locally.
+    # None: no mirror.
+    mirror_upstream: str | None = None
+    # Sent to the upstream as a bearer token: private upstream repositories it may read are mirrored,
+    # and stay private here.
+    mirror_upstream_token: SecretStr | None = None
+    # Comma-separated globs over "namespace/name" ("org/*", "org/bert-*", "*"); deny wins over allow.
+    mirror_allow: str = "*"
+    mirror_deny: str = ""
+    # A branch is re-resolved against the upstream once its last look is older than this; commit ids
+    # and tags never are. 300 s: the Hub's own CDN keeps a resolved revision about as long.
+    mirror_branch_ttl_seconds: float = Field(default=300.0, ge=0)
+    # One upstream request (connect or a read between bytes) gives up after this long.
+    mirror_timeout_seconds: float = Field(default=30.0, gt=0)
+    # An interrupted transfer is resumed (HTTP Range) for up to this long before the request fails.
+    mirror_resume_seconds: float = Field(default=60.0, ge=0)
+    # A fetch claimed by a process that stopped heartbeating for this long is taken over by another.
+    mirror_claim_seconds: float = Field(default=120.0, gt=0)
+
     # "json": one JSON object per log line (request id, caller, repository, route, status, duration),
     # for log shippers; "text": plain lines for people at a terminal.
     log_format: Literal["text", "json"] = "text"
@@ -101,6 +121,14 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'catalog.sqlite3').as_posix()}"
+
+    @property
+    def mirror_allow_patterns(self) -> tuple[str, ...]:
+        return _patterns(self.mirror_allow)
+
+    @property
+    def mirror_deny_patterns(self) -> tuple[str, ...]:
+        return _patterns(self.mirror_deny)
 
     @property
     def resolved_store_dir(self) -> Path:
@@ -132,6 +160,10 @@ class Settings(BaseSettings):
             # A relative path resolves against each process's working directory: the API and a worker
             # started from different directories would write to different stores.
             raise ValueError("production with store_backend 'local' needs an absolute store_dir or data_dir")
+
+
+def _patterns(listed: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in listed.split(",") if p.strip())
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from storage.app.browse import Browse
 from storage.app.commits import Commits
+from storage.app.mirror import Mirror, MirrorStatus
 from storage.app.ports import IngestQueue
 from storage.app.reader import Reader
 from storage.app.reads import Reads
@@ -28,6 +29,7 @@ from storage.catalog.accounting import storage_report
 from storage.catalog.db import make_engine, session_factory, session_scope, upgrade
 from storage.objectstore import ObjectStore, open_store
 from storage.settings import Settings
+from storage.upstream import open_upstream
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -49,6 +51,11 @@ class HubApi(Protocol):
 
     # Read-only views for the web pages and metrics (storage/app/browse.py)
     browse: Browse
+
+    # The pull-through mirror (storage/app/mirror.py): None from pull when it has no say
+    def pull(
+        self, repo_id: str, revision: str, *, repo_type: str = "model", may_read_private: bool = False
+    ) -> MirrorStatus | None: ...
 
     # Repositories (storage/app/repositories.py)
     def create_repo(
@@ -151,6 +158,7 @@ class Hub:
         # The Xet protocol's front door to the same uploads (storage/app/xet_uploads.py).
         self.xet = XetUploads(self.store, self.session, self, max_file_bytes=settings.max_upload_bytes)
         self.browse = Browse(self.session, self.reads.read)
+        self.mirror = Mirror(settings, self.session, self.uploads, open_upstream(settings), self._enqueue)
 
     @classmethod
     def from_settings(
@@ -171,7 +179,15 @@ class Hub:
         """Stop the queue (running in-process jobs finish) and release the catalog's connections."""
         if self.queue is not None:
             self.queue.close()
+        self.mirror.close()
         self.engine.dispose()
+
+    # The mirror
+
+    def pull(
+        self, repo_id: str, revision: str, *, repo_type: str = "model", may_read_private: bool = False
+    ) -> MirrorStatus | None:
+        return self.mirror.pull(repo_id, revision, repo_type=repo_type, may_read_private=may_read_private)
 
     # Repositories
 

@@ -3,8 +3,11 @@ in-process pool, Celery) implement them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
+
+from storage.core.upstream import UpstreamFile, UpstreamRevision
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -31,3 +34,20 @@ class Sessions(Protocol):
     """A unit of work on the catalog: commits on success, rolls back on any error."""
 
     def __call__(self) -> AbstractContextManager[Session]: ...
+
+
+class Upstream(Protocol):
+    """The hub a pull-through mirror fetches from (storage/upstream/ speaks the Hub API to it).
+
+    Raises UpstreamUnavailable when it cannot be reached, RepoNotFound / RevisionNotFound for what it
+    does not have (or will not show), UpstreamError for an answer that makes no sense."""
+
+    def revision(self, repo_type: str, repo_id: str, revision: str) -> UpstreamRevision:
+        """The commit a revision names there, what kind of name it is, and the commit's files."""
+        ...
+
+    def download(self, repo_type: str, repo_id: str, commit: str, file: UpstreamFile) -> Iterator[bytes]:
+        """The file's bytes, resumed across breaks; unchecked (the caller hashes them)."""
+        ...
+
+    def close(self) -> None: ...

@@ -400,3 +400,31 @@ class XetFile(Base):
     sha256: Mapped[str] = mapped_column(ForeignKey("file_objects.sha256", ondelete="CASCADE"), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MirrorRevision(Base):
+    """A revision of a mirrored repository as the upstream last resolved it (storage/app/mirror.py).
+
+    A repository with such rows was made by the mirror; a branch is re-resolved once ``fetched_at`` is
+    older than the branch TTL.
+    """
+
+    __tablename__ = "mirror_revisions"
+
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True)
+    revision: Mapped[str] = mapped_column(String(255), primary_key=True)
+    commit_oid: Mapped[str] = mapped_column(CHAR(40))
+    fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MirrorClaim(Base):
+    """One fetch of an upstream file's content, claimed by one process (the unique key is the
+    single-flight lock across API replicas). ``claimed_at`` is its heartbeat; ``sha256`` is set once the
+    bytes are held, so later askers (who may know the content only by its git blob id) find it."""
+
+    __tablename__ = "mirror_claims"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sha256: Mapped[str | None] = mapped_column(CHAR(64))

@@ -152,3 +152,21 @@ class RepoExists(Conflict):
 
 class StaleParent(Conflict):
     """branch {branch!r} moved: expected parent {expected}, head is {head}"""
+
+
+class UpstreamError(DeltahubError):
+    """mirror upstream error: {detail}
+
+    The upstream hub of a pull-through mirror answered something unusable; nothing of it was stored.
+    """
+
+    status = 502
+    exit_code = 7
+
+
+class UpstreamUnavailable(UpstreamError):
+    """the mirror's upstream hub is unreachable: {detail}"""
+
+
+class UpstreamMismatch(UpstreamError):
+    """the mirror's upstream sent bytes that do not match their hash: {detail}"""

@@ -51,10 +51,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(tmp_path: Path, options: ServiceOptions, *, ingest: bool = False) -> Iterator[RunningService]:
-    """Serve a new hub; with `ingest`, commits are ingested by the embedded worker, as `deltahub serve` does."""
-    settings = load_settings(data_dir=tmp_path / "hub")
-    hub = open_hub(settings) if ingest else Hub.from_settings(settings, migrate=True)
+def start_service(
+    tmp_path: Path, options: ServiceOptions, *, ingest: bool = False, settings: dict[str, object] | None = None
+) -> Iterator[RunningService]:
+    """Serve a new hub; with `ingest`, commits are ingested by the embedded worker, as `deltahub serve` does.
+    `settings` overrides fields of the hub's settings (the mirror's upstream, ...)."""
+    settings_ = load_settings(data_dir=tmp_path / "hub", **(settings or {}))
+    hub = open_hub(settings_) if ingest else Hub.from_settings(settings_, migrate=True)
     app = create_app(hub, hub.settings, TOKENS, options=options)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
