@@ -272,7 +272,7 @@ def new_commit(
     if expected_parent is not None and expected_parent != head:
         raise StaleParent(branch=branch, expected=expected_parent, head=head)
     held = git_blobs(session, files, blobs or {})
-    when = utcnow().replace(microsecond=0)
+    when = utcnow()  # git lines keep whole seconds; created_at keeps the order of same-second commits
     git_author = git_author or identity(author or "deltahub", when)
     git_committer = git_committer or identity("deltahub", when, f"repo-{repo.id}@commits.deltahub")
     tree_oid, _, _ = tree_objects({path: blob.oid for path, blob in held.items()})
