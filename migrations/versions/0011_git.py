@@ -78,9 +78,10 @@ def _rewrite(c: sa.Connection) -> None:
         if oid not in renamed:
             rewrite(oid)
     for old, new in renamed.items():
-        c.execute(sa.text("UPDATE tree_entries SET commit_oid = :new WHERE commit_oid = :old"), {"new": new, "old": old})
-        c.execute(sa.text("UPDATE refs SET commit_oid = :new WHERE commit_oid = :old"), {"new": new, "old": old})
-        c.execute(sa.text("UPDATE commits SET parent_oid = :new WHERE parent_oid = :old"), {"new": new, "old": old})
+        ids = {"new": new, "old": old}
+        c.execute(sa.text("UPDATE tree_entries SET commit_oid = :new WHERE commit_oid = :old"), ids)
+        c.execute(sa.text("UPDATE refs SET commit_oid = :new WHERE commit_oid = :old"), ids)
+        c.execute(sa.text("UPDATE commits SET parent_oid = :new WHERE parent_oid = :old"), ids)
     for old, new in renamed.items():
         c.execute(sa.text("DELETE FROM commits WHERE oid = :old"), {"old": old})
         c.execute(sa.text("INSERT INTO commit_aliases (old_oid, oid) VALUES (:old, :new)"), {"old": old, "new": new})
