@@ -1,7 +1,7 @@
 """The pull-through mirror: revisions looked up at the upstream, and fetch claims (single-flight).
 
 Revision ID: 0010_mirror
-Revises: 0006_redirects
+Revises: 0011_git
 Create Date: 2026-12-02
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_mirror"
-down_revision: str | None = "0006_redirects"
+down_revision: str | None = "0011_git"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -151,10 +151,10 @@ async def _apply(state: StateDep, op: Operation, additions: list[FileAddition], 
     elif isinstance(op, InlineFile):
         info = await run_in_threadpool(lambda: state.hub.upload([op.content], expected_size=len(op.content)))
         state.counters.add(inline_files=1, inline_bytes=len(op.content))
-        additions.append(FileAddition(op.path, info.sha256))
+        additions.append(FileAddition(op.path, info.sha256, lfs=False))
     elif isinstance(op, LfsFile):
         if op.size is not None:
             info = await run_in_threadpool(state.hub.file_info, op.sha256)
             if info.size != op.size:
                 raise UploadMismatch(detail=f"{op.path!r}: {op.sha256} has {info.size} bytes, not {op.size}")
-        additions.append(FileAddition(op.path, op.sha256))
+        additions.append(FileAddition(op.path, op.sha256, lfs=True))

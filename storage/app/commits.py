@@ -13,10 +13,14 @@ from storage.core.declared import base_from_config, base_from_model_card
 from storage.core.errors import EntryNotFound, FileNotStored, InvalidInput, RevisionNotFound
 from storage.core.faults import crash_point
 from storage.core.formats.safetensors import FORMAT_ID as SAFETENSORS
+from storage.core.gitobjects import GitBlob, blob_id
 from storage.core.names import check_branch, check_path, check_sha256, check_tree, is_commit_oid
 
 # A model card or config larger than this is not read for a declared base (they are a few KB).
 MAX_CLAIM_FILE_BYTES = 1 << 20
+# Files up to this size that arrive without a transfer mode are git blobs of their bytes, larger ones
+# LFS pointers: the preupload answer's default split (service/options.py regular_file_max_bytes).
+INLINE_MAX_BYTES = 1 << 20
 
 
 class Commits:
@@ -61,6 +65,7 @@ class Commits:
         if parent_oid is not None and not is_commit_oid(parent_oid):
             raise InvalidInput(detail=f"parent commit {parent_oid!r} is not a 40-hex commit id")
         declared_base = declared_base or self._declared_base(additions)
+        added_blobs = {a.path: self._git_blob(a) for a in additions}
         crash_point("commit.before_transaction")
         with self._session() as s:
             repo = repos.find_repo(s, repo_id, repo_type)
@@ -72,6 +77,7 @@ class Commits:
                 if branch != repos.DEFAULT_BRANCH or repos.has_refs(s, repo):
                     raise RevisionNotFound(repo_id=repo_id, revision=branch)
             files = repos.tree_files(s, head.oid) if head else {}
+            blobs = repos.tree_blobs(s, head.oid) if head else {}
             added: list[tuple[str, str]] = []
             for addition in additions:
                 file = s.get(FileObject, check_sha256(addition.sha256))
@@ -86,9 +92,10 @@ class Commits:
             if missing:
                 raise EntryNotFound(repo_id=repo_id, revision=branch, path=missing[0])
             check_tree(files)
+            blobs.update(added_blobs)
             commit = repos.new_commit(
                 s, repo, branch, files=files, message=message, author=author,
-                parent=head, expected_parent=parent_oid,
+                parent=head, expected_parent=parent_oid, blobs={p: blobs[p] for p in files if p in blobs},
             )
             job_ids = jobs.queue_ingest(s, repo.id, added)
             info = commit_info(commit)
@@ -97,6 +104,14 @@ class Commits:
         for job_id in job_ids:
             self._enqueue(job_id)
         return info
+
+    def _git_blob(self, addition: FileAddition) -> GitBlob:
+        """How git holds an added file; an inline one is read once for its blob id (it is small)."""
+        size = self._uploads.file_info(check_sha256(addition.sha256)).size
+        inline = (not addition.lfs) if addition.lfs is not None else size <= INLINE_MAX_BYTES
+        if not inline:
+            return GitBlob.pointer(addition.sha256, size)
+        return GitBlob(False, blob_id(b"".join(self._read(addition.sha256))))
 
     def _declared_base(self, additions: Sequence[FileAddition]) -> str | None:
         """The base an upload claims, from the model card or config.json in the same commit."""

@@ -33,6 +33,7 @@ from storage.catalog import mirror as mirrored
 from storage.catalog.db import unique_conflicts
 from storage.catalog.models import RefKind, RepoType, utcnow
 from storage.core.errors import Conflict, NotFound, RepoNotFound, UploadMismatch, UpstreamMismatch, UpstreamUnavailable
+from storage.core.gitobjects import GitBlob
 from storage.core.names import is_commit_oid
 from storage.core.upstream import ContentCheck, UpstreamFile, UpstreamRevision, is_mirrored
 from storage.settings import Settings
@@ -169,8 +170,9 @@ class Mirror:
                 repo = repos.create_repo(s, repo_id, private=found.private, repo_type=repo_type)
             if files is not None:
                 parent = repos.branch_head(s, repo, revision) if found.kind == "branch" else None
+                blobs = {f.path: GitBlob(f.sha256 is not None, f.git_oid) for f in found.files}
                 added = mirrored.add_commit(
-                    s, repo, found.commit, files, parent_oid=parent.oid if parent else None,
+                    s, repo, found.commit, files, blobs=blobs, parent_oid=parent.oid if parent else None,
                     message=f"mirrored from {self._settings.mirror_upstream} ({revision})",
                 )
                 if added:

@@ -26,6 +26,7 @@ from storage.app.views import (
 from storage.catalog import jobs, repos
 from storage.catalog.models import RepoType
 from storage.core.errors import InvalidInput, RepoExists
+from storage.core.gitobjects import GitBlob, blob_id
 
 INITIAL_COMMIT_MESSAGE = "initial commit"
 MAX_LISTING_PAGE = 1000
@@ -69,6 +70,7 @@ class Repositories:
                 repos.new_commit(
                     s, repo, repos.DEFAULT_BRANCH, files={".gitattributes": attributes.sha256},
                     message=INITIAL_COMMIT_MESSAGE, author=author, parent=None, expected_parent=None,
+                    blobs={".gitattributes": GitBlob(False, blob_id(default_gitattributes(kind)))},
                 )
                 job_ids = jobs.queue_ingest(s, repo.id, [(".gitattributes", attributes.sha256)])
                 info = repo_info(repo)

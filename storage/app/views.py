@@ -80,8 +80,12 @@ class TreeEntry:
 
 @dataclass(frozen=True, slots=True)
 class FileAddition:
+    """A file a commit adds. `lfs` says whether git holds it as an LFS pointer (True: the client sent it
+    as an lfsFile, False: inline); None leaves it to size (storage/app/commits.py INLINE_MAX_BYTES)."""
+
     path: str
     sha256: str
+    lfs: bool | None = None
 
 
 def repo_info(repo: Repository) -> RepoInfo:

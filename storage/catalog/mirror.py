@@ -25,6 +25,7 @@ from storage.catalog.models import (
     utcnow,
 )
 from storage.core.errors import Conflict
+from storage.core.gitobjects import GitBlob, identity
 
 
 def is_mirrored_repo(session: Session, repo: Repository) -> bool:
@@ -45,18 +46,38 @@ def record_lookup(session: Session, repo: Repository, revision: str, commit_oid:
 
 
 def add_commit(
-    session: Session, repo: Repository, oid: str, files: Mapping[str, str], *, message: str, parent_oid: str | None
+    session: Session,
+    repo: Repository,
+    oid: str,
+    files: Mapping[str, str],
+    *,
+    blobs: Mapping[str, GitBlob],
+    message: str,
+    parent_oid: str | None,
 ) -> bool:
     """The upstream's commit `oid` with its tree; False when this repository holds it already.
-    Conflict when another repository holds a commit with that id (commit ids are global here)."""
+    Conflict when another repository holds a commit with that id (commit ids are global here).
+
+    `blobs` are the upstream's git blob ids (an LFS file's is its pointer's). The id stays the
+    upstream's: the mirror does not hold the upstream's commit object, so its author and committer
+    lines name the mirror and the id is not rebuilt from them (docs/compatibility.md)."""
     existing = session.get(Commit, oid)
     if existing is not None:
         if existing.repo_id != repo.id:
             raise Conflict(detail=f"commit {oid} is held by another repository")
         return False
-    session.add(Commit(oid=oid, repo_id=repo.id, parent_oid=parent_oid, message=message, author=None))
+    lines = identity("deltahub mirror", utcnow(), "mirror@commits.deltahub")
+    session.add(
+        Commit(
+            oid=oid, repo_id=repo.id, parent_oid=parent_oid, message=message, author=None,
+            git_author=lines, git_committer=lines,
+        )
+    )
     session.flush()
-    session.add_all(TreeEntry(commit_oid=oid, path=path, file_sha256=sha) for path, sha in sorted(files.items()))
+    session.add_all(
+        TreeEntry(commit_oid=oid, path=path, file_sha256=sha, lfs=blobs[path].lfs, git_oid=blobs[path].oid)
+        for path, sha in sorted(files.items())
+    )
     session.flush()
     return True
 

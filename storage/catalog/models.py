@@ -155,6 +155,19 @@ class Commit(Base):
     message: Mapped[str] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The git author and committer lines ("Name <email> <epoch> <+hhmm>"): with the tree, the parent
+    # and the message they rebuild the git commit object whose SHA-1 is `oid` (storage/core/gitobjects.py).
+    git_author: Mapped[str] = mapped_column(Text)
+    git_committer: Mapped[str] = mapped_column(Text)
+
+
+class CommitAlias(Base):
+    """A commit id from before commit ids were git ids (0011_git): a revision pinned by it still resolves."""
+
+    __tablename__ = "commit_aliases"
+
+    old_oid: Mapped[str] = mapped_column(CHAR(40), primary_key=True)
+    oid: Mapped[str] = mapped_column(ForeignKey("commits.oid", ondelete="CASCADE"), index=True)
 
 
 class Ref(Base):
@@ -189,6 +202,9 @@ class TreeEntry(Base):
     file_sha256: Mapped[str] = mapped_column(
         ForeignKey("file_objects.sha256", ondelete="RESTRICT"), index=True
     )
+    # How git holds the file: an LFS pointer (true) or a blob of its bytes, and that blob's git id.
+    lfs: Mapped[bool] = mapped_column(Boolean, default=True)
+    git_oid: Mapped[str] = mapped_column(CHAR(40))
 
 
 class FileObject(Base):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -16,6 +14,7 @@ if TYPE_CHECKING:
 
 from storage.catalog.models import (
     Commit,
+    CommitAlias,
     FileObject,
     Ref,
     RefKind,
@@ -28,11 +27,14 @@ from storage.catalog.models import (
 from storage.core.errors import (
     Conflict,
     EntryNotFound,
+    FileNotStored,
+    InvalidInput,
     RepoExists,
     RepoNotFound,
     RevisionNotFound,
     StaleParent,
 )
+from storage.core.gitobjects import GitBlob, commit_id, identity, tree_objects
 from storage.core.names import is_commit_oid, split_repo_id
 
 DEFAULT_BRANCH = "main"
@@ -171,6 +173,7 @@ def delete_repo(session: Session, repo: Repository) -> None:
     session.execute(delete(Ref).where(Ref.repo_id == repo.id))
     session.execute(delete(RepoRedirect).where(RepoRedirect.repository_id == repo.id))
     commit_oids = select(Commit.oid).where(Commit.repo_id == repo.id)
+    session.execute(delete(CommitAlias).where(CommitAlias.oid.in_(commit_oids)))
     session.execute(delete(TreeEntry).where(TreeEntry.commit_oid.in_(commit_oids)))
     session.execute(update(Commit).where(Commit.repo_id == repo.id).values(parent_oid=None))
     session.execute(delete(Commit).where(Commit.repo_id == repo.id))
@@ -226,7 +229,8 @@ def resolve(session: Session, repo: Repository, repo_id: str, revision: str) -> 
     """A branch name, or a full commit id of this repository."""
     oid = session.scalar(select(Ref.commit_oid).where(Ref.repo_id == repo.id, Ref.name == revision))
     if oid is None and is_commit_oid(revision):
-        oid = revision
+        # A commit id from before 0011_git names its commit through the alias the migration kept.
+        oid = session.scalar(select(CommitAlias.oid).where(CommitAlias.old_oid == revision)) or revision
     commit = session.get(Commit, oid) if oid else None
     if commit is None or commit.repo_id != repo.id:
         raise RevisionNotFound(repo_id=repo_id, revision=revision)
@@ -277,8 +281,18 @@ def new_commit(
     author: str | None,
     parent: Commit | None,
     expected_parent: str | None,
+    blobs: Mapping[str, GitBlob] | None = None,
+    git_author: str | None = None,
+    git_committer: str | None = None,
+    expected_oid: str | None = None,
 ) -> Commit:
     """Write a commit with the full tree `files` (path → sha256) and move `branch` to it.
+
+    Its id is the git id of the commit object built from the tree, the parent, the author and committer
+    lines and the message (storage/core/gitobjects.py). `blobs` says how git holds each path; a path it
+    does not name is an LFS pointer. Lines default to `author` now, committed by this repository (the
+    committer names the repository so that two repositories never compute one id). A push passes the
+    lines it received and `expected_oid`, the id git computed: a mismatch is refused, not stored.
 
     The branch moves by compare-and-swap on its old head, so two writers racing on one branch cannot
     lose a commit: the loser gets StaleParent and may retry on the new head.
@@ -286,11 +300,27 @@ def new_commit(
     head = parent.oid if parent else None
     if expected_parent is not None and expected_parent != head:
         raise StaleParent(branch=branch, expected=expected_parent, head=head)
-    seed = f"{repo.id}\0{branch}\0{head}\0{message}\0{utcnow().isoformat()}".encode() + os.urandom(16)
-    oid = hashlib.sha1(seed, usedforsecurity=False).hexdigest()
-    session.add(Commit(oid=oid, repo_id=repo.id, parent_oid=head, message=message, author=author))
+    held = git_blobs(session, files, blobs or {})
+    when = utcnow()  # git lines keep whole seconds; created_at keeps the order of same-second commits
+    git_author = git_author or identity(author or "deltahub", when)
+    git_committer = git_committer or identity("deltahub", when, f"repo-{repo.id}@commits.deltahub")
+    tree_oid, _, _ = tree_objects({path: blob.oid for path, blob in held.items()})
+    oid = commit_id(tree_oid, head, git_author, git_committer, message)
+    if expected_oid is not None and expected_oid != oid:
+        raise InvalidInput(detail=f"commit {expected_oid} does not rebuild from what it holds (got {oid})")
+    if session.get(Commit, oid) is not None:
+        raise Conflict(detail=f"commit {oid} is already held (in this or another repository)")
+    session.add(
+        Commit(
+            oid=oid, repo_id=repo.id, parent_oid=head, message=message, author=author, created_at=when,
+            git_author=git_author, git_committer=git_committer,
+        )
+    )
     session.flush()
-    session.add_all(TreeEntry(commit_oid=oid, path=path, file_sha256=sha) for path, sha in sorted(files.items()))
+    session.add_all(
+        TreeEntry(commit_oid=oid, path=path, file_sha256=files[path], lfs=blob.lfs, git_oid=blob.oid)
+        for path, blob in sorted(held.items())
+    )
     if head is None:
         session.add(Ref(repo_id=repo.id, name=branch, commit_oid=oid))
         try:
@@ -309,6 +339,42 @@ def new_commit(
     commit = session.get(Commit, oid)
     assert commit is not None
     return commit
+
+
+def git_blobs(session: Session, files: Mapping[str, str], blobs: Mapping[str, GitBlob]) -> dict[str, GitBlob]:
+    """How git holds each file: as `blobs` says, else as the LFS pointer of its sha256 and size."""
+    out = {path: blobs[path] for path in files if path in blobs}
+    rest = sorted({sha for path, sha in files.items() if path not in blobs})
+    sizes: dict[str, int] = {}
+    for start in range(0, len(rest), 500):
+        rows = session.execute(
+            select(FileObject.sha256, FileObject.size).where(FileObject.sha256.in_(rest[start : start + 500]))
+        )
+        sizes.update({sha: size for sha, size in rows})
+    for path, sha in files.items():
+        if path not in out:
+            if sha not in sizes:
+                raise FileNotStored(sha256=sha)
+            out[path] = GitBlob.pointer(sha, sizes[sha])
+    return out
+
+
+def tree_blobs(session: Session, commit_oid: str) -> dict[str, GitBlob]:
+    rows = session.execute(
+        select(TreeEntry.path, TreeEntry.lfs, TreeEntry.git_oid).where(TreeEntry.commit_oid == commit_oid)
+    )
+    return {path: GitBlob(lfs, oid) for path, lfs, oid in rows}
+
+
+def git_entries(session: Session, commit_oid: str) -> list[tuple[str, bool, str, str, int]]:
+    """(path, lfs, git blob id, sha256, size) of every file of a commit, by path."""
+    rows = session.execute(
+        select(TreeEntry.path, TreeEntry.lfs, TreeEntry.git_oid, FileObject.sha256, FileObject.size)
+        .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
+        .where(TreeEntry.commit_oid == commit_oid)
+        .order_by(TreeEntry.path)
+    )
+    return [(path, lfs, oid, sha, size) for path, lfs, oid, sha, size in rows]
 
 
 def branch_head(session: Session, repo: Repository, branch: str) -> Commit | None:

@@ -23,6 +23,7 @@ from storage.catalog.db import (
 from storage.catalog.models import (
     Base,
     Commit,
+    CommitAlias,
     Family,
     FileObject,
     FileSegment,
@@ -118,7 +119,10 @@ def one_of_each(session: Session) -> list[Base]:
         FileSegment(
             file_sha256=FILE, seq=1, offset=BIG, length=2**25, tensor_id=TENSOR, name="lm_head.weight"
         ),
-        Commit(oid=PARENT, repo_id=repo.id, message="initial commit", created_at=WHEN),
+        Commit(
+            oid=PARENT, repo_id=repo.id, message="initial commit", created_at=WHEN,
+            git_author="deltahub <d@x> 1 +0000", git_committer="deltahub <d@x> 1 +0000",
+        ),
         Commit(
             oid=COMMIT,
             repo_id=repo.id,
@@ -126,11 +130,14 @@ def one_of_each(session: Session) -> list[Base]:
             message="add weights\n\nbody",
             author="alice",
             created_at=WHEN,
+            git_author="alice <a@x> 2 +0100",
+            git_committer="deltahub <d@x> 2 +0000",
         ),
         Ref(repo_id=repo.id, name="main", commit_oid=COMMIT),
         RepoRedirect(repo_type="model", namespace="old", name="name", repository_id=repo.id, created_at=WHEN),
-        TreeEntry(commit_oid=COMMIT, path="model.safetensors", file_sha256=FILE),
-        TreeEntry(commit_oid=PARENT, path="dir/base.safetensors", file_sha256=BASE_FILE),
+        CommitAlias(old_oid="9" * 40, oid=COMMIT),
+        TreeEntry(commit_oid=COMMIT, path="model.safetensors", file_sha256=FILE, lfs=True, git_oid="1" * 40),
+        TreeEntry(commit_oid=PARENT, path="dir/base.safetensors", file_sha256=BASE_FILE, lfs=False, git_oid="2" * 40),
         IngestJob(
             file_sha256=FILE,
             repo_id=repo.id,
