@@ -29,6 +29,8 @@ from storage.catalog.models import (
     FileSegment,
     Frame,
     IngestJob,
+    MirrorClaim,
+    MirrorRevision,
     Ref,
     RepoRedirect,
     Repository,
@@ -154,6 +156,8 @@ def one_of_each(session: Session) -> list[Base]:
         XetXorbSpan(xorb_hash="a" * 64, chunk_start=0, file_sha256=FILE, chunk_end=2, file_offset=BIG),
         XetDedupChunk(chunk_hash="b" * 64, xorb_hash="a" * 64, chunk_index=1),
         XetFile(file_hash="c" * 64, sha256=FILE, size=BIG, created_at=WHEN),
+        MirrorRevision(repo_id=repo.id, revision="main", commit_oid=COMMIT, fetched_at=WHEN),
+        MirrorClaim(key="sha256:" + FILE, owner="api-1", claimed_at=WHEN, sha256=FILE),
     ]
     for row in rows[2:]:
         session.add(row)
