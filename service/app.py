@@ -15,6 +15,7 @@ from service.limits import BodyLimit, StreamingRoutes
 from service.metrics import Instruments, RequestInstruments, RouteCapture, ingest_rate
 from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
+from service.policy import Policy
 from service.routes import commit, hf, lfs, listings, native, ops, refs, repos, resolve, xet
 from service.signing import UploadSigner
 from service.streams import UploadGate
@@ -41,6 +42,7 @@ def create_app(
         signer=UploadSigner(options.signing_key, options.upload_url_ttl_seconds),
         counters=TransferCounters(),
         uploads=UploadGate(options),
+        policy=Policy(anonymous_read=options.anonymous_read),
     )
     app.state.deltahub_xet = xet.XetService(
         uploads=hub.xet,

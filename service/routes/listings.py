@@ -1,8 +1,8 @@
 """Discovery: list_models, list_datasets (`hf models ls`, `hf datasets ls`) and the caller's own
 repositories with their storage (list_user_repos, `hf repos ls`).
 
-Only repositories the caller may read are listed: private ones only with a token, as readable_repo
-decides. Pages are cut here and followed by the client through the ``Link`` header.
+Only repositories the caller may read are listed (service/policy.py decides, in the query itself so
+pages stay full). Pages are cut here and followed by the client through the ``Link`` header.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from service import hf_json
-from service.auth import may_read_private
-from service.deps import CallerDep, HubDep, OptionsDep
-from service.errors import Unauthorized
+from service.auth import TokenInfo
+from service.deps import AuthenticatedDep, HubDep, HubReaderDep, OptionsDep, PolicyDep
+from service.policy import Policy, Rule, policy
 from service.routes.hf import self_link
 from storage.app.repositories import RepoQuery
 from storage.app.views import RepoListing
@@ -44,7 +44,8 @@ def _list(
     request: Request,
     response: Response,
     hub: HubDep,
-    caller: CallerDep,
+    policy: Policy,
+    caller: TokenInfo | None,
     options: OptionsDep,
     search: str | None,
     author: str | None,
@@ -54,9 +55,10 @@ def _list(
     full: bool,
     cursor: int,
 ) -> list[dict[str, Any]]:
+    visible = policy.private_visibility(caller)
     query = RepoQuery(
         repo_type=repo_type, search=search, author=author, sort=sort, descending=direction != 1,
-        include_private=may_read_private(caller),
+        include_private=visible.everything, private_namespaces=visible.namespaces, private_repos=visible.repos,
     )
     page = _listing(request, response, hub, options, query, limit, cursor)
     items = [hf_json.listing_item(item) for item in page]
@@ -76,29 +78,13 @@ Cursor = Annotated[int, Query(ge=0, description="Offset of the page (from the Li
 
 
 @router.get("/api/models", summary="List models (list_models, hf models ls)")
+@policy(Rule.HUB_READ)
 def list_models(
     request: Request,
     response: Response,
     hub: HubDep,
-    caller: CallerDep,
-    options: OptionsDep,
-    search: Search = None,
-    author: Author = None,
-    sort: Sort = None,
-    direction: Direction = None,
-    limit: Limit = None,
-    full: Annotated[bool, Query()] = False,
-    cursor: Cursor = 0,
-) -> list[dict[str, Any]]:
-    return _list("model", request, response, hub, caller, options, search, author, sort, direction, limit, full, cursor)
-
-
-@router.get("/api/datasets", summary="List datasets (list_datasets, hf datasets ls)")
-def list_datasets(
-    request: Request,
-    response: Response,
-    hub: HubDep,
-    caller: CallerDep,
+    policy: PolicyDep,
+    caller: HubReaderDep,
     options: OptionsDep,
     search: Search = None,
     author: Author = None,
@@ -109,28 +95,52 @@ def list_datasets(
     cursor: Cursor = 0,
 ) -> list[dict[str, Any]]:
     return _list(
-        "dataset", request, response, hub, caller, options, search, author, sort, direction, limit, full, cursor
+        "model", request, response, hub, policy, caller, options, search, author, sort, direction, limit, full, cursor
+    )
+
+
+@router.get("/api/datasets", summary="List datasets (list_datasets, hf datasets ls)")
+@policy(Rule.HUB_READ)
+def list_datasets(
+    request: Request,
+    response: Response,
+    hub: HubDep,
+    policy: PolicyDep,
+    caller: HubReaderDep,
+    options: OptionsDep,
+    search: Search = None,
+    author: Author = None,
+    sort: Sort = None,
+    direction: Direction = None,
+    limit: Limit = None,
+    full: Annotated[bool, Query()] = False,
+    cursor: Cursor = 0,
+) -> list[dict[str, Any]]:
+    return _list(
+        "dataset", request, response, hub, policy, caller, options, search, author, sort, direction, limit, full, cursor
     )
 
 
 @router.get("/api/settings/repositories", summary="The caller's repositories and their storage (hf repos ls)")
 @router.get("/api/organizations/{namespace}/settings/repositories", summary="A namespace's repositories")
+@policy(Rule.AUTHENTICATED)
 def repositories(
     request: Request,
     response: Response,
     hub: HubDep,
-    caller: CallerDep,
+    policy: PolicyDep,
+    caller: AuthenticatedDep,
     options: OptionsDep,
     namespace: str | None = None,
     cursor: Cursor = 0,
 ) -> list[dict[str, Any]]:
-    if caller is None:
-        raise Unauthorized(detail="listing your repositories needs a token")
     owner = namespace or caller.name
+    visible = policy.private_visibility(caller)
     out: list[dict[str, Any]] = []
     for repo_type in ("model", "dataset"):
         query = RepoQuery(repo_type=repo_type, author=owner, sort="id", descending=False,
-                          include_private=True, with_sizes=True)
+                          include_private=visible.everything, private_namespaces=visible.namespaces,
+                          private_repos=visible.repos, with_sizes=True)
         offset = 0
         while True:
             page = hub.search_repos(query, offset=offset, limit=options.listing_page_size)

@@ -19,10 +19,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.auth import bearer_token, readable_repo
-from service.deps import BaseUrlDep, CallerDep, RepoIdDep, RepoTypeDep, RevisionDep, StateDep, WriterDep
+from service.auth import bearer_token
+from service.deps import BaseUrlDep, ReadableRepoDep, RepoIdDep, RepoTypeDep, RevisionDep, StateDep, WritableRepoDep
 from service.errors import NotSupported, PayloadTooLarge
 from service.limits import streams_body
+from service.policy import Rule, policy
 from service.xet_tokens import CasGrant, CasTokenSigner, Scope
 from storage.app.xet_uploads import MAX_SHARD_BYTES, MAX_XORB_BYTES, XetUploads
 from storage.core.errors import InvalidInput, NotFound
@@ -79,10 +80,11 @@ def _token_answer(xet: XetService, base_url: str, repo_id: str, revision: str, s
 # (uploads there only stage content-addressed files; committing them needs the write rights of the
 # repository of that type).
 @router.get("/api/{kind:repotype}/{namespace}/{name}/xet-write-token/{revision}", summary="A CAS token for Xet uploads")
+@policy(Rule.REPO_WRITE)
 def write_token(
     state: StateDep,
     xet: XetDep,
-    writer: WriterDep,
+    _writable: WritableRepoDep,
     base_url: BaseUrlDep,
     repo_id: RepoIdDep,
     repo_type: RepoTypeDep,
@@ -92,21 +94,20 @@ def write_token(
     if create_pr:
         raise NotSupported(detail="pull requests (create_pr); commit to a branch instead")
     _uploads(xet)
-    state.hub.get_repo(repo_id, repo_type=repo_type)
     return _token_answer(xet, base_url, repo_id, revision, "write")
 
 
 @router.get("/api/{kind:repotype}/{namespace}/{name}/xet-read-token/{revision}", summary="A CAS token for Xet reads")
+@policy(Rule.REPO_READ)
 def read_token(
     state: StateDep,
     xet: XetDep,
-    caller: CallerDep,
+    _readable: ReadableRepoDep,
     base_url: BaseUrlDep,
     repo_id: RepoIdDep,
     repo_type: RepoTypeDep,
     revision: RevisionDep,
 ) -> JSONResponse:
-    readable_repo(state.hub, repo_id, caller, repo_type=repo_type)
     state.hub.resolve(repo_id, revision, repo_type=repo_type)
     return _token_answer(xet, base_url, repo_id, revision, "read")
 
@@ -130,6 +131,7 @@ async def _body(request: Request, limit: int, what: str) -> bytearray:
 
 @router.post(CAS + "/v1/xorbs/{prefix}/{xorb_hash}", summary="Upload a xorb (Xet CAS)")
 @streams_body
+@policy(Rule.CAS_TOKEN)
 async def upload_xorb(
     request: Request, state: StateDep, xet: XetDep, repo_id: RepoIdDep, prefix: str, xorb_hash: str
 ) -> dict[str, Any]:
@@ -149,6 +151,7 @@ async def upload_xorb(
 
 @router.post(CAS + "/v1/shards", summary="Upload a shard: its files are checked and staged (Xet CAS)")
 @streams_body
+@policy(Rule.CAS_TOKEN)
 async def upload_shard(request: Request, state: StateDep, xet: XetDep, repo_id: RepoIdDep) -> dict[str, Any]:
     _grant(request, xet, repo_id, "write")
     uploads = _uploads(xet)
@@ -162,6 +165,7 @@ async def upload_shard(request: Request, state: StateDep, xet: XetDep, repo_id: 
 
 
 @router.get(CAS + "/v1/chunks/{prefix}/{chunk_hash}", summary="Global dedup: a shard naming a held chunk")
+@policy(Rule.CAS_TOKEN)
 def dedup_query(
     request: Request, state: StateDep, xet: XetDep, repo_id: RepoIdDep, prefix: str, chunk_hash: str
 ) -> Response:
@@ -179,6 +183,7 @@ def dedup_query(
 
 @router.post("/v1/telemetry", include_in_schema=False)
 @streams_body
+@policy(Rule.PUBLIC)
 async def telemetry(request: Request) -> Response:
     # hf_xet 1.8 reports each transfer's figures to the CAS host's root, best effort and never retried.
     # Nothing is kept; the answer only spares the client a 404.
