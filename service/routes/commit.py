@@ -72,6 +72,9 @@ def preupload(
 ) -> dict[str, Any]:
     _no_pull_requests(create_pr)
     remote = _branch_files(hub, repo_id, repo_type, revision)
+    # Before any byte travels: what the namespace would hold with every new or changed file.
+    changed = sum(f.size for f in body.files if (held := remote.get(f.path)) is None or held.size != f.size)
+    hub.quotas.check(split_repo_id(repo_id)[0], changed)
     answers = []
     for file in body.files:
         mode = "regular" if file.size <= options.regular_file_max_bytes else "lfs"
@@ -123,6 +126,9 @@ async def commit(
     if header is None:
         raise InvalidInput(detail="empty commit payload: line 1 must be the header")
 
+    namespace, name = split_repo_id(repo_id)
+    sizes = await run_in_threadpool(lambda: {a.sha256: hub.file_info(a.sha256).size for a in additions})
+    await run_in_threadpool(hub.quotas.check, namespace, sizes, repo=name)
     crash_point("api.commit_parsed")
     created = await run_in_threadpool(
         lambda: hub.commit(

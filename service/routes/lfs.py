@@ -22,7 +22,7 @@ from service.policy import Rule, policy
 from service.streams import upload_body
 from storage.core.errors import FileNotStored, UploadMismatch
 from storage.core.faults import crash_point
-from storage.core.names import is_sha256
+from storage.core.names import is_sha256, split_repo_id
 
 router = APIRouter(tags=["git-lfs"])
 
@@ -63,7 +63,7 @@ def _object_error(obj: LfsObject, max_bytes: int) -> str | None:
 @policy(Rule.REPO_WRITE)
 def batch(
     state: StateDep,
-    _writable: WritableRepoDep,
+    writable: WritableRepoDep,
     base_url: BaseUrlDep,
     body: Annotated[LfsBatch, Body()],
 ) -> JSONResponse:
@@ -71,6 +71,9 @@ def batch(
         raise NotSupported(detail="LFS downloads through the batch API; use /resolve/")
     if body.hash_algo != "sha256":
         raise NotSupported(detail=f"hash algorithm {body.hash_algo!r}")
+    namespace, name = split_repo_id(writable.repo.repo_id)
+    offered = {o.oid: o.size for o in body.objects if _object_error(o, state.options.max_upload_bytes) is None}
+    state.hub.quotas.check(namespace, offered, repo=name)  # before any upload URL is handed out
     answers = []
     for obj in body.objects:
         problem = _object_error(obj, state.options.max_upload_bytes)

@@ -27,6 +27,8 @@ from service.policy import Rule, policy
 from service.xet_tokens import CasGrant, CasTokenSigner, Scope
 from storage.app.xet_uploads import MAX_SHARD_BYTES, MAX_XORB_BYTES, XetUploads
 from storage.core.errors import InvalidInput, NotFound
+from storage.core.names import split_repo_id
+from storage.core.xet.shard import parse_shard
 
 router = APIRouter(tags=["xet"])
 
@@ -84,7 +86,7 @@ def _token_answer(xet: XetService, base_url: str, repo_id: str, revision: str, s
 def write_token(
     state: StateDep,
     xet: XetDep,
-    _writable: WritableRepoDep,
+    writable: WritableRepoDep,
     base_url: BaseUrlDep,
     repo_id: RepoIdDep,
     repo_type: RepoTypeDep,
@@ -94,6 +96,8 @@ def write_token(
     if create_pr:
         raise NotSupported(detail="pull requests (create_pr); commit to a branch instead")
     _uploads(xet)
+    # No sizes yet: a full namespace gets no upload token (the shard is checked with its files' sizes).
+    state.hub.quotas.check(split_repo_id(writable.repo.repo_id)[0], 1)
     return _token_answer(xet, base_url, repo_id, revision, "write")
 
 
@@ -157,11 +161,19 @@ async def upload_shard(request: Request, state: StateDep, xet: XetDep, repo_id: 
     uploads = _uploads(xet)
     async with xet.shard_slots:
         body = await _body(request, MAX_SHARD_BYTES, "shard")
+        await run_in_threadpool(_check_quota, state, repo_id, body)
         staged = await run_in_threadpool(uploads.register_shard, body)
     written = sum(1 for f in staged if f.written)
     state.counters.add(xet_shards=1, xet_files_staged=written, xet_files_already_held=len(staged) - written)
     # 1: registered. The client reads success from the status alone.
     return {"result": 1}
+
+
+def _check_quota(state: StateDep, repo_id: str, body: bytearray) -> None:
+    """Before the shard's files are rebuilt into staging: the namespace's quota with their sizes."""
+    namespace, name = split_repo_id(repo_id)
+    files = {(f.sha256 or f.file_hash).hex(): f.size for f in parse_shard(bytes(body)).files}
+    state.hub.quotas.check(namespace, files, repo=name)
 
 
 @router.get(CAS + "/v1/chunks/{prefix}/{chunk_hash}", summary="Global dedup: a shard naming a held chunk")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from storage.app.browse import Browse
 from storage.app.commits import Commits
 from storage.app.ports import IngestQueue
+from storage.app.quotas import Quotas
 from storage.app.reader import Reader
 from storage.app.reads import Reads
 from storage.app.refs import Refs
@@ -49,6 +50,8 @@ class HubApi(Protocol):
 
     # Read-only views for the web pages and metrics (storage/app/browse.py)
     browse: Browse
+    # Logical bytes per namespace against its quota (storage/app/quotas.py)
+    quotas: Quotas
 
     # Repositories (storage/app/repositories.py)
     def create_repo(
@@ -150,6 +153,7 @@ class Hub:
         # The Xet protocol's front door to the same uploads (storage/app/xet_uploads.py).
         self.xet = XetUploads(self.store, self.session, self, max_file_bytes=settings.max_upload_bytes)
         self.browse = Browse(self.session, self.reads.read)
+        self.quotas = Quotas(self.session)
 
     @classmethod
     def from_settings(

@@ -204,3 +204,16 @@ def namespace_logical_bytes(session: Session, namespace: str) -> int:
 
 def quota_of(session: Session, namespace: str) -> int | None:
     return session.scalar(select(Account.quota_bytes).where(Account.name == namespace))
+
+
+def named_by_repo(session: Session, namespace: str, name: str, shas: list[str]) -> set[str]:
+    """Which of `shas` some commit of repository namespace/name (any type) already names."""
+    if not shas:
+        return set()
+    rows = session.scalars(
+        select(TreeEntry.file_sha256).distinct()
+        .join(Commit, Commit.oid == TreeEntry.commit_oid)
+        .join(Repository, Repository.id == Commit.repo_id)
+        .where(Repository.namespace == namespace, Repository.name == name, TreeEntry.file_sha256.in_(shas))
+    )
+    return set(rows)

@@ -141,3 +141,12 @@ class RepoExists(Conflict):
 
 class StaleParent(Conflict):
     """branch {branch!r} moved: expected parent {expected}, head is {head}"""
+
+
+class QuotaExceeded(DeltahubError):
+    """namespace {namespace!r} would hold {would:,} logical bytes, over its quota of {limit:,} \
+(it holds {usage:,} now): delete files or repositories, or ask an administrator to raise the quota"""
+
+    # As the Hub answers a storage limit: forbidden, with the figures in the message.
+    status = 403
+    exit_code = 14

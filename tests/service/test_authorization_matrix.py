@@ -9,7 +9,6 @@ answer exactly as a missing one to whoever may not read it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -103,7 +102,8 @@ def test_the_matrix(matrix_hub: tuple[Hub, FastAPI, Tenants]) -> None:
                         if want == "same":
                             pass
                         elif got != want:
-                            wrong.append(f"{where}: {want} expected, got {response.status_code} {response.text[:160]!r}")
+                            answer = f"{response.status_code} {response.text[:160]!r}"
+                            wrong.append(f"{where}: {want} expected, got {answer}")
                         elif want == "404":
                             missing = send(client, auth_for(call_for(route, method, visibility, "missing"), token))
                             if not same_as_missing(response, missing, visibility):
