@@ -47,7 +47,7 @@ class AccountAdmin:
                 catalog_accounts.set_member(s, name, admin, Role.ADMIN)
         return record
 
-    def list(self, kind: str | None = None) -> list[AccountRecord]:
+    def accounts(self, kind: str | None = None) -> list[AccountRecord]:
         with self._session() as s:
             return catalog_accounts.list_accounts(s, kind)
 

@@ -149,7 +149,7 @@ def test_first_start_creates_the_admin_user_and_writes_its_token_readable_by_its
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     token = path.read_text().strip()
     assert store.verify(token) == TokenInfo(name="admin", can_write=True, hub_admin=True, token_name="admin")
-    assert [(a.name, a.kind, a.hub_admin) for a in AccountAdmin(hub.session).list()] == [("admin", "user", True)]
+    assert [(a.name, a.kind, a.hub_admin) for a in AccountAdmin(hub.session).accounts()] == [("admin", "user", True)]
     # Once a token exists, later starts leave everything alone.
     assert ensure_admin_token(store, tmp_path / "data") is None
     assert path.read_text().strip() == token
