@@ -16,6 +16,7 @@ from service.metrics import Instruments, RequestInstruments, RouteCapture, inges
 from service.mirror import MirrorHeader
 from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
+from service.policy import Policy
 from service.redirects import install_redirects
 from service.routes import commit, hf, lfs, listings, native, ops, refs, repos, resolve, xet
 from service.signing import UploadSigner
@@ -43,6 +44,7 @@ def create_app(
         signer=UploadSigner(options.signing_key, options.upload_url_ttl_seconds),
         counters=TransferCounters(),
         uploads=UploadGate(options),
+        policy=Policy(anonymous_read=options.anonymous_read),
     )
     app.state.deltahub_xet = xet.XetService(
         uploads=hub.xet,

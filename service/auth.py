@@ -1,7 +1,8 @@
 """Who is calling: bearer tokens, checked by an injected token store.
 
-Writes need a token that may write. Reads of public repositories need none; a private repository is
-answered with RepoNotFound to anyone without a valid token, so its existence does not leak.
+A valid token names a user and carries what the access policy (service/policy.py) needs: the user's
+hub-administrator flag and organization roles, the token's role (read or write) and, for a fine-grained
+token, its scopes. What a caller may do is decided there, never here.
 """
 
 from __future__ import annotations
@@ -11,16 +12,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from service.errors import INVALID_CREDENTIALS, Forbidden, NotSupported, Unauthorized
-from storage.app.hub import HubApi
-from storage.app.views import RepoInfo
-from storage.core.errors import RepoNotFound
+from service.errors import INVALID_CREDENTIALS, NotSupported, Unauthorized
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """One entry of a fine-grained token: a namespace (name None) or one of its repositories."""
+
+    namespace: str
+    name: str | None = None
+    can_write: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class TokenInfo:
-    name: str
-    can_write: bool
+    """A user acting through one token."""
+
+    name: str  # the user (commit author, the namespace create_repo defaults to)
+    can_write: bool  # the token's role: write, or read (a fine-grained token's scopes decide instead)
+    hub_admin: bool = False
+    orgs: tuple[tuple[str, str], ...] = ()  # (organization, role: read | write | admin)
+    scopes: tuple[Scope, ...] | None = None  # None: not fine-grained
+    token_name: str = ""
+
+    @property
+    def may_write_somewhere(self) -> bool:
+        if self.scopes is not None:
+            return any(scope.can_write for scope in self.scopes)
+        return self.can_write
 
 
 class TokenStore(Protocol):
@@ -67,33 +86,6 @@ def identify(tokens: TokenStore, authorization: str | None) -> TokenInfo | None:
     if info is None:
         raise Unauthorized(INVALID_CREDENTIALS)
     return info
-
-
-def require_writer(caller: TokenInfo | None) -> TokenInfo:
-    if caller is None:
-        raise Unauthorized(detail="this operation needs a write token (Authorization: Bearer <token>)")
-    if not caller.can_write:
-        raise Forbidden(detail=f"token {caller.name!r} is read-only")
-    return caller
-
-
-def may_read(caller: TokenInfo | None, *, private: bool) -> bool:
-    """The one read rule, shared by the API and the web pages: private repositories need a valid token
-    (until users and organisations own them)."""
-    return not private or caller is not None
-
-
-def may_read_private(caller: TokenInfo | None) -> bool:
-    """Whether the caller sees private repositories at all (listings filter by it)."""
-    return may_read(caller, private=True)
-
-
-def readable_repo(hub: HubApi, repo_id: str, caller: TokenInfo | None, *, repo_type: str = "model") -> RepoInfo:
-    """The repository if the caller may read it; RepoNotFound otherwise, exactly as if it did not exist."""
-    repo = hub.get_repo(repo_id, repo_type=repo_type)
-    if not may_read(caller, private=repo.private):
-        raise RepoNotFound(repo_id=repo_id)
-    return repo
 
 
 SPACES_REFUSED = "Spaces (deltahub stores model and dataset repositories)"

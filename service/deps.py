@@ -13,10 +13,12 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.auth import TokenInfo, TokenStore, identify, readable_repo, repo_type_of, require_writer
+from service.auth import TokenInfo, TokenStore, identify, repo_type_of
+from service.errors import Unauthorized
 from service.mirror import pull_for_request
 from service.options import ServiceOptions
 from service.paths import param, repo_id_from
+from service.policy import Policy, require_writer
 from service.signing import UploadSigner
 from service.streams import UploadGate
 from storage.app.hub import HubApi
@@ -63,6 +65,7 @@ class ServiceState:
     signer: UploadSigner
     counters: TransferCounters
     uploads: UploadGate
+    policy: Policy = field(default_factory=Policy)
 
 
 def get_state(request: Request) -> ServiceState:
@@ -80,8 +83,13 @@ def get_options(state: StateDep) -> ServiceOptions:
     return state.options
 
 
+def get_policy(state: StateDep) -> Policy:
+    return state.policy
+
+
 HubDep = Annotated[HubApi, Depends(get_hub)]
 OptionsDep = Annotated[ServiceOptions, Depends(get_options)]
+PolicyDep = Annotated[Policy, Depends(get_policy)]
 
 # Declared for the OpenAPI schema; the header itself is parsed by `identify`, which also rejects
 # other schemes instead of treating them as anonymous.
@@ -143,15 +151,60 @@ BaseUrlDep = Annotated[str, Depends(get_base_url)]
 
 
 def get_readable_repo(
-    request: Request, hub: HubDep, caller: CallerDep, repo_id: RepoIdDep, repo_type: RepoTypeDep
+    request: Request, hub: HubDep, policy: PolicyDep, caller: CallerDep, repo_id: RepoIdDep, repo_type: RepoTypeDep
 ) -> RepoInfo:
     """The route's repository if the caller may read it; RepoNotFound, exactly as for a repository that
     does not exist, otherwise. Runs before the route reads any body.
 
     On a mirror, the revision the route names is first fetched from the upstream if it is not held
     (service/mirror.py)."""
-    pull_for_request(hub, request.scope, repo_id, repo_type, caller)
-    return readable_repo(hub, repo_id, caller, repo_type=repo_type)
+    pull_for_request(hub, request.scope, repo_id, repo_type, caller, policy)
+    return policy.readable_repo(hub, repo_id, caller, repo_type=repo_type)
 
 
 ReadableRepoDep = Annotated[RepoInfo, Depends(get_readable_repo)]
+
+
+@dataclass(frozen=True, slots=True)
+class WritableRepo:
+    repo: RepoInfo
+    writer: TokenInfo
+
+
+def get_writable_repo(
+    hub: HubDep, policy: PolicyDep, caller: CallerDep, repo_id: RepoIdDep, repo_type: RepoTypeDep
+) -> WritableRepo:
+    """The route's repository and its writer: 401 without a token, 403 for a read-only token (both before
+    the repository is looked up), RepoNotFound when the caller may not read it, 403 when they may read
+    but not write it. Runs before the route reads any body."""
+    writer = require_writer(caller)
+    return WritableRepo(policy.writable_repo(hub, repo_id, writer, repo_type=repo_type), writer)
+
+
+WritableRepoDep = Annotated[WritableRepo, Depends(get_writable_repo)]
+
+
+def get_authenticated(caller: CallerDep) -> TokenInfo:
+    if caller is None:
+        raise Unauthorized(detail="this needs a token (Authorization: Bearer <token>)")
+    return caller
+
+
+AuthenticatedDep = Annotated[TokenInfo, Depends(get_authenticated)]
+
+
+def get_hub_admin(caller: CallerDep, policy: PolicyDep) -> TokenInfo:
+    return policy.require_hub_admin(caller)
+
+
+HubAdminDep = Annotated[TokenInfo, Depends(get_hub_admin)]
+
+
+def get_hub_reader(caller: CallerDep, policy: PolicyDep) -> TokenInfo | None:
+    """The caller of a route that lists or sums what the caller may read: refused when anonymous on a
+    hub closed to anonymous reading."""
+    policy.let_in(caller)
+    return caller
+
+
+HubReaderDep = Annotated[TokenInfo | None, Depends(get_hub_reader)]

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.auth import TokenInfo, may_read_private
+from service.auth import TokenInfo
 from service.paths import param
+from service.policy import Policy
 from storage.app.hub import HubApi
 
 HEADER = b"x-deltahub-mirror"
@@ -16,12 +17,13 @@ DEFAULT_REVISION = "main"
 
 
 def pull_for_request(
-    hub: HubApi, scope: Scope, repo_id: str, repo_type: str, caller: TokenInfo | None
+    hub: HubApi, scope: Scope, repo_id: str, repo_type: str, caller: TokenInfo | None, policy: Policy
 ) -> None:
     """Hold the route's revision (main for routes that name none) if the mirror has a say in it."""
     raw = scope.get("path_params", {}).get("revision")
     revision = param(raw) if raw else DEFAULT_REVISION
-    status = hub.pull(repo_id, revision, repo_type=repo_type, may_read_private=may_read_private(caller))
+    allowed = policy.may_read(caller, repo_id, private=True)
+    status = hub.pull(repo_id, revision, repo_type=repo_type, may_read_private=allowed)
     if status is not None:
         scope.setdefault("state", {})[STATE_KEY] = str(status)
 

@@ -45,6 +45,8 @@ class ServiceOptions:
     # passed, is cut with 408: a client on a 1 Mbit/s link still sends 125 kB/s.
     upload_stall_seconds: float = 30.0
     upload_min_bytes_per_second: int = 32 * 1024
+    # Public repositories readable without a token (DELTAHUB_ANONYMOUS_READ, service/policy.py).
+    anonymous_read: bool = True
     # Signs LFS upload URLs (the client PUTs to them without its token). Replicas must share it.
     signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
@@ -79,5 +81,6 @@ class ServiceOptions:
             upload_threads=pick("upload_threads", defaults.upload_threads),
             uploads_per_client=pick("uploads_per_client", defaults.uploads_per_client),
             upload_stall_seconds=pick("upload_stall_seconds", defaults.upload_stall_seconds),
+            anonymous_read=bool(pick("anonymous_read", defaults.anonymous_read)),
             signing_key=key,
         )

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
-from service.auth import identify, may_read, repo_type_of
+from service.auth import identify, repo_type_of
 from service.deps import ServiceState
 from service.errors import error_response
 from service.paths import repo_id_from
@@ -59,7 +59,7 @@ def _moved_target(request: Request) -> str | None:
     except DeltahubError:
         return None
     moved = state.hub.moved_to(repo_id_from(params), repo_type=repo_type)
-    if moved is None or not may_read(caller, private=moved.private):
+    if moved is None or not state.policy.may_read(caller, moved.repo_id, private=moved.private):
         return None
     return moved_location(request, moved.repo_id)
 

@@ -16,8 +16,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from service.auth import TokenInfo
+from service.auth import Scope, TokenInfo
+from storage.catalog import accounts as catalog_accounts
 from storage.catalog import tokens as catalog_tokens
+from storage.catalog.accounts import ScopeRecord
+from storage.catalog.models import AccountKind
 from storage.catalog.tokens import TokenRecord
 from storage.core.errors import InvalidInput
 
@@ -29,6 +32,8 @@ TOKEN_PREFIX = "dh_"
 TOKEN_BYTES = 32
 MAX_NAME_LENGTH = 128
 ADMIN_TOKEN_NAME = "admin"
+# The hub administrator an embedded hub starts with, and the owner migrated tokens are given.
+ADMIN_USER = "admin"
 ADMIN_TOKEN_FILE = "admin-token"
 
 SessionScope = Callable[[], AbstractContextManager["Session"]]
@@ -56,25 +61,35 @@ class CatalogTokenStore:
         self._session = session
 
     def verify(self, token: str) -> TokenInfo | None:
+        """The token's user and rights; None for an unknown or revoked token or a disabled user."""
         digest = token_digest(token)
         with self._session() as s:
-            record = catalog_tokens.find_active(s, digest)
+            found = catalog_accounts.identity(s, digest)
         # The lookup compares digests, never the secret; the constant-time comparison guards against a
         # database whose index comparison short-circuits.
-        if record is None or not hmac.compare_digest(record.token_hash, digest):
+        if found is None or not hmac.compare_digest(found.token_hash, digest):
             return None
-        return TokenInfo(name=record.name, can_write=record.can_write)
+        scopes = tuple(Scope(e.namespace, e.name, e.can_write) for e in found.scopes) if found.fine_grained else None
+        return TokenInfo(name=found.user, can_write=found.can_write, hub_admin=found.hub_admin, orgs=found.orgs,
+                         scopes=scopes, token_name=found.token_name)
 
-    def create(self, name: str, *, can_write: bool) -> str:
-        """A new token for `name`; the only time the token itself exists outside the caller's hands."""
+    def create(
+        self, name: str, *, can_write: bool, user: str = ADMIN_USER, scopes: tuple[Scope, ...] | None = None
+    ) -> str:
+        """A new token `name` of `user`; the only time the token itself exists outside the caller's hands.
+
+        With `scopes` the token is fine-grained: it reaches only what they name (read, or write where a
+        scope says so), never more than the user may."""
         token = new_token()
+        entries = None if scopes is None else [ScopeRecord(e.namespace, e.name, e.can_write) for e in scopes]
         with self._session() as s:
-            catalog_tokens.add_token(s, check_token_name(name), token_digest(token), can_write=can_write)
+            catalog_tokens.add_token(s, check_token_name(name), token_digest(token), user=user,
+                                     can_write=can_write or any(e.can_write for e in scopes or ()), scopes=entries)
         return token
 
-    def list(self) -> list[TokenRecord]:
+    def list(self, user: str | None = None) -> list[TokenRecord]:
         with self._session() as s:
-            return catalog_tokens.list_tokens(s)
+            return catalog_tokens.list_tokens(s, user)
 
     def revoke(self, name: str) -> TokenRecord:
         with self._session() as s:
@@ -83,6 +98,19 @@ class CatalogTokenStore:
     def has_active(self) -> bool:
         with self._session() as s:
             return catalog_tokens.count_active(s) > 0
+
+    def ensure_admin_user(self) -> str:
+        """The name of a hub administrator, creating user "admin" when the hub has none."""
+        with self._session() as s:
+            found = catalog_accounts.first_hub_admin(s)
+            if found is not None:
+                return found.name
+            existing = catalog_accounts.get_account(s, ADMIN_USER)
+        if existing is not None:
+            raise catalog_accounts.AccountNotFound(kind="enabled hub administrator", name=ADMIN_USER)
+        with self._session() as s:
+            catalog_accounts.create_account(s, ADMIN_USER, AccountKind.USER, hub_admin=True)
+        return ADMIN_USER
 
 
 def write_secret_file(path: Path, secret: str) -> None:
@@ -97,12 +125,14 @@ def write_secret_file(path: Path, secret: str) -> None:
 
 
 def ensure_admin_token(store: CatalogTokenStore, data_dir: Path) -> Path | None:
-    """First start of an embedded hub: mint a write token and write it to a 0600 file in the data dir.
+    """First start of an embedded hub: create the admin user (a hub administrator) and its write token,
+    written to a 0600 file in the data dir.
 
     Returns the file's path when a token was created, None when the hub already has an active token.
     """
     if store.has_active():
         return None
+    admin = store.ensure_admin_user()
     names = {record.name for record in store.list()}
     name = ADMIN_TOKEN_NAME
     suffix = 1
@@ -110,5 +140,5 @@ def ensure_admin_token(store: CatalogTokenStore, data_dir: Path) -> Path | None:
         suffix += 1
         name = f"{ADMIN_TOKEN_NAME}-{suffix}"
     path = data_dir / ADMIN_TOKEN_FILE
-    write_secret_file(path, store.create(name, can_write=True))
+    write_secret_file(path, store.create(name, can_write=True, user=admin))
     return path

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     # The URL clients reach the service at, behind a proxy; None: the Host header of each request.
     public_url: str | None = None
+    # False: public repositories are read only with a token too (a closed company hub); anonymous
+    # callers get 401 on every read. Private repositories always need a token with access to them.
+    anonymous_read: bool = True
 
     # The safetensors reference parser refuses headers above 100 MB (its MAX_HEADER_SIZE); a header that
     # big is already ~1M tensors, so anything larger is refused before it is read into memory.

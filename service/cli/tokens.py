@@ -33,7 +33,9 @@ def token() -> None:
 def create(name: str, write: bool, data_dir: Path | None) -> None:
     """Create token NAME; the token is printed once, alone on the last line."""
     with admin_hub(settings_for(data_dir)) as hub:
-        secret = _store(hub).create(name, can_write=write)
+        store = _store(hub)
+        # The token belongs to the hub administrator (created as user "admin" on a hub that has none).
+        secret = store.create(name, can_write=write, user=store.ensure_admin_user())
     access = "read-write" if write else "read-only"
     console.print(f"created {access} token {name!r}; it is not stored and cannot be shown again:")
     # Plain echo, not Rich: the token must come out unwrapped, alone on its line, for scripts to read.

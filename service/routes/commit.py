@@ -9,10 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from service.commit_payload import CommitHeader, Deletion, InlineFile, LfsFile, Operation, parse_line
-from service.deps import BaseUrlDep, HubDep, OptionsDep, RepoIdDep, RepoTypeDep, RevisionDep, StateDep, WriterDep
+from service.deps import BaseUrlDep, HubDep, OptionsDep, RepoIdDep, RepoTypeDep, RevisionDep, StateDep, WritableRepoDep
 from service.errors import NotSupported
 from service.hf_json import git_blob_sha1
 from service.limits import streams_body
+from service.policy import Rule, policy
 from service.streams import ndjson_lines
 from storage.app.hub import HubApi
 from storage.app.views import FileAddition, FileInfo
@@ -58,9 +59,10 @@ def _branch_files(hub: HubApi, repo_id: str, repo_type: str, revision: str) -> d
 
 
 @router.post(REPO + "/preupload/{revision}", summary="Choose inline or LFS transfer per file (uploads)")
+@policy(Rule.REPO_WRITE)
 def preupload(
     hub: HubDep,
-    writer: WriterDep,
+    _writable: WritableRepoDep,
     options: OptionsDep,
     repo_id: RepoIdDep,
     repo_type: RepoTypeDep,
@@ -69,8 +71,10 @@ def preupload(
     create_pr: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
     _no_pull_requests(create_pr)
-    hub.get_repo(repo_id, repo_type=repo_type)
     remote = _branch_files(hub, repo_id, repo_type, revision)
+    # Before any byte travels: what the namespace would hold with every new or changed file.
+    changed = sum(f.size for f in body.files if (held := remote.get(f.path)) is None or held.size != f.size)
+    hub.quotas.check(split_repo_id(repo_id)[0], changed)
     answers = []
     for file in body.files:
         mode = "regular" if file.size <= options.regular_file_max_bytes else "lfs"
@@ -85,10 +89,11 @@ def preupload(
 
 @router.post(REPO + "/commit/{revision}", summary="Create a commit from an ndjson payload (create_commit)")
 @streams_body
+@policy(Rule.REPO_WRITE)
 async def commit(
     request: Request,
     state: StateDep,
-    writer: WriterDep,
+    writable: WritableRepoDep,
     base_url: BaseUrlDep,
     repo_id: RepoIdDep,
     repo_type: RepoTypeDep,
@@ -104,7 +109,7 @@ async def commit(
     if len(revision) == COMMIT_ID_LENGTH and all(c in "0123456789abcdef" for c in revision):
         raise InvalidInput(detail=f"commits are made on a branch, not on commit {revision}")
     hub, options = state.hub, state.options
-    await run_in_threadpool(lambda: hub.get_repo(repo_id, repo_type=repo_type))  # 404 before reading the body
+    writer = writable.writer  # the repository was checked (404 / 403) before any of the body was read
 
     header: CommitHeader | None = None
     additions: list[FileAddition] = []
@@ -121,6 +126,9 @@ async def commit(
     if header is None:
         raise InvalidInput(detail="empty commit payload: line 1 must be the header")
 
+    namespace, name = split_repo_id(repo_id)
+    sizes = await run_in_threadpool(lambda: {a.sha256: hub.file_info(a.sha256).size for a in additions})
+    await run_in_threadpool(hub.quotas.check, namespace, sizes, repo=name)
     crash_point("api.commit_parsed")
     created = await run_in_threadpool(
         lambda: hub.commit(

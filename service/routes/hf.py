@@ -14,6 +14,7 @@ from service import hf_json
 from service.deps import FilePathDep, HubDep, OptionsDep, ReadableRepoDep, RepoIdDep, RepoTypeDep, RevisionDep
 from service.errors import PayloadTooLarge
 from service.limits import streams_body
+from service.policy import Rule, policy
 from service.tree import list_tree, page_after
 from storage.app.hub import HubApi
 from storage.app.views import CommitInfo, RepoInfo
@@ -51,11 +52,13 @@ def _model_info(hub: HubApi, repo: RepoInfo, revision: str | None, blobs: bool) 
 
 
 @router.get(REPO, summary="Repository info at the default branch (model_info, dataset_info, repo_info)")
+@policy(Rule.REPO_READ)
 def model_info(hub: HubDep, repo: ReadableRepoDep, blobs: Annotated[bool, Query()] = False) -> dict[str, Any]:
     return _model_info(hub, repo, None, blobs)
 
 
 @router.get(REPO + "/revision/{revision}", summary="Repository info at a revision (snapshot_download)")
+@policy(Rule.REPO_READ)
 def model_info_at(
     hub: HubDep,
     repo: ReadableRepoDep,
@@ -67,6 +70,7 @@ def model_info_at(
 
 @router.get(REPO + "/tree/{revision}", summary="List the root of a tree (list_repo_tree, list_repo_files)")
 @router.get(REPO + "/tree/{revision}/{path:path}", summary="List a directory of a tree")
+@policy(Rule.REPO_READ)
 def tree(
     request: Request,
     response: Response,
@@ -116,6 +120,7 @@ def _add_last_commits(
 
 @router.post(REPO + "/paths-info/{revision}", summary="Describe some paths of a tree (get_paths_info)")
 @streams_body
+@policy(Rule.REPO_READ)
 async def paths_info(
     request: Request,
     hub: HubDep,
@@ -154,6 +159,7 @@ def _describe_paths(
 
 
 @router.get(REPO + "/refs", summary="Branches and tags of a repository (list_repo_refs)")
+@policy(Rule.REPO_READ)
 def refs(
     hub: HubDep,
     _readable: ReadableRepoDep,
@@ -173,6 +179,7 @@ def refs(
 
 
 @router.get(REPO + "/commits/{revision}", summary="History of a revision, newest first (list_repo_commits)")
+@policy(Rule.REPO_READ)
 def commits(
     request: Request,
     response: Response,

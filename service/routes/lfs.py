@@ -15,13 +15,14 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.deps import BaseUrlDep, HubDep, RepoIdDep, RepoTypeDep, StateDep, WriterDep
+from service.deps import BaseUrlDep, HubDep, StateDep, WritableRepoDep, WriterDep
 from service.errors import NotSupported
 from service.limits import streams_body
+from service.policy import Rule, policy
 from service.streams import upload_body
 from storage.core.errors import FileNotStored, UploadMismatch
 from storage.core.faults import crash_point
-from storage.core.names import is_sha256
+from storage.core.names import is_sha256, split_repo_id
 
 router = APIRouter(tags=["git-lfs"])
 
@@ -59,19 +60,20 @@ def _object_error(obj: LfsObject, max_bytes: int) -> str | None:
 
 @router.post("/{kind:repoprefix}/{namespace}/{name}.git/info/lfs/objects/batch", include_in_schema=False)
 @router.post("/{namespace}/{name}.git/info/lfs/objects/batch", summary="LFS batch: where to upload what")
+@policy(Rule.REPO_WRITE)
 def batch(
     state: StateDep,
-    writer: WriterDep,
+    writable: WritableRepoDep,
     base_url: BaseUrlDep,
-    repo_id: RepoIdDep,
-    repo_type: RepoTypeDep,
     body: Annotated[LfsBatch, Body()],
 ) -> JSONResponse:
     if body.operation != "upload":
         raise NotSupported(detail="LFS downloads through the batch API; use /resolve/")
     if body.hash_algo != "sha256":
         raise NotSupported(detail=f"hash algorithm {body.hash_algo!r}")
-    state.hub.get_repo(repo_id, repo_type=repo_type)
+    namespace, name = split_repo_id(writable.repo.repo_id)
+    offered = {o.oid: o.size for o in body.objects if _object_error(o, state.options.max_upload_bytes) is None}
+    state.hub.quotas.check(namespace, offered, repo=name)  # before any upload URL is handed out
     answers = []
     for obj in body.objects:
         problem = _object_error(obj, state.options.max_upload_bytes)
@@ -100,6 +102,7 @@ def batch(
 
 @router.put("/api/v1/lfs/objects/{oid}", summary="Upload one LFS object to a signed URL (streamed)")
 @streams_body
+@policy(Rule.SIGNED_URL)
 async def put_object(
     request: Request,
     state: StateDep,
@@ -122,6 +125,7 @@ async def put_object(
 
 
 @router.post("/api/v1/lfs/verify", summary="Confirm an LFS object arrived whole")
+@policy(Rule.WRITE_TOKEN)
 def verify(hub: HubDep, writer: WriterDep, body: Annotated[Verify, Body()]) -> dict[str, Any]:
     if not hub.has_file(body.oid):
         raise FileNotStored(sha256=body.oid)

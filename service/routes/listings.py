@@ -1,8 +1,8 @@
 """Discovery: list_models, list_datasets (`hf models ls`, `hf datasets ls`) and the caller's own
 repositories with their storage (list_user_repos, `hf repos ls`).
 
-Only repositories the caller may read are listed: private ones only with a token, as readable_repo
-decides. Pages are cut here and followed by the client through the ``Link`` header.
+Only repositories the caller may read are listed (service/policy.py decides, in the query itself so
+pages stay full). Pages are cut here and followed by the client through the ``Link`` header.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from service import hf_json
-from service.auth import may_read_private
-from service.deps import CallerDep, HubDep, OptionsDep, RepoTypeDep
-from service.errors import Unauthorized
+from service.deps import AuthenticatedDep, HubDep, HubReaderDep, OptionsDep, PolicyDep, RepoTypeDep
+from service.policy import Rule, policy
 from service.routes.hf import self_link
 from storage.app.repositories import RepoQuery
 from storage.app.views import RepoListing
@@ -48,11 +47,13 @@ Cursor = Annotated[int, Query(ge=0, description="Offset of the page (from the Li
 
 
 @router.get("/api/{kind:storedtype}", summary="List models or datasets (list_models, list_datasets, hf models ls)")
+@policy(Rule.HUB_READ)
 def list_repos(
     request: Request,
     response: Response,
     hub: HubDep,
-    caller: CallerDep,
+    policy: PolicyDep,
+    caller: HubReaderDep,
     options: OptionsDep,
     repo_type: RepoTypeDep,
     search: Search = None,
@@ -63,9 +64,10 @@ def list_repos(
     full: Annotated[bool, Query()] = False,
     cursor: Cursor = 0,
 ) -> list[dict[str, Any]]:
+    visible = policy.private_visibility(caller)
     query = RepoQuery(
         repo_type=repo_type, search=search, author=author, sort=sort, descending=direction != 1,
-        include_private=may_read_private(caller),
+        include_private=visible.everything, private_namespaces=visible.namespaces, private_repos=visible.repos,
     )
     page = _listing(request, response, hub, options, query, limit, cursor)
     items = [hf_json.listing_item(item) for item in page]
@@ -78,22 +80,24 @@ def list_repos(
 
 @router.get("/api/settings/repositories", summary="The caller's repositories and their storage (hf repos ls)")
 @router.get("/api/organizations/{namespace}/settings/repositories", summary="A namespace's repositories")
+@policy(Rule.AUTHENTICATED)
 def repositories(
     request: Request,
     response: Response,
     hub: HubDep,
-    caller: CallerDep,
+    policy: PolicyDep,
+    caller: AuthenticatedDep,
     options: OptionsDep,
     namespace: str | None = None,
     cursor: Cursor = 0,
 ) -> list[dict[str, Any]]:
-    if caller is None:
-        raise Unauthorized(detail="listing your repositories needs a token")
     owner = namespace or caller.name
+    visible = policy.private_visibility(caller)
     out: list[dict[str, Any]] = []
     for repo_type in ("model", "dataset"):
         query = RepoQuery(repo_type=repo_type, author=owner, sort="id", descending=False,
-                          include_private=True, with_sizes=True)
+                          include_private=visible.everything, private_namespaces=visible.namespaces,
+                          private_repos=visible.repos, with_sizes=True)
         offset = 0
         while True:
             page = hub.search_repos(query, offset=offset, limit=options.listing_page_size)

@@ -10,9 +10,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.auth import may_read
-from service.deps import CallerDep, HubDep, ReadableRepoDep, StateDep
-from service.errors import Unauthorized
+from service.deps import AuthenticatedDep, HubDep, HubReaderDep, PolicyDep, ReadableRepoDep, StateDep
+from service.policy import Rule, policy
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["deltahub"])
@@ -78,6 +77,7 @@ class Stats(BaseModel):
     summary="Whether this process can serve requests",
     responses={503: {"model": Health, "description": "The catalog or the store is unreachable"}},
 )
+@policy(Rule.PUBLIC)
 def health(hub: HubDep) -> JSONResponse:
     answers = hub.health()
     catalog, store = answers["catalog"], answers["store"]
@@ -86,16 +86,19 @@ def health(hub: HubDep) -> JSONResponse:
 
 
 @router.get("/repos", response_model=list[Repo], summary="Repositories the caller can see")
-def list_repos(hub: HubDep, caller: CallerDep) -> list[Repo]:
-    return [Repo.model_validate(r) for r in hub.list_repos() if may_read(caller, private=r.private)]
+@policy(Rule.HUB_READ)
+def list_repos(hub: HubDep, policy: PolicyDep, caller: HubReaderDep) -> list[Repo]:
+    return [Repo.model_validate(r) for r in hub.list_repos() if policy.may_read(caller, r.repo_id, private=r.private)]
 
 
 @router.get("/repos/{namespace}/{name}", response_model=RepoDetail, summary="One repository and its branches")
+@policy(Rule.REPO_READ)
 def get_repo(hub: HubDep, repo: ReadableRepoDep) -> RepoDetail:
     return RepoDetail(**Repo.model_validate(repo).model_dump(), branches=hub.list_branches(repo.repo_id))
 
 
 @router.get("/repos/{namespace}/{name}/commits", response_model=list[Commit], summary="History, newest first")
+@policy(Rule.REPO_READ)
 def list_commits(
     hub: HubDep, repo: ReadableRepoDep, revision: Annotated[str, Query()] = "main"
 ) -> list[Commit]:
@@ -103,13 +106,32 @@ def list_commits(
 
 
 @router.get("/files/{sha256}", response_model=File, summary="A stored file and its ingest state (needs a token)")
-def file_info(hub: HubDep, caller: CallerDep, sha256: str) -> File:
-    if caller is None:
-        # Without a token anyone could probe whether some private content is held.
-        raise Unauthorized(detail="file lookups need a token")
+@policy(Rule.AUTHENTICATED)
+def file_info(hub: HubDep, _caller: AuthenticatedDep, sha256: str) -> File:
+    # Without a token anyone could probe whether some private content is held (with one, whoever knows
+    # a file's SHA-256 learns whether the hub holds it, as the LFS batch tells any writer: docs/security.md).
     return File.model_validate(hub.file_info(sha256))
 
 
 @router.get("/stats", response_model=Stats, summary="Storage accounting and transfer counters")
-def stats(state: StateDep) -> Stats:
-    return Stats(storage=dict(state.hub.stats()), transfers=state.counters.snapshot())
+@policy(Rule.HUB_READ)
+def stats(state: StateDep, policy: PolicyDep, caller: HubReaderDep) -> Stats:
+    """Hub administrators see everything; everyone else the hub's totals, the repositories they may
+    read, and families without their members' hashes or fingerprints."""
+    storage = dict(state.hub.stats())
+    if caller is None or not caller.hub_admin:
+        readable = {r.repo_id for r in state.hub.list_repos() if policy.may_read(caller, r.repo_id, private=r.private)}
+        storage = visible_stats(storage, readable)
+    return Stats(storage=storage, transfers=state.counters.snapshot())
+
+
+def visible_stats(storage: dict[str, Any], readable: set[str]) -> dict[str, Any]:
+    """The storage report cut to the repositories in `readable`; families keep only their sizes."""
+    out = dict(storage)
+    out["repositories"] = [r for r in storage.get("repositories", []) if r.get("repo_id") in readable]
+    out["families"] = [
+        {k: v for k, v in fam.items() if k in ("id", "logical_bytes", "physical_bytes")}
+        | {"members": len(fam.get("members", []))}
+        for fam in storage.get("families", [])
+    ]
+    return out

@@ -13,20 +13,22 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.deps import CallerDep, HubDep
-from service.errors import Unauthorized
+from service.deps import AuthenticatedDep, HubDep
 from service.metrics import Instruments
+from service.policy import Rule, policy
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
+@policy(Rule.PUBLIC)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz", summary="Readiness: the catalog and the object store answer",
             responses={503: {"description": "The catalog or the store is unreachable"}})
+@policy(Rule.PUBLIC)
 def readyz(hub: HubDep) -> JSONResponse:
     answers = hub.health()
     ready = all(answers.values())
@@ -34,8 +36,7 @@ def readyz(hub: HubDep) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics (any valid token)", response_class=Response)
-def metrics(request: Request, caller: CallerDep) -> Response:
-    if caller is None:
-        raise Unauthorized(detail="metrics need a token (Authorization: Bearer <token>); a read-only one will do")
+@policy(Rule.AUTHENTICATED)
+def metrics(request: Request, _caller: AuthenticatedDep) -> Response:
     instruments = cast(Instruments, request.app.state.instruments)
     return Response(instruments.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict
 
-from service.deps import HubDep, RepoIdDep, RepoTypeDep, RevisionDep, WriterDep
+from service.deps import HubDep, RepoIdDep, RepoTypeDep, RevisionDep, WritableRepoDep
 from service.paths import param
+from service.policy import Rule, policy
 
 router = APIRouter(tags=["huggingface-compatible"])
 
@@ -29,9 +30,10 @@ class NewTag(BaseModel):
 
 
 @router.post(REPO + "/branch/{branch}", summary="Create a branch (create_branch); 409 if the name is taken")
+@policy(Rule.REPO_WRITE)
 def create_branch(
     hub: HubDep,
-    _writer: WriterDep,
+    _writable: WritableRepoDep,
     repo_id: RepoIdDep,
     repo_type: RepoTypeDep,
     branch: str,
@@ -43,17 +45,19 @@ def create_branch(
 
 
 @router.delete(REPO + "/branch/{branch}", summary="Delete a branch (delete_branch)")
+@policy(Rule.REPO_WRITE)
 def delete_branch(
-    hub: HubDep, _writer: WriterDep, repo_id: RepoIdDep, repo_type: RepoTypeDep, branch: str
+    hub: HubDep, _writable: WritableRepoDep, repo_id: RepoIdDep, repo_type: RepoTypeDep, branch: str
 ) -> dict[str, Any]:
     hub.delete_branch(repo_id, param(branch), repo_type=repo_type)
     return {}
 
 
 @router.post(REPO + "/tag/{revision}", summary="Tag a revision (create_tag); 409 if the name is taken")
+@policy(Rule.REPO_WRITE)
 def create_tag(
     hub: HubDep,
-    _writer: WriterDep,
+    _writable: WritableRepoDep,
     repo_id: RepoIdDep,
     repo_type: RepoTypeDep,
     revision: RevisionDep,
@@ -64,6 +68,9 @@ def create_tag(
 
 
 @router.delete(REPO + "/tag/{tag}", summary="Delete a tag (delete_tag)")
-def delete_tag(hub: HubDep, _writer: WriterDep, repo_id: RepoIdDep, repo_type: RepoTypeDep, tag: str) -> dict[str, Any]:
+@policy(Rule.REPO_WRITE)
+def delete_tag(
+    hub: HubDep, _writable: WritableRepoDep, repo_id: RepoIdDep, repo_type: RepoTypeDep, tag: str
+) -> dict[str, Any]:
     hub.delete_tag(repo_id, param(tag), repo_type=repo_type)
     return {}

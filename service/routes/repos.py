@@ -8,9 +8,10 @@ from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from service.auth import repo_type_of
-from service.deps import BaseUrlDep, CallerDep, HubDep, RepoIdDep, RepoTypeDep, WriterDep
-from service.errors import NotSupported, Unauthorized, error_response
+from service.auth import TokenInfo, repo_type_of
+from service.deps import AuthenticatedDep, BaseUrlDep, HubDep, PolicyDep, WritableRepoDep, WriterDep
+from service.errors import NotSupported, error_response
+from service.policy import Rule, policy
 from storage.core.errors import RepoExists
 
 router = APIRouter(tags=["huggingface-compatible"])
@@ -56,12 +57,15 @@ def _repo_id(ref: RepoRef, caller_name: str) -> str:
 
 
 @router.post("/api/repos/create", summary="Create a repository (create_repo); 409 if it exists", response_model=None)
+@policy(Rule.NAMESPACE_WRITE)
 def create_repo(
-    hub: HubDep, writer: WriterDep, base_url: BaseUrlDep, body: Annotated[CreateRepo, Body()]
+    hub: HubDep, policy: PolicyDep, writer: WriterDep, base_url: BaseUrlDep, body: Annotated[CreateRepo, Body()]
 ) -> dict[str, Any] | JSONResponse:
     kind = repo_type_of(body.type)
     private = body.visibility in ("private", "protected") if body.visibility else bool(body.private)
     repo_id = _repo_id(body, writer.name)
+    # Before the name is looked up: only those who may write the namespace learn that a name is taken.
+    policy.require_namespace_writer(writer, repo_id)
     try:
         repo = hub.create_repo(repo_id, private=private, repo_type=kind, author=writer.name)
     except RepoExists as err:
@@ -71,37 +75,42 @@ def create_repo(
 
 
 @router.delete("/api/repos/delete", summary="Delete a repository (delete_repo)")
-def delete_repo(hub: HubDep, writer: WriterDep, body: Annotated[RepoRef, Body()]) -> dict[str, Any]:
-    hub.delete_repo(_repo_id(body, writer.name), repo_type=repo_type_of(body.type))
+@policy(Rule.NAMESPACE_WRITE)
+def delete_repo(hub: HubDep, policy: PolicyDep, writer: WriterDep, body: Annotated[RepoRef, Body()]) -> dict[str, Any]:
+    kind = repo_type_of(body.type)
+    repo = policy.writable_repo(hub, _repo_id(body, writer.name), writer, repo_type=kind)
+    hub.delete_repo(repo.repo_id, repo_type=kind)
     return {}
 
 
 @router.post("/api/repos/move", summary="Rename a repository (move_repo); the old name then redirects to it")
-def move_repo(hub: HubDep, writer: WriterDep, body: Annotated[MoveRepo, Body()]) -> dict[str, Any]:
+@policy(Rule.NAMESPACE_WRITE)
+def move_repo(hub: HubDep, policy: PolicyDep, writer: WriterDep, body: Annotated[MoveRepo, Body()]) -> dict[str, Any]:
+    kind = repo_type_of(body.type)
+    # Out of a namespace the caller writes, into one they write: a move never takes another's name.
+    repo = policy.writable_repo(hub, body.fromRepo, writer, repo_type=kind)
+    policy.require_namespace_writer(writer, body.toRepo)
     # Requests naming the old id are redirected to the new one (service/redirects.py).
-    hub.move_repo(body.fromRepo, body.toRepo, repo_type=repo_type_of(body.type))
+    hub.move_repo(repo.repo_id, body.toRepo, repo_type=kind)
     return {}
 
 
 @router.put("/api/{kind:repotype}/{namespace}/{name}/settings", summary="Change visibility (update_repo_settings)")
-def repo_settings(
-    hub: HubDep, writer: WriterDep, repo_id: RepoIdDep, repo_type: RepoTypeDep, body: Annotated[RepoSettings, Body()]
-) -> dict[str, Any]:
+@policy(Rule.REPO_WRITE)
+def repo_settings(hub: HubDep, target: WritableRepoDep, body: Annotated[RepoSettings, Body()]) -> dict[str, Any]:
     if body.gated:
         raise NotSupported(detail="gated repositories")
     private = body.visibility in ("private", "protected") if body.visibility else body.private
+    repo = target.repo
     if private is not None:
-        hub.set_private(repo_id, private, repo_type=repo_type)
-    repo = hub.get_repo(repo_id, repo_type=repo_type)
+        repo = hub.set_private(repo.repo_id, private, repo_type=repo.repo_type)
     return {"private": repo.private, "visibility": "private" if repo.private else "public"}
 
 
 @router.get("/api/whoami-v2", summary="The caller's identity (whoami)")
-def whoami(caller: CallerDep) -> dict[str, Any]:
-    """The Hub's shape: a user with no organisations (a later issue adds them), the token's role."""
-    if caller is None:
-        raise Unauthorized(detail="whoami needs a token")
-    role = "write" if caller.can_write else "read"
+@policy(Rule.AUTHENTICATED)
+def whoami(caller: AuthenticatedDep) -> dict[str, Any]:
+    """The Hub's shape: the user, its organizations with the caller's role in each, and the token."""
     return {
         "type": "user",
         "id": caller.name,
@@ -113,12 +122,39 @@ def whoami(caller: CallerDep) -> dict[str, Any]:
         "isPro": False,
         "periodEnd": None,
         "avatarUrl": "",
-        "orgs": [],
-        "auth": {"type": "access_token", "accessToken": {"displayName": caller.name, "role": role}},
+        "orgs": [
+            {"type": "org", "id": org, "name": org, "fullname": org, "email": None, "canPay": False,
+             "avatarUrl": "", "roleInOrg": role, "isEnterprise": False}
+            for org, role in caller.orgs
+        ],
+        "auth": {"type": "access_token", "accessToken": _access_token(caller)},
+    }
+
+
+def _access_token(caller: TokenInfo) -> dict[str, Any]:
+    display = caller.token_name or caller.name
+    if caller.scopes is None:
+        return {"displayName": display, "role": "write" if caller.can_write else "read"}
+    kinds = {org for org, _ in caller.orgs}
+    scoped = []
+    for scope in caller.scopes:
+        permissions = ["repo.content.read", "repo.write"] if scope.can_write else ["repo.content.read"]
+        if scope.name is None:
+            kind = "org" if scope.namespace in kinds else "user"
+            entity = {"type": kind, "name": scope.namespace, "_id": scope.namespace}
+        else:
+            repo_id = f"{scope.namespace}/{scope.name}"
+            entity = {"type": "model", "name": repo_id, "_id": repo_id}
+        scoped.append({"entity": entity, "permissions": permissions})
+    return {
+        "displayName": display,
+        "role": "fineGrained",
+        "fineGrained": {"canReadGatedRepos": False, "global": [], "scoped": scoped},
     }
 
 
 @router.post("/api/validate-yaml", summary="Model card metadata check (called before README.md uploads)")
+@policy(Rule.PUBLIC)
 async def validate_yaml() -> dict[str, Any]:
     # Model cards are stored as they are; their metadata is read, as a hint, only at ingest.
     return {"errors": [], "warnings": []}

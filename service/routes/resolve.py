@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from service.deps import FilePathDep, ReadableRepoDep, RepoIdDep, RepoTypeDep, RevisionDep, StateDep
 from service.errors import RangeNotSatisfiable, error_response
+from service.policy import Rule, policy
 from service.ranges import parse_range
 from storage.core.errors import EntryNotFound
 
@@ -29,6 +30,7 @@ RESOLVE_TYPED = "/{kind:repoprefix}" + RESOLVE
 @router.get(
     RESOLVE, summary="Download a file (whole or one byte range); HEAD gives its metadata", response_class=Response
 )
+@policy(Rule.REPO_READ)
 def resolve_file(
     request: Request,
     state: StateDep,

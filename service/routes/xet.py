@@ -19,13 +19,16 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.auth import bearer_token, readable_repo
-from service.deps import BaseUrlDep, CallerDep, RepoIdDep, RepoTypeDep, RevisionDep, StateDep, WriterDep
+from service.auth import bearer_token
+from service.deps import BaseUrlDep, ReadableRepoDep, RepoIdDep, RepoTypeDep, RevisionDep, StateDep, WritableRepoDep
 from service.errors import NotSupported, PayloadTooLarge
 from service.limits import streams_body
+from service.policy import Rule, policy
 from service.xet_tokens import CasGrant, CasTokenSigner, Scope
 from storage.app.xet_uploads import MAX_SHARD_BYTES, MAX_XORB_BYTES, XetUploads
 from storage.core.errors import InvalidInput, NotFound
+from storage.core.names import split_repo_id
+from storage.core.xet.shard import parse_shard
 
 router = APIRouter(tags=["xet"])
 
@@ -81,10 +84,11 @@ def _token_answer(
 # The CAS token is scoped to the repository's type, id and revision: a model's token is refused on the
 # CAS of a dataset of the same name.
 @router.get("/api/{kind:repotype}/{namespace}/{name}/xet-write-token/{revision}", summary="A CAS token for Xet uploads")
+@policy(Rule.REPO_WRITE)
 def write_token(
     state: StateDep,
     xet: XetDep,
-    writer: WriterDep,
+    writable: WritableRepoDep,
     base_url: BaseUrlDep,
     repo_id: RepoIdDep,
     repo_type: RepoTypeDep,
@@ -94,21 +98,22 @@ def write_token(
     if create_pr:
         raise NotSupported(detail="pull requests (create_pr); commit to a branch instead")
     _uploads(xet)
-    state.hub.get_repo(repo_id, repo_type=repo_type)
+    # No sizes yet: a full namespace gets no upload token (the shard is checked with its files' sizes).
+    state.hub.quotas.check(split_repo_id(writable.repo.repo_id)[0], 1)
     return _token_answer(xet, base_url, repo_type, repo_id, revision, "write")
 
 
 @router.get("/api/{kind:repotype}/{namespace}/{name}/xet-read-token/{revision}", summary="A CAS token for Xet reads")
+@policy(Rule.REPO_READ)
 def read_token(
     state: StateDep,
     xet: XetDep,
-    caller: CallerDep,
+    _readable: ReadableRepoDep,
     base_url: BaseUrlDep,
     repo_id: RepoIdDep,
     repo_type: RepoTypeDep,
     revision: RevisionDep,
 ) -> JSONResponse:
-    readable_repo(state.hub, repo_id, caller, repo_type=repo_type)
     state.hub.resolve(repo_id, revision, repo_type=repo_type)
     return _token_answer(xet, base_url, repo_type, repo_id, revision, "read")
 
@@ -133,6 +138,7 @@ async def _body(request: Request, limit: int, what: str) -> bytearray:
 
 @router.post(CAS + "/v1/xorbs/{prefix}/{xorb_hash}", summary="Upload a xorb (Xet CAS)")
 @streams_body
+@policy(Rule.CAS_TOKEN)
 async def upload_xorb(
     request: Request, state: StateDep, xet: XetDep, repo_id: RepoIdDep, repo_type: RepoTypeDep, prefix: str,
     xorb_hash: str,
@@ -153,6 +159,7 @@ async def upload_xorb(
 
 @router.post(CAS + "/v1/shards", summary="Upload a shard: its files are checked and staged (Xet CAS)")
 @streams_body
+@policy(Rule.CAS_TOKEN)
 async def upload_shard(
     request: Request, state: StateDep, xet: XetDep, repo_id: RepoIdDep, repo_type: RepoTypeDep
 ) -> dict[str, Any]:
@@ -160,6 +167,7 @@ async def upload_shard(
     uploads = _uploads(xet)
     async with xet.shard_slots:
         body = await _body(request, MAX_SHARD_BYTES, "shard")
+        await run_in_threadpool(_check_quota, state, repo_id, body)
         staged = await run_in_threadpool(uploads.register_shard, body)
     written = sum(1 for f in staged if f.written)
     state.counters.add(xet_shards=1, xet_files_staged=written, xet_files_already_held=len(staged) - written)
@@ -167,7 +175,15 @@ async def upload_shard(
     return {"result": 1}
 
 
+def _check_quota(state: StateDep, repo_id: str, body: bytearray) -> None:
+    """Before the shard's files are rebuilt into staging: the namespace's quota with their sizes."""
+    namespace, name = split_repo_id(repo_id)
+    files = {(f.sha256 or f.file_hash).hex(): f.size for f in parse_shard(bytes(body)).files}
+    state.hub.quotas.check(namespace, files, repo=name)
+
+
 @router.get(CAS + "/v1/chunks/{prefix}/{chunk_hash}", summary="Global dedup: a shard naming a held chunk")
+@policy(Rule.CAS_TOKEN)
 def dedup_query(
     request: Request, state: StateDep, xet: XetDep, repo_id: RepoIdDep, repo_type: RepoTypeDep, prefix: str,
     chunk_hash: str,
@@ -186,6 +202,7 @@ def dedup_query(
 
 @router.post("/v1/telemetry", include_in_schema=False)
 @streams_body
+@policy(Rule.PUBLIC)
 async def telemetry(request: Request) -> Response:
     # hf_xet 1.8 reports each transfer's figures to the CAS host's root, best effort and never retried.
     # Nothing is kept; the answer only spares the client a 404.

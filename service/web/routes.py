@@ -17,8 +17,10 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from service.auth import TokenInfo, may_read, readable_repo
+from service.auth import TokenInfo
 from service.deps import StateDep
+from service.errors import Unauthorized
+from service.policy import Policy, Rule, policy
 from service.web import charts
 from service.web.render import environment, front_matter, human_bytes, model_card_html
 from service.web.session import CSRF_FIELD, checked_form, csrf_token, page_caller, remember_csrf, sign_in, sign_out
@@ -96,17 +98,31 @@ def file_url(repo_id: str, revision: str, path: str, kind: str = "model") -> str
     return f"/ui/{kind}s/{quote(repo_id, safe='/')}/blob/{quote(revision, safe='')}/{quote(path, safe='/')}"
 
 
-def visible_locations(locations: Sequence[Location], caller: TokenInfo | None) -> list[Location]:
-    return [loc for loc in locations if may_read(caller, private=loc.private)]
+def visible_locations(locations: Sequence[Location], caller: TokenInfo | None, rules: Policy) -> list[Location]:
+    return [loc for loc in locations if rules.may_read(caller, loc.repo_id, private=loc.private)]
+
+
+def closed(request: Request, caller: TokenInfo | None, rules: Policy) -> Response | None:
+    """The sign-in page (401) for an anonymous visitor of a hub closed to anonymous reading."""
+    try:
+        rules.let_in(caller)
+    except Unauthorized:
+        return page(request, caller, "signin.html", status=401, next=_local(request.url.path),
+                    message="This hub is open to signed-in users only: sign in with a token.")
+    return None
 
 
 @router.get("/", response_class=HTMLResponse)
+@policy(Rule.HUB_READ)
 def home(request: Request, state: StateDep, caller: PageCallerDep) -> Response:
+    if (refused := closed(request, caller, state.policy)) is not None:
+        return refused
     report = cast(StorageReport, request.app.state.web_report).get(state.hub)
     savings = {k: int(v) for k, v in dict(report["savings"]).items()}  # type: ignore[call-overload]
     logical, physical = int(report["logical_bytes"]), int(report["physical_bytes"])  # type: ignore[call-overload]
     slices = charts.savings_slices(physical, savings)
-    repos = [r for r in state.hub.browse.repositories() if may_read(caller, private=r.private)]
+    repos = [r for r in state.hub.browse.repositories()
+             if state.policy.may_read(caller, r.repo_id, private=r.private)]
     recent = sorted(repos, key=lambda r: r.updated_at, reverse=True)[:6]
     return page(
         request, caller, "home.html", logical=logical, physical=physical, saved=logical - physical,
@@ -117,11 +133,15 @@ def home(request: Request, state: StateDep, caller: PageCallerDep) -> Response:
 
 
 @router.get("/ui/repos", response_class=HTMLResponse)
+@policy(Rule.HUB_READ)
 def repositories(
     request: Request, state: StateDep, caller: PageCallerDep,
     q: Annotated[str, Query(max_length=200)] = "", sort: str = "updated", type: str = "all",
 ) -> Response:
-    rows = [r for r in state.hub.browse.repositories() if may_read(caller, private=r.private)]
+    if (refused := closed(request, caller, state.policy)) is not None:
+        return refused
+    rows = [r for r in state.hub.browse.repositories()
+            if state.policy.may_read(caller, r.repo_id, private=r.private)]
     if q:
         needle = q.lower()
         rows = [r for r in rows if needle in r.repo_id.lower()]
@@ -159,22 +179,25 @@ def _base_names(state: StateDep, files: Sequence[EntryStorage], caller: TokenInf
     bases = {e.file.base_sha256 for e in files if e.file.base_sha256}
     names: dict[str, str] = {}
     for sha, locs in state.hub.browse.locations(bases).items():
-        shown = visible_locations(locs, caller)
+        shown = visible_locations(locs, caller, state.policy)
         if shown:
             names[sha] = f"{shown[0].repo_id}/{shown[0].path}"
     return names
 
 
 @router.get("/ui/{kind}s/{namespace}/{name}", response_class=HTMLResponse)
+@policy(Rule.REPO_READ)
 def repository(
     request: Request, state: StateDep, caller: PageCallerDep, kind: str, namespace: str, name: str,
     rev: str = "main",
 ) -> Response:
     repo_id = f"{namespace}/{name}"
+    if (refused := closed(request, caller, state.policy)) is not None:
+        return refused
     if kind not in REPO_TYPES:
         return not_found(request, caller, "page")
     try:
-        repo = readable_repo(state.hub, repo_id, caller)
+        repo = state.policy.readable_repo(state.hub, repo_id, caller)
         branches = state.hub.list_branches(repo.repo_id)
         if not branches:
             return page(request, caller, "repo.html", repo=repo, kind=kind, empty=True, branches={}, rev=rev)
@@ -199,15 +222,18 @@ def repository(
 
 
 @router.get("/ui/{kind}s/{namespace}/{name}/blob/{revision}/{path:path}", response_class=HTMLResponse)
+@policy(Rule.REPO_READ)
 def file_page(
     request: Request, state: StateDep, caller: PageCallerDep, kind: str, namespace: str, name: str,
     revision: str, path: str,
 ) -> Response:
     repo_id = f"{namespace}/{name}"
+    if (refused := closed(request, caller, state.policy)) is not None:
+        return refused
     if kind not in REPO_TYPES:
         return not_found(request, caller, "page")
     try:
-        repo = readable_repo(state.hub, repo_id, caller)
+        repo = state.policy.readable_repo(state.hub, repo_id, caller)
         head = state.hub.resolve(repo.repo_id, revision)
         entry, tensors = state.hub.browse.entry(repo.repo_id, head.oid, path)
     except NotFound:
@@ -217,7 +243,7 @@ def file_page(
     base_link = None
     if entry.file.base_sha256:
         locs = visible_locations(state.hub.browse.locations([entry.file.base_sha256]).get(
-            entry.file.base_sha256, []), caller)
+            entry.file.base_sha256, []), caller, state.policy)
         if locs:
             base_link = (locs[0], file_url(locs[0].repo_id, "main", locs[0].path))
     stored_raw = sum(t.nbytes for t in tensors)
@@ -230,13 +256,16 @@ def file_page(
 
 
 @router.get("/ui/families", response_class=HTMLResponse)
+@policy(Rule.HUB_READ)
 def families(request: Request, state: StateDep, caller: PageCallerDep) -> Response:
+    if (refused := closed(request, caller, state.policy)) is not None:
+        return refused
     rows = state.hub.browse.families()
     return page(request, caller, "families.html", rows=rows)
 
 
-def _member_label(member: FamilyMember, caller: TokenInfo | None) -> tuple[str, str | None]:
-    shown = visible_locations(member.locations, caller)
+def _member_label(member: FamilyMember, caller: TokenInfo | None, rules: Policy) -> tuple[str, str | None]:
+    shown = visible_locations(member.locations, caller, rules)
     if not shown:
         return ("private file" if member.locations else "unreferenced file"), None
     first = shown[0]
@@ -253,11 +282,14 @@ def _stub(nodes: list[charts.Node], edges: list[charts.Edge], family_id: int, pa
 
 
 @router.get("/ui/families/{family_id}", response_class=HTMLResponse)
+@policy(Rule.HUB_READ)
 def family(
     request: Request, state: StateDep, caller: PageCallerDep, family_id: int,
     focus: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
     page_no: Annotated[int, Query(alias="page", ge=1)] = 1, offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
+    if (refused := closed(request, caller, state.policy)) is not None:
+        return refused
     found = state.hub.browse.family(family_id)
     if found is None:
         return not_found(request, caller, "family")
@@ -280,8 +312,8 @@ def family(
             continue
         drawn.add(sha)
         m = by_sha[sha]
-        label, href = _member_label(m, caller)
-        shown = visible_locations(m.locations, caller)
+        label, href = _member_label(m, caller, state.policy)
+        shown = visible_locations(m.locations, caller, state.policy)
         sub = f"{shown[0].path} · {human_bytes(m.stored_bytes)} stored" if shown else human_bytes(m.size)
         nodes.append(charts.Node(sha, label, sub, href))
         kids = children.get(sha, [])
@@ -304,9 +336,9 @@ def family(
     page_no = min(page_no, pages)
     table = []
     for m in ordered[(page_no - 1) * MEMBERS_PAGE : page_no * MEMBERS_PAGE]:
-        label, href = _member_label(m, caller)
-        shown = visible_locations(m.locations, caller)
-        base = _member_label(by_sha[m.base_sha256], caller)[0] if m.base_sha256 in by_sha else None
+        label, href = _member_label(m, caller, state.policy)
+        shown = visible_locations(m.locations, caller, state.policy)
+        base = _member_label(by_sha[m.base_sha256], caller, state.policy)[0] if m.base_sha256 in by_sha else None
         table.append((m, label, href, shown[0].path if shown else "", base))
     return page(
         request, caller, "family.html", summary=summary, svg=charts.lineage_svg(nodes, edges, roots),
@@ -316,21 +348,25 @@ def family(
 
 
 @router.get("/ui/queue", response_class=HTMLResponse)
+@policy(Rule.HUB_ADMIN)
 def ingest_queue(request: Request, state: StateDep, caller: PageCallerDep) -> Response:
-    if caller is None or not caller.can_write:
+    if caller is None or not caller.hub_admin:
         return page(request, caller, "signin.html", status=403 if caller else 401,
-                    message="The ingest queue is for administrators: sign in with a write token.", next="/ui/queue")
+                    message="The ingest queue is for hub administrators: sign in with an administrator's token.",
+                    next="/ui/queue")
     jobs = state.hub.browse.jobs(JOB_STATES)
     counts = state.hub.browse.totals().jobs
     return page(request, caller, "queue.html", jobs=jobs, counts=counts, states=JOB_STATES)
 
 
 @router.get("/ui/signin", response_class=HTMLResponse)
+@policy(Rule.PUBLIC)
 def signin_form(request: Request, caller: PageCallerDep, next: str = "/") -> Response:
     return page(request, caller, "signin.html", message=None, next=_local(next))
 
 
 @router.post("/ui/signin", response_class=HTMLResponse)
+@policy(Rule.PUBLIC)
 async def signin(request: Request, state: StateDep) -> Response:
     fields = await checked_form(request)
     token = fields.get("token", "").strip()
@@ -344,6 +380,7 @@ async def signin(request: Request, state: StateDep) -> Response:
 
 
 @router.post("/ui/signout")
+@policy(Rule.PUBLIC)
 async def signout(request: Request) -> Response:
     await checked_form(request)
     response = RedirectResponse("/", status_code=303)

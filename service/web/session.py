@@ -1,7 +1,7 @@
 """Who is looking at a page: the token kept in an HttpOnly cookie, and CSRF protection for forms.
 
 The token is checked by the same token store as a bearer header, and what it may see is decided by the
-same rule (service/auth.py `may_read`, `readable_repo`). The cookie is HttpOnly (page scripts cannot read
+same policy (service/policy.py). The cookie is HttpOnly (page scripts cannot read
 it), SameSite=Strict (other sites' pages do not send it) and Secure when the page was served over HTTPS.
 
 Forms that change state carry a CSRF token: a random value in its own cookie, repeated in a hidden field

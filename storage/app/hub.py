@@ -18,6 +18,7 @@ from storage.app.browse import Browse
 from storage.app.commits import Commits
 from storage.app.mirror import Mirror, MirrorStatus
 from storage.app.ports import IngestQueue
+from storage.app.quotas import Quotas
 from storage.app.reader import Reader
 from storage.app.reads import Reads
 from storage.app.refs import Refs
@@ -51,6 +52,8 @@ class HubApi(Protocol):
 
     # Read-only views for the web pages and metrics (storage/app/browse.py)
     browse: Browse
+    # Logical bytes per namespace against its quota (storage/app/quotas.py)
+    quotas: Quotas
 
     # The pull-through mirror (storage/app/mirror.py): None from pull when it has no say
     def pull(
@@ -159,6 +162,7 @@ class Hub:
         self.xet = XetUploads(self.store, self.session, self, max_file_bytes=settings.max_upload_bytes)
         self.browse = Browse(self.session, self.reads.read)
         self.mirror = Mirror(settings, self.session, self.uploads, open_upstream(settings), self._enqueue)
+        self.quotas = Quotas(self.session)
 
     @classmethod
     def from_settings(

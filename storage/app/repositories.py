@@ -41,7 +41,10 @@ class RepoQuery:
     author: str | None = None
     sort: str | None = None
     descending: bool = True
+    # Private repositories listed: all of them, or those of these namespaces and these repo ids.
     include_private: bool = False
+    private_namespaces: frozenset[str] = frozenset()
+    private_repos: frozenset[str] = frozenset()
     with_sizes: bool = False
 
 
@@ -97,7 +100,8 @@ class Repositories:
         with self._session() as s:
             rows = repos.search_repos(
                 s, _repo_type(query.repo_type), search=query.search, author=query.author,
-                include_private=query.include_private, sort=query.sort, descending=query.descending,
+                include_private=query.include_private, private_namespaces=query.private_namespaces,
+                private_repos=query.private_repos, sort=query.sort, descending=query.descending,
                 offset=offset, limit=limit,
             )
             sizes = repos.head_sizes(s, [c.oid for _, c in rows if c is not None]) if query.with_sizes else {}

@@ -97,6 +97,19 @@ class StoreObjectKind(StrEnum):
     STAGING = "staging"
 
 
+class AccountKind(StrEnum):
+    USER = "user"
+    ORG = "org"
+
+
+class Role(StrEnum):
+    """An organization member's role, as on the Hub: read < write < admin."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
 class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -346,17 +359,65 @@ class IngestJob(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class Account(Base):
+    """A user or an organization: it owns the namespace of its name (users and organizations share one
+    name space, as on the Hub). A repository belongs to the account named by its namespace."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (one_of("kind", AccountKind, "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(96), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    # A hub administrator (users only) reads and writes every repository and manages accounts.
+    hub_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A disabled user's tokens stop working at once; nothing of theirs is deleted.
+    disabled_at: Mapped[datetime | None] = mapped_column()
+    # Logical bytes the namespace's repositories may name; None: no limit.
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Membership(Base):
+    """A user's role in an organization."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (one_of("role", Role, "role"),)
+
+    org_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(8))
+
+
 class Token(Base):
-    """An API token; only its sha256 is kept, so a leaked catalog leaks no usable token."""
+    """An API token of a user; only its sha256 is kept, so a leaked catalog leaks no usable token.
+
+    A plain token reads (``can_write`` false) or writes whatever its user may; a fine-grained one only
+    what its scopes name (TokenScope), and never more than its user may.
+    """
 
     __tablename__ = "tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     token_hash: Mapped[str] = sha256_column(unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     can_write: Mapped[bool] = mapped_column(Boolean, default=False)
+    fine_grained: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class TokenScope(Base):
+    """One entry of a fine-grained token: a namespace (``name`` None) or one repository of it."""
+
+    __tablename__ = "token_scopes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id", ondelete="CASCADE"), index=True)
+    namespace: Mapped[str] = mapped_column(String(96))
+    name: Mapped[str | None] = mapped_column(String(96))
+    can_write: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class XetXorb(Base):

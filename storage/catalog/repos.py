@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
@@ -101,6 +101,8 @@ def search_repos(
     author: str | None,
     include_private: bool,
     sort: str | None,
+    private_namespaces: frozenset[str] = frozenset(),
+    private_repos: frozenset[str] = frozenset(),
     descending: bool,
     offset: int,
     limit: int,
@@ -118,7 +120,13 @@ def search_repos(
         .where(Repository.repo_type == repo_type)
     )
     if not include_private:
-        query = query.where(Repository.private.is_(False))
+        visible: list[Any] = [Repository.private.is_(False)]
+        if private_namespaces:
+            visible.append(Repository.namespace.in_(sorted(private_namespaces)))
+        for repo_id in sorted(private_repos):
+            namespace, name = split_repo_id(repo_id)
+            visible.append((Repository.namespace == namespace) & (Repository.name == name))
+        query = query.where(or_(*visible))
     if author:
         query = query.where(Repository.namespace == author)
     if search:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from storage.catalog.accounts import ScopeRecord, user_id
 from storage.catalog.db import unique_conflicts
-from storage.catalog.models import Token, utcnow
+from storage.catalog.models import Account, Token, TokenScope, utcnow
 from storage.core.errors import NotFound
 
 
@@ -24,33 +26,47 @@ class TokenRecord:
     can_write: bool
     created_at: datetime
     revoked_at: datetime | None
+    user: str = ""
+    fine_grained: bool = False
+    scopes: tuple[ScopeRecord, ...] = ()
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
 
 
-def _record(token: Token) -> TokenRecord:
-    return TokenRecord(token.name, token.token_hash, token.can_write, token.created_at, token.revoked_at)
+def _record(session: Session, token: Token) -> TokenRecord:
+    user = session.scalar(select(Account.name).where(Account.id == token.user_id)) or ""
+    scopes = session.scalars(select(TokenScope).where(TokenScope.token_id == token.id).order_by(TokenScope.id))
+    return TokenRecord(token.name, token.token_hash, token.can_write, token.created_at, token.revoked_at, user,
+                       token.fine_grained, tuple(ScopeRecord(s.namespace, s.name, s.can_write) for s in scopes))
 
 
-def add_token(session: Session, name: str, token_hash: str, *, can_write: bool) -> TokenRecord:
-    """A new token row; Conflict if the name (revoked or not) or the digest is taken."""
-    token = Token(name=name, token_hash=token_hash, can_write=can_write)
+def add_token(
+    session: Session, name: str, token_hash: str, *, user: str, can_write: bool,
+    scopes: Sequence[ScopeRecord] | None = None,
+) -> TokenRecord:
+    """A new token row of `user`; Conflict if the name (revoked or not) or the digest is taken.
+
+    With `scopes` (even empty) the token is fine-grained: it reaches only what they name."""
+    owner = user_id(session, user)
+    token = Token(name=name, token_hash=token_hash, user_id=owner, can_write=can_write,
+                  fine_grained=scopes is not None)
     with unique_conflicts(f"a token named {name!r} already exists (names stay taken after revocation)"):
         session.add(token)
         session.flush()
-    return _record(token)
+    for scope in scopes or ():
+        session.add(TokenScope(token_id=token.id, namespace=scope.namespace, name=scope.name,
+                               can_write=scope.can_write))
+    session.flush()
+    return _record(session, token)
 
 
-def find_active(session: Session, token_hash: str) -> TokenRecord | None:
-    """The unrevoked token with this digest: an indexed equality lookup on the digest, not the secret."""
-    token = session.scalar(select(Token).where(Token.token_hash == token_hash, Token.revoked_at.is_(None)))
-    return _record(token) if token is not None else None
-
-
-def list_tokens(session: Session) -> list[TokenRecord]:
-    return [_record(t) for t in session.scalars(select(Token).order_by(Token.name))]
+def list_tokens(session: Session, user: str | None = None) -> list[TokenRecord]:
+    query = select(Token).order_by(Token.name)
+    if user is not None:
+        query = query.where(Token.user_id == user_id(session, user))
+    return [_record(session, t) for t in session.scalars(query)]
 
 
 def count_active(session: Session) -> int:
@@ -63,4 +79,4 @@ def revoke(session: Session, name: str) -> TokenRecord:
         raise TokenNotFound(name=name)
     token.revoked_at = utcnow()
     session.flush()
-    return _record(token)
+    return _record(session, token)

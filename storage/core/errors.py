@@ -170,3 +170,12 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamMismatch(UpstreamError):
     """the mirror's upstream sent bytes that do not match their hash: {detail}"""
+
+
+class QuotaExceeded(DeltahubError):
+    """namespace {namespace!r} would hold {would:,} logical bytes, over its quota of {limit:,} \
+(it holds {usage:,} now): delete files or repositories, or ask an administrator to raise the quota"""
+
+    # As the Hub answers a storage limit: forbidden, with the figures in the message.
+    status = 403
+    exit_code = 14

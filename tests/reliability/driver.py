@@ -55,7 +55,7 @@ def serve(port: int) -> None:
 
     settings = load_settings()
     hub = open_hub(settings)
-    tokens = StaticTokenStore({API_TOKEN: TokenInfo("alice", True)})
+    tokens = StaticTokenStore({API_TOKEN: TokenInfo("alice", True, hub_admin=True)})
     # Files over 4 kB go by LFS, so one push uses every upload route.
     options = replace(ServiceOptions.from_settings(settings), regular_file_max_bytes=4096)
     uvicorn.run(create_app(hub, settings, tokens, options=options), host="127.0.0.1", port=port,

@@ -28,7 +28,12 @@ from workers.runtime import open_hub
 
 WRITE_TOKEN = "dh-write-alice"
 READ_TOKEN = "dh-read-bob"
-TOKENS = StaticTokenStore({WRITE_TOKEN: TokenInfo("alice", True), READ_TOKEN: TokenInfo("bob", False)})
+# Two hub administrators: alice's token may do everything, bob's reads everything (a read-only token).
+# The authorization matrix (tests/service/test_authorization_matrix.py) covers every other kind of caller.
+TOKENS = StaticTokenStore({
+    WRITE_TOKEN: TokenInfo("alice", True, hub_admin=True, token_name="alice"),
+    READ_TOKEN: TokenInfo("bob", False, hub_admin=True, token_name="bob"),
+})
 
 # Small enough that a few test files page the tree listing, and that a file of a few KiB goes by LFS.
 TEST_OPTIONS = ServiceOptions(tree_page_size=3, commits_page_size=2, regular_file_max_bytes=4096)
