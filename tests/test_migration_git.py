@@ -1,4 +1,4 @@
-"""0011_git on a 0005 catalog holding commits: ids become git ids, old ids stay resolvable as aliases,
+"""0008_git on a 0005 catalog holding commits: ids become git ids, old ids stay resolvable as aliases,
 and the ids are what git computes from the rebuilt objects (checked with dulwich)."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def test_commits_are_rewritten_to_git_ids_with_aliases(database_url: str) -> Non
                       {"a": "a" * 40, "b": "c" * 40, "g": attrs, "w": weights})
             c.execute(text("INSERT INTO refs (repo_id, name, commit_oid, kind) VALUES (1, 'main', :b, 'branch')"),
                       {"b": "c" * 40})
-        upgrade(database_url, "0011_git")
+        upgrade(database_url, "0008_git")
         with engine.connect() as c:
             head = c.execute(text("SELECT commit_oid FROM refs")).scalar_one()
             aliases = dict(c.execute(text("SELECT old_oid, oid FROM commit_aliases")).all())

@@ -12,7 +12,7 @@ Downgrading drops the accounts, memberships and scopes; fine-grained tokens are 
 express their limits, and must not widen them).
 
 Revision ID: 0007_tenancy
-Revises: 0005_refs
+Revises: 0006_redirects
 Create Date: 2026-12-02
 """
 
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_tenancy"
-down_revision: str | None = "0005_refs"
+down_revision: str | None = "0006_redirects"
 branch_labels: str | None = None
 depends_on: str | None = None
 

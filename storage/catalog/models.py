@@ -175,7 +175,7 @@ class Commit(Base):
 
 
 class CommitAlias(Base):
-    """A commit id from before commit ids were git ids (0011_git): a revision pinned by it still resolves."""
+    """A commit id from before commit ids were git ids (0008_git): a revision pinned by it still resolves."""
 
     __tablename__ = "commit_aliases"
 

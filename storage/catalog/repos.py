@@ -237,7 +237,7 @@ def resolve(session: Session, repo: Repository, repo_id: str, revision: str) -> 
     """A branch name, or a full commit id of this repository."""
     oid = session.scalar(select(Ref.commit_oid).where(Ref.repo_id == repo.id, Ref.name == revision))
     if oid is None and is_commit_oid(revision):
-        # A commit id from before 0011_git names its commit through the alias the migration kept.
+        # A commit id from before 0008_git names its commit through the alias the migration kept.
         oid = session.scalar(select(CommitAlias.oid).where(CommitAlias.old_oid == revision)) or revision
     commit = session.get(Commit, oid) if oid else None
     if commit is None or commit.repo_id != repo.id:

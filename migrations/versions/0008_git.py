@@ -8,8 +8,8 @@ one so a revision pinned by an old id keeps resolving.
 
 Downgrading drops the columns and the aliases but keeps the git ids (they are 40-hex ids like any).
 
-Revision ID: 0011_git
-Revises: 0006_redirects
+Revision ID: 0008_git
+Revises: 0007_tenancy
 Create Date: 2026-12-02
 """
 
@@ -24,8 +24,8 @@ from alembic import op
 from storage.app.gitattributes import DATASET_GITATTRIBUTES, MODEL_GITATTRIBUTES
 from storage.core.gitobjects import GitBlob, blob_id, commit_id, identity, tree_objects
 
-revision: str = "0011_git"
-down_revision: str | None = "0006_redirects"
+revision: str = "0008_git"
+down_revision: str | None = "0007_tenancy"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -1,7 +1,7 @@
 """The pull-through mirror: revisions looked up at the upstream, and fetch claims (single-flight).
 
-Revision ID: 0010_mirror
-Revises: 0011_git
+Revision ID: 0009_mirror
+Revises: 0008_git
 Create Date: 2026-12-02
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_mirror"
-down_revision: str | None = "0011_git"
+revision: str = "0009_mirror"
+down_revision: str | None = "0008_git"
 branch_labels: str | None = None
 depends_on: str | None = None
 
