@@ -21,6 +21,7 @@ from storage.catalog.db import (
     unique_conflicts,
 )
 from storage.catalog.models import (
+    Account,
     Base,
     Commit,
     CommitAlias,
@@ -29,6 +30,7 @@ from storage.catalog.models import (
     FileSegment,
     Frame,
     IngestJob,
+    Membership,
     MirrorClaim,
     MirrorRevision,
     Ref,
@@ -37,6 +39,7 @@ from storage.catalog.models import (
     StoreObject,
     Tensor,
     Token,
+    TokenScope,
     TreeEntry,
     XetDedupChunk,
     XetFile,
@@ -149,7 +152,14 @@ def one_of_each(session: Session) -> list[Base]:
             created_at=WHEN,
             updated_at=WHEN,
         ),
-        Token(name="ci", token_hash="0" * 64, can_write=True, created_at=WHEN, revoked_at=WHEN),
+        Account(id=1, name="alice", kind="user", hub_admin=True, disabled_at=None, quota_bytes=None, created_at=WHEN),
+        Account(id=2, name="org", kind="org", hub_admin=False, disabled_at=WHEN, quota_bytes=BIG, created_at=WHEN),
+        Membership(org_id=2, user_id=1, role="admin"),
+        Token(
+            id=1, name="ci", token_hash="0" * 64, user_id=1, can_write=True, fine_grained=True,
+            created_at=WHEN, revoked_at=WHEN,
+        ),
+        TokenScope(id=1, token_id=1, namespace="org", name="model", can_write=False),
         XetXorb(
             hash="a" * 64, num_chunks=2, unpacked_bytes=BIG, chunk_table=bytes(72), raw_key=None, created_at=WHEN
         ),
