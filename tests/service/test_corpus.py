@@ -19,8 +19,13 @@ def _sha256(path: Path) -> str:
 
 
 @pytest.mark.slow
-def test_corpus_round_trips_through_the_client(ingesting_service: RunningService, tmp_path: Path) -> None:
-    """Each model is pulled back twice: straight after its push (from staging) and after ingest."""
+def test_corpus_round_trips_through_the_client(
+    ingesting_service: RunningService, tmp_path: Path, lfs_client: None
+) -> None:
+    """Each model is pulled back twice: straight after its push (from staging) and after ingest.
+
+    Through LFS, whose byte counter this checks (the Xet path runs the corpus in
+    tests/integration/test_xet_deployments.py)."""
     service = ingesting_service
     corpus = os.environ.get("DELTAHUB_CORPUS")
     if not corpus:

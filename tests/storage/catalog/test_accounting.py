@@ -30,6 +30,7 @@ from storage.catalog.models import (
     TreeEntry,
 )
 
+LINE = "deltahub <d@x> 0 +0000"  # git author and committer lines (commits.git_*)
 
 def _closure(start: set[str], bases: dict[str, str | None]) -> set[str]:
     out = set(start)
@@ -190,9 +191,12 @@ def build(session: Session, spec: dict[str, Any]) -> None:
         session.flush()
         for c, tree in enumerate(commits):
             oid = _sha("commit", r, c)[:40]
-            session.add(Commit(oid=oid, repo_id=repo.id, message="m"))
+            session.add(Commit(oid=oid, repo_id=repo.id, message="m", git_author=LINE, git_committer=LINE))
             session.flush()
-            session.add_all(TreeEntry(commit_oid=oid, path=f"p{k}", file_sha256=shas[k]) for k in sorted(set(tree)))
+            session.add_all(
+                TreeEntry(commit_oid=oid, path=f"p{k}", file_sha256=shas[k], lfs=True, git_oid="0" * 40)
+                for k in sorted(set(tree))
+            )
     session.flush()
 
 
