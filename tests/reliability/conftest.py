@@ -72,4 +72,4 @@ def reference_footprint(tmp_path_factory: pytest.TempPathFactory) -> dict[str, i
 
 
 # The unmodified Hugging Face client, isolated from the user's own cache and token.
-from tests.service.conftest import hf_client_env  # noqa: E402, F401
+from tests.service.conftest import hf_client_env, lfs_client  # noqa: E402, F401

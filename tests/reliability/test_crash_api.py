@@ -77,8 +77,9 @@ def _folder(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("point", API_POINTS)
-def test_api_killed_during_a_push(point: str, local_backend: Backend, tmp_path: Path, hf_client_env: Path,
+def test_api_killed_during_a_push(point: str, local_backend: Backend, tmp_path: Path, lfs_client: None,
                                   figures: Figures) -> None:
+    # The points name the LFS path (batch, PUT, commit), so the client pushes through LFS.
     (tmp_path / "src").mkdir()
     files = _folder(tmp_path / "src")
     held = {".gitattributes": MODEL_GITATTRIBUTES, **files}  # with the initial commit's
