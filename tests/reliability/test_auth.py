@@ -20,6 +20,7 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download
 from sqlalchemy import event
 
+from service.accounts import AccountAdmin
 from service.app import create_app
 from service.options import ServiceOptions
 from service.tokens import CatalogTokenStore, token_digest
@@ -49,7 +50,12 @@ def deployment(tmp_path: Path, hf_client_env: Path, monkeypatch: pytest.MonkeyPa
     settings = load_settings(data_dir=tmp_path / "hub", secret_key=SIGNING_KEY.hex())
     hub = Hub.from_settings(settings, migrate=True)
     tokens = CatalogTokenStore(hub.session)
-    writer, reader = tokens.create("alice", can_write=True), tokens.create("bob", can_write=False)
+    # alice owns the repositories; bob administers the hub through a read-only token (reads everything).
+    accounts = AccountAdmin(hub.session)
+    accounts.create_user("alice")
+    accounts.create_user("bob", hub_admin=True)
+    writer = tokens.create("alice", can_write=True, user="alice")
+    reader = tokens.create("bob", can_write=False, user="bob")
     options = replace(TEST_OPTIONS, signing_key=SIGNING_KEY)
     # Access logs on and propagated, so the test sees every line a deployment would log.
     with running(create_app(hub, settings, tokens, options=options), log_config=None, access_log=True,
