@@ -15,24 +15,13 @@ import pytest
 from huggingface_hub import hf_hub_download
 
 from tests.integration.test_deployments import Deployment, base_environment, free_port
-from tests.service.conftest import TEST_OPTIONS, WRITE_TOKEN, RunningService, start_service
+from tests.mirror_fixtures import proxy, upstream
+from tests.service.conftest import WRITE_TOKEN, RunningService
 from tests.service.test_mirror import FILES, MODEL, push, sha256
 from tests.service.xet_support import xet_client_env
 from tests.upstream_proxy import UpstreamProxy
 
-__all__ = ["xet_client_env"]
-
-
-@pytest.fixture
-def upstream(tmp_path: Path, xet_client_env: Path) -> Iterator[RunningService]:
-    yield from start_service(tmp_path / "upstream", TEST_OPTIONS, ingest=True)
-
-
-@pytest.fixture
-def proxy(upstream: RunningService) -> Iterator[UpstreamProxy]:
-    running = UpstreamProxy(upstream.url)
-    yield running
-    running.close()
+__all__ = ["proxy", "upstream", "xet_client_env"]
 
 
 @pytest.fixture

@@ -16,12 +16,13 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
 from storage.core.errors import RepoNotFound
+from tests.mirror_fixtures import proxy, upstream
 from tests.models import finetune, make_weights, to_safetensors
 from tests.service.conftest import READ_TOKEN, TEST_OPTIONS, WRITE_TOKEN, RunningService, start_service
 from tests.service.xet_support import xet_client_env
 from tests.upstream_proxy import UpstreamProxy
 
-__all__ = ["xet_client_env"]  # a fixture, used by name
+__all__ = ["proxy", "upstream", "xet_client_env"]  # a fixture, used by name
 
 BASE = make_weights(7)
 MODEL = to_safetensors(BASE)
@@ -31,18 +32,6 @@ FILES = {
     "docs/notes.txt": b"mirrored notes\n" * 40,
 }
 MirrorFactory = Callable[..., RunningService]
-
-
-@pytest.fixture
-def upstream(tmp_path: Path, xet_client_env: Path) -> Iterator[RunningService]:
-    yield from start_service(tmp_path / "upstream", TEST_OPTIONS, ingest=True)
-
-
-@pytest.fixture
-def proxy(upstream: RunningService) -> Iterator[UpstreamProxy]:
-    running = UpstreamProxy(upstream.url)
-    yield running
-    running.close()
 
 
 @pytest.fixture
