@@ -18,7 +18,7 @@ from storage.catalog import repos as catalog_repos
 from storage.catalog.accounting import storage_report
 
 REPORT_FORMAT = 1
-SAVING_SOURCES = ("file_dedup", "tensor_dedup", "delta_coding", "plain_coding", "overhead")
+SAVING_SOURCES = ("file_dedup", "tensor_dedup", "chunk_dedup", "delta_coding", "plain_coding", "overhead")
 TOP_REPOSITORIES = 10
 
 

@@ -19,6 +19,7 @@ PALETTE = {
     "stored": "#334155",
     "file_dedup": "#6366f1",
     "tensor_dedup": "#0ea5e9",
+    "chunk_dedup": "#a855f7",
     "delta_coding": "#10b981",
     "plain_coding": "#f59e0b",
 }
@@ -26,6 +27,7 @@ LABELS = {
     "stored": "Stored",
     "file_dedup": "File dedup",
     "tensor_dedup": "Tensor dedup",
+    "chunk_dedup": "Chunk dedup",
     "delta_coding": "Delta coding",
     "plain_coding": "Plain coding",
 }
@@ -42,7 +44,7 @@ class Slice:
 def savings_slices(physical: int, savings: dict[str, int]) -> list[Slice]:
     """The logical bytes as stored + each positive saving; overhead (negative) is folded into stored."""
     parts = [Slice("stored", LABELS["stored"], max(physical, 0), PALETTE["stored"])]
-    for key in ("file_dedup", "tensor_dedup", "delta_coding", "plain_coding"):
+    for key in ("file_dedup", "tensor_dedup", "chunk_dedup", "delta_coding", "plain_coding"):
         value = int(savings.get(key, 0))
         if value > 0:
             parts.append(Slice(key, LABELS[key], value, PALETTE[key]))

@@ -5,6 +5,7 @@ Physical bytes are what the store holds: packs, frame objects, and staged files 
 The saving (logical − physical) splits by source:
 - file dedup: the same file named by several repositories (or again after re-upload);
 - tensor dedup: tensors shared between different files;
+- chunk dedup: content-defined chunks shared between versions of opaque files (blobs);
 - delta coding: tensors stored as a delta against a base, raw bytes − encoded bytes;
 - plain coding: tensors stored alone, raw bytes − encoded bytes;
 less overhead (pack headers, objects left for GC).
@@ -30,6 +31,7 @@ from storage.catalog.models import (
     Tensor,
     TreeEntry,
 )
+from storage.core.formats.blob import FORMAT_ID as BLOB
 
 # Every figure is a SQL aggregate over a few joins (one pass over each table, however many repositories
 # and families there are): 10,000 files report in well under a second, growing ~linearly, where the
@@ -108,6 +110,24 @@ def storage_report(session: Session, *, top: int = 20) -> dict[str, Any]:
         .outerjoin(encoded, encoded.c.tensor_id == live.c.tensor_id)
     ).one()
     unique_tensor_bytes, delta_raw, delta_enc, plain_raw, plain_enc = (int(v) for v in row)
+    # The part of the segment dedup that is chunks of blobs: their stored bytes less their distinct chunks.
+    is_blob = FileObject.kind == BLOB
+    stored_blob_bytes = _scalar(
+        session, select(size_of).join(named, named.c.sha256 == FileObject.sha256).where(stored, is_blob)
+    )
+    blob_chunks = (
+        select(FileSegment.tensor_id)
+        .join(FileObject, FileObject.sha256 == FileSegment.file_sha256)
+        .join(named, named.c.sha256 == FileSegment.file_sha256)
+        .where(stored, is_blob)
+        .distinct()
+        .subquery("blob_chunks")
+    )
+    unique_chunk_bytes = _scalar(
+        session,
+        select(func.coalesce(func.sum(Tensor.nbytes), 0)).join(blob_chunks, blob_chunks.c.tensor_id == Tensor.id),
+    )
+    chunk_dedup = stored_blob_bytes - unique_chunk_bytes
 
     objects_bytes = _scalar(session, select(func.coalesce(func.sum(StoreObject.size), 0)))
     referenced_objects = _scalar(
@@ -123,7 +143,8 @@ def storage_report(session: Session, *, top: int = 20) -> dict[str, Any]:
         "saved_bytes": logical - physical,
         "savings": {
             "file_dedup": logical - unique_files,
-            "tensor_dedup": stored_named_bytes - unique_tensor_bytes,
+            "tensor_dedup": stored_named_bytes - unique_tensor_bytes - chunk_dedup,
+            "chunk_dedup": chunk_dedup,
             "delta_coding": delta_raw - delta_enc,
             "plain_coding": plain_raw - plain_enc,
             "overhead": -(objects_bytes - delta_enc - plain_enc),

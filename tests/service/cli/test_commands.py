@@ -106,7 +106,9 @@ def test_report_json_and_table(hub: Hub, data_dir: Path) -> None:
     # Both repositories also hold the .gitattributes of their initial commit.
     assert report["logical_bytes"] == sum(len(data) for data in files.values()) + 2 * len(MODEL_GITATTRIBUTES)
     assert 0 < report["physical_bytes"] < report["logical_bytes"]
-    assert set(report["savings"]) == {"file_dedup", "tensor_dedup", "delta_coding", "plain_coding", "overhead"}
+    assert set(report["savings"]) == {
+        "file_dedup", "tensor_dedup", "chunk_dedup", "delta_coding", "plain_coding", "overhead"
+    }
     assert report["savings"]["tensor_dedup"] > 0  # the frozen embeddings
     assert report["savings"]["delta_coding"] > 0
     [family] = report["families"]

@@ -99,13 +99,17 @@ def reference_report(session: Session) -> dict[str, Any]:
             "physical_bytes": sum(encoded[t] for t in _closure(ids, bases)),
         })
     unique_tensor_bytes = sum(tensors[t][0] for t in live)
+    stored_blobs = [s for s in stored_named if files[s].kind == "blob"]
+    blob_chunks = set().union(*(file_tensors[s] for s in stored_blobs))
+    chunk_dedup = sum(files[s].size for s in stored_blobs) - sum(tensors[t][0] for t in blob_chunks)
     return {
         "logical_bytes": logical,
         "physical_bytes": objects_bytes + staged,
         "saved_bytes": logical - objects_bytes - staged,
         "savings": {
             "file_dedup": logical - sum(files[s].size for s in named),
-            "tensor_dedup": sum(files[s].size for s in stored_named) - unique_tensor_bytes,
+            "tensor_dedup": sum(files[s].size for s in stored_named) - unique_tensor_bytes - chunk_dedup,
+            "chunk_dedup": chunk_dedup,
             "delta_coding": sums["delta_raw"] - sums["delta_enc"],
             "plain_coding": sums["plain_raw"] - sums["plain_enc"],
             "overhead": -(objects_bytes - sums["delta_enc"] - sums["plain_enc"]),
@@ -147,6 +151,7 @@ def catalogs(draw: st.DrawFn) -> dict[str, Any]:
     for i in range(n_files):
         files.append({
             "size": draw(sizes),
+            "kind": draw(st.sampled_from(["safetensors", "blob"])),
             "state": draw(st.sampled_from(list(FileState))),
             "staged": draw(st.booleans()),
             "family": draw(st.none() | st.integers(0, n_families - 1)) if n_families else None,
@@ -177,7 +182,7 @@ def build(session: Session, spec: dict[str, Any]) -> None:
     shas = [_sha("file", i) for i in range(len(spec["files"]))]
     for i, f in enumerate(spec["files"]):
         session.add(FileObject(
-            sha256=shas[i], size=f["size"], kind="safetensors", state=f["state"],
+            sha256=shas[i], size=f["size"], kind=f.get("kind", "safetensors"), state=f["state"],
             staging_key=f"staging/{i}" if f["staged"] else None,
             family_id=families[f["family"]].id if f["family"] is not None else None,
             base_sha256=shas[f["base"]] if f["base"] is not None else None,
