@@ -2,8 +2,8 @@
 
     python3 bench/storage.py --corpus DIR [--big-gb 2.1] [--runs 5]
 
-Prints markdown tables: corpus ingest and reconstruction, physical bytes against the ZipLLM reference
-computed in the same run, the upload shapes of one
+Prints markdown tables: corpus ingest and reconstruction, physical bytes against the ZipLLM and the
+chunk-dedup (Xet-style, bench/cdc_reference.py) references computed in the same run, the upload shapes of one
 real fine-tune (task head, added tokens, resharded, prefix-renamed)
 against its base-shape upload, that unrelated runs are never delta-coded against each other, read speed of a
 delta-coded model against the same model stored plain, the read cost of deeper delta chains, and peak
@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cdc_reference import cdc_reference  # noqa: E402
 from bench.zipllm import zipllm_reference  # noqa: E402
 from storage.app.hub import Hub  # noqa: E402
 from storage.catalog import plans  # noqa: E402
@@ -117,9 +118,10 @@ def bench_corpus(corpus: Path, work: Path, runs: int) -> dict:
     read_s = time.perf_counter() - start
     report = hub.stats()
     reference = zipllm_reference((m["repo"], corpus / m["repo"], m["files"], m["declared_base"]) for m in models)
+    chunks = cdc_reference(corpus / m["repo"] / f for m in models for f in m["files"])
     return {
         "hub": hub, "models": models, "logical": logical, "ingest_s": ingest_s, "read_s": read_s,
-        "files_exact": exact, "files": len(shas), "report": report, "reference": reference,
+        "files_exact": exact, "files": len(shas), "report": report, "reference": reference, "chunks": chunks,
         "crossings": cross_run_deltas(hub, models, corpus),
     }
 
@@ -352,6 +354,9 @@ def main() -> None:
         print(f"| ZipLLM reference stores | {ref.stored_bytes / MB:.1f} MB ({ref.stored_bytes / c['logical']:.3f}) |")
         print(f"| deltahub stores | {physical / MB:.1f} MB ({physical / c['logical']:.3f}) |")
         print(f"| deltahub ÷ ZipLLM | {physical / ref.stored_bytes:.3f} (target ≤ 0.85) |")
+        chunked = c["chunks"].stored_bytes
+        print(f"| chunk-dedup (Xet-style) reference stores | {chunked / MB:.1f} MB ({chunked / c['logical']:.3f}) |")
+        print(f"| deltahub ÷ chunk-dedup reference | {physical / chunked:.3f} |")
         for source, saved in report["savings"].items():
             print(f"| saved by {source.replace('_', ' ')} | {saved / MB:.1f} MB |")
         print(f"| delta edges across unrelated runs | {len(c['crossings'])} (must be 0) |")
