@@ -24,12 +24,22 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.paths import repo_id_from
 from storage.app.browse import Totals
+from storage.catalog.counters import (
+    DURATION_BUCKETS,
+    GC_DELETED_OBJECTS,
+    GC_FREED_BYTES,
+    GC_RUNS,
+    INGEST_ATTEMPTS,
+    INGEST_BYTES,
+    INGEST_DURATION,
+    bucket_label,
+)
 
 log = logging.getLogger("deltahub.request")
 
@@ -55,6 +65,11 @@ class CatalogGauges(Collector):
         self._lock = threading.Lock()
         self._cached: tuple[float, Totals, tuple[float, float]] | None = None
         self.refreshes = 0
+
+    def describe(self) -> Iterator[Metric]:
+        # Without this, registering the collector (auto_describe) calls `collect`, which would query the
+        # catalog at startup and serve those numbers, cached, to the scrapes of the first TTL.
+        return iter(())
 
     def _current(self) -> tuple[Totals, tuple[float, float]] | None:
         with self._lock:
@@ -95,6 +110,33 @@ class CatalogGauges(Collector):
         for state in ("queued", "running", "done", "failed"):
             jobs.add_metric([state], totals.jobs.get(state, 0))
         yield jobs
+        yield from work_done(totals.counters)
+
+
+def work_done(counts: dict[str, dict[str, float]]) -> Iterator[Metric]:
+    """The fleet's work counters (storage/catalog/counters.py): every worker and GC run adds to them in
+    the catalog, so this one endpoint counts what other processes and machines did."""
+    def total(name: str, label: str = "") -> float:
+        return counts.get(name, {}).get(label, 0.0)
+
+    attempts = CounterMetricFamily("deltahub_ingest_attempts", "Ingest attempts by outcome (retry: will run again)",
+                                   labels=["outcome"])
+    for outcome in ("done", "retry", "failed"):
+        attempts.add_metric([outcome], total(INGEST_ATTEMPTS, outcome))
+    yield attempts
+    yield CounterMetricFamily("deltahub_ingest_bytes", "File bytes of finished ingest jobs",
+                              value=total(INGEST_BYTES))
+    buckets = counts.get(f"{INGEST_DURATION}_bucket", {})
+    yield HistogramMetricFamily(
+        "deltahub_ingest_job_duration_seconds", "Seconds an ingest attempt took, for attempts that finished the job",
+        buckets=[(bucket_label(b), buckets.get(bucket_label(b), 0.0)) for b in DURATION_BUCKETS]
+        + [("+Inf", buckets.get("+Inf", 0.0))],
+        sum_value=total(f"{INGEST_DURATION}_sum"),
+    )
+    for name, doc in ((GC_RUNS, "Garbage collection runs (not dry runs)"),
+                      (GC_FREED_BYTES, "Bytes garbage collection deleted from the store"),
+                      (GC_DELETED_OBJECTS, "Store objects garbage collection deleted")):
+        yield CounterMetricFamily(f"deltahub_{name}", doc, value=total(name))
 
 
 class Instruments:

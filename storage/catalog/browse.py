@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.orm import Session
 
+from storage.catalog.counters import read as read_counters
 from storage.catalog.models import (
     Commit,
     Family,
@@ -152,6 +153,8 @@ class Totals:
     jobs: dict[str, int]
     # Store objects no frame references: what the next GC frees once its grace period has passed.
     unreferenced_bytes: int = 0
+    # Work done by every process, from storage/catalog/counters.py: name -> label -> value.
+    counters: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _encoded_per_tensor() -> Select[str, int]:
@@ -391,6 +394,7 @@ def totals(session: Session) -> Totals:
         int(session.scalar(select(func.count()).select_from(Family)) or 0),
         jobs,
         int(unreferenced or 0),
+        read_counters(session),
     )
 
 

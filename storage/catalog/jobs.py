@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
+from storage.catalog import counters
 from storage.catalog.models import FileObject, FileState, IngestJob, JobState, utcnow
 
 UNFINISHED = (JobState.QUEUED, JobState.RUNNING)
@@ -71,10 +73,21 @@ def start_job(session: Session, job_id: int) -> JobView | None:
     return _view(job)
 
 
-def finish_job(session: Session, job_id: int) -> None:
-    session.execute(
-        update(IngestJob).where(IngestJob.id == job_id).values(state=JobState.DONE, error=None, updated_at=utcnow())
-    )
+def finish_job(session: Session, job_id: int, *, seconds: float | None = None) -> None:
+    """Mark a job done; `seconds` (the attempt's duration) is counted with its file's bytes, once: a
+    job already done (a redelivery) changes nothing."""
+    done = cast(CursorResult[Any], session.execute(
+        update(IngestJob)
+        .where(IngestJob.id == job_id, IngestJob.state != JobState.DONE)
+        .values(state=JobState.DONE, error=None, updated_at=utcnow())
+    ))
+    if seconds is None or not done.rowcount:
+        return
+    file_of_job = select(FileObject.size).join(IngestJob, IngestJob.file_sha256 == FileObject.sha256)
+    size = session.scalar(file_of_job.where(IngestJob.id == job_id))
+    counters.observe(session, counters.INGEST_DURATION, seconds)
+    counters.add(session, counters.INGEST_BYTES, int(size or 0))
+    counters.add(session, counters.INGEST_ATTEMPTS, 1, "done")
 
 
 def fail_job(session: Session, job_id: int, error: str, *, final: bool) -> None:
@@ -85,6 +98,7 @@ def fail_job(session: Session, job_id: int, error: str, *, final: bool) -> None:
     job.error = error
     job.updated_at = utcnow()
     job.state = JobState.FAILED if final else JobState.QUEUED
+    counters.add(session, counters.INGEST_ATTEMPTS, 1, "failed" if final else "retry")
     if final:
         file = session.get(FileObject, job.file_sha256)
         if file is not None and file.state != FileState.STORED:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -505,3 +506,15 @@ class MirrorClaim(Base):
     owner: Mapped[str] = mapped_column(String(128))
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
     sha256: Mapped[str | None] = mapped_column(CHAR(64))
+
+
+class MetricCounter(Base):
+    """A monotonic count kept by whichever process did the work (an ingest worker, GC, the API), so
+    /metrics shows the whole fleet from one table (storage/catalog/counters.py). ``label`` is one label
+    value ("" for none); histogram buckets are rows named ``<name>_bucket`` labelled by their bound."""
+
+    __tablename__ = "metric_counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
+    value: Mapped[float] = mapped_column(Float, default=0.0)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(os.environ.get("DELTAHUB_CORPUS", "/nonexistent"))
@@ -161,6 +162,15 @@ def push_and_pull(deployment: Deployment, tmp_path: Path, transport: str = "xet"
         assert sent["xet_files_staged"] >= 2 and sent["lfs_put_requests"] == 0
     else:
         assert sent["lfs_put_requests"] >= 2 and sent["xet_xorbs_received"] == 0
+    # The workers' counts reach the API's /metrics through the catalog (the first scrape: nothing cached).
+    metrics = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(httpx.get(f"{deployment.url}/metrics", headers=auth).text)
+        for sample in family.samples
+    }
+    assert metrics[("deltahub_ingest_attempts_total", (("outcome", "done"),))] >= len(shas)
+    assert metrics[("deltahub_ingest_job_duration_seconds_count", ())] >= len(shas)
+    assert metrics[("deltahub_ingest_bytes_total", ())] > 0
     stats = httpx.get(f"{deployment.url}/api/v1/stats", timeout=10).json()["storage"]
     assert stats["physical_bytes"] < 0.75 * stats["logical_bytes"]
     assert stats["savings"]["delta_coding"] > 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from storage.app.xet_uploads import collect_xet_garbage
+from storage.catalog import counters
 from storage.catalog import gc as catalog_gc
 from storage.core import keys
 from storage.core.faults import crash_point
@@ -79,6 +80,10 @@ def collect_garbage(ctx: JobContext, *, dry_run: bool = False, grace_seconds: fl
     # Writes a crash cut short leave temporary files that no key names (the local store's tmp/).
     if not dry_run:
         report.orphans += ctx.store.remove_stale_temp_files(timedelta(seconds=grace))
+        with ctx.session() as s:
+            counters.add(s, counters.GC_RUNS, 1)
+            counters.add(s, counters.GC_FREED_BYTES, report.bytes_freed)
+            counters.add(s, counters.GC_DELETED_OBJECTS, len(report.deleted_keys))
     log.info("gc%s: %s", " (dry run)" if dry_run else "", report)
     return report
 

@@ -47,6 +47,7 @@ def run_ingest(ctx: JobContext, job_id: int, *, final_attempt: bool | None = Non
     if job is None:
         return None
     crash_point("ingest.after_start_job")
+    started = time.monotonic()
     try:
         result = ingest_file(ctx, job.file_sha256, repo_id=job.repo_id)
     except Exception as exc:
@@ -62,7 +63,7 @@ def run_ingest(ctx: JobContext, job_id: int, *, final_attempt: bool | None = Non
         raise
     crash_point("ingest.before_finish_job")
     with ctx.session() as s:
-        jobs.finish_job(s, job_id)
+        jobs.finish_job(s, job_id, seconds=time.monotonic() - started)
     return result
 
 

@@ -31,6 +31,7 @@ from storage.catalog.models import (
     Frame,
     IngestJob,
     Membership,
+    MetricCounter,
     MirrorClaim,
     MirrorRevision,
     Ref,
@@ -168,6 +169,7 @@ def one_of_each(session: Session) -> list[Base]:
         XetFile(file_hash="c" * 64, sha256=FILE, size=BIG, created_at=WHEN),
         MirrorRevision(repo_id=repo.id, revision="main", commit_oid=COMMIT, fetched_at=WHEN),
         MirrorClaim(key="sha256:" + FILE, owner="api-1", claimed_at=WHEN, sha256=FILE),
+        MetricCounter(name="ingest_job_duration_seconds_bucket", label="+Inf", value=float(BIG)),
     ]
     for row in rows[2:]:
         session.add(row)
