@@ -52,10 +52,10 @@ def test_a_real_torch_save_checkpoint_is_recognised_and_tiled() -> None:
     data = buffer.getvalue()
     assert detected(data) == "torchzip"
     layout = layout_of(data)
-    assert layout.tensors is None  # storages stay opaque for now
+    assert [(t.name, t.dtype.name, t.shape) for t in layout.tensors or ()] == [("w", "F32", (100,)), ("b", "BF16", (3,))]
     assert rebuilt(data, layout.segments) == data
-    # One span per member, then the central directory and end records.
-    assert len(layout.segments) == len(zipfile.ZipFile(io.BytesIO(data)).namelist()) + 1
+    # One span per member, two more (its data, its descriptor) per storage, then the directory and end records.
+    assert len(layout.segments) == len(zipfile.ZipFile(io.BytesIO(data)).namelist()) + 2 * 2 + 1
 
 
 def test_members_are_their_own_spans() -> None:
