@@ -344,7 +344,10 @@ class _Machine:
 
     def op_binunicode(self) -> None:
         length = struct.unpack("<I", self._take(4))[0]
-        self._push(self._take(length).decode("utf-8", "surrogatepass"))  # as torch decodes it
+        try:
+            self._push(self._take(length).decode("utf-8", "surrogatepass"))  # as torch decodes it
+        except UnicodeDecodeError:
+            raise self._malformed("a string is not UTF-8") from None
 
     def op_short_binstring(self) -> None:
         raw = self._take(self._take(1)[0])
