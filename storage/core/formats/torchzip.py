@@ -355,20 +355,7 @@ class TorchZipFormat(FileFormat):
     def layout(
         self, read: ReadRange, size: int, *, max_header_bytes: int, max_tensors: int = MAX_TENSORS
     ) -> FileLayout:
-        directory = read_directory(read, size, max_header_bytes=max_header_bytes)
-        if not any(_DATA_PKL.fullmatch(m.name) for m in directory.members):
-            raise NotACheckpoint()
-        members = sorted(directory.members, key=lambda m: m.offset)
-        ends: dict[bytes, int] = {}
-        for i, member in enumerate(members):
-            next_start = members[i + 1].offset if i + 1 < len(members) else directory.offset
-            if member.offset >= directory.offset:
-                raise MemberOutOfBounds(name=_text(member.name), offset=member.offset, limit=directory.offset)
-            # Its local header holds at least its fixed part and its name, then its data.
-            needs = member.offset + _LOCAL_FIXED + len(member.name) + member.compressed_size
-            if needs > next_start:
-                raise MembersOverlap(name=_text(member.name), end=needs, next_start=next_start)
-            ends[member.name] = next_start
+        directory, members, ends = _members(read, size, max_header_bytes=max_header_bytes)
         try:
             spans = read_storages(read, members, ends, max_header_bytes=max_header_bytes, max_tensors=max_tensors)
         except (torchpickle.PickleError, StoragesUnread):
@@ -398,6 +385,34 @@ class TorchZipFormat(FileFormat):
             segments.append(opaque(len(segments), position, directory.offset - position))
         segments.append(opaque(len(segments), directory.offset, size - directory.offset))
         return FileLayout(FORMAT_ID, size, tuple(segments), tuple(tensors))
+
+
+def _members(read: ReadRange, size: int, *, max_header_bytes: int) -> tuple[Directory, list[Member], dict[bytes, int]]:
+    """The directory, its members in file order, and where each member's span ends (the next member,
+    or the central directory), every rule of the zip side checked."""
+    directory = read_directory(read, size, max_header_bytes=max_header_bytes)
+    if not any(_DATA_PKL.fullmatch(m.name) for m in directory.members):
+        raise NotACheckpoint()
+    members = sorted(directory.members, key=lambda m: m.offset)
+    ends: dict[bytes, int] = {}
+    for i, member in enumerate(members):
+        next_start = members[i + 1].offset if i + 1 < len(members) else directory.offset
+        if member.offset >= directory.offset:
+            raise MemberOutOfBounds(name=_text(member.name), offset=member.offset, limit=directory.offset)
+        # Its local header holds at least its fixed part and its name, then its data.
+        needs = member.offset + _LOCAL_FIXED + len(member.name) + member.compressed_size
+        if needs > next_start:
+            raise MembersOverlap(name=_text(member.name), end=needs, next_start=next_start)
+        ends[member.name] = next_start
+    return directory, members, ends
+
+
+def member_spans(read: ReadRange, size: int, *, max_header_bytes: int) -> FileLayout:
+    """The file cut into member spans with no tensors: what a checkpoint the reader does not follow
+    gets, and what every torchzip file got before storages were parsed (those files keep these segments
+    in the catalog, and read back from them)."""
+    directory, members, ends = _members(read, size, max_header_bytes=max_header_bytes)
+    return _member_spans(members, ends, directory, size)
 
 
 def _member_spans(members: list[Member], ends: dict[bytes, int], directory: Directory, size: int) -> FileLayout:
