@@ -262,8 +262,8 @@ class StorageSpan:
 def read_storages(
     read: ReadRange, members: list[Member], ends: dict[bytes, int], *, max_header_bytes: int, max_tensors: int
 ) -> dict[bytes, StorageSpan]:
-    """The data span of every storage the checkpoint's pickle declares, by member name (`ends`: where
-    each member's span ends), with the dtype, shape and name of the tensor it holds. A storage whose
+    """The data span of data.pkl and of every storage the pickle declares, by member name (`ends`: where
+    each member's span ends), with the dtype, shape and name of the tensor a storage holds. A storage whose
     bytes contradict the pickle raises its TorchZipError; a pickle or layout this reader does not follow
     raises a PickleError or StoragesUnread."""
     by_name = {m.name: m for m in members}
@@ -273,14 +273,17 @@ def read_storages(
     archive = pickles[0].name[: -len(b"data.pkl")]
     if pickles[0].compressed_size > max_header_bytes:
         raise StoragesUnread(detail=f"data.pkl of {pickles[0].compressed_size} bytes exceeds {max_header_bytes}")
-    checkpoint = torchpickle.read_checkpoint(_member_data(read, pickles[0], ends), max_tensors=max_tensors)
+    pickle_offset = _data_offset(read, pickles[0], ends)
+    pickle = _member_data(read, pickles[0], pickle_offset)
+    checkpoint = torchpickle.read_checkpoint(pickle, max_tensors=max_tensors)
     order = by_name.get(archive + b"byteorder")
-    if order is not None and _member_data(read, order, ends) != b"little":
+    if order is not None and _member_data(read, order, _data_offset(read, order, ends)) != b"little":
         raise StoragesUnread(detail="storages are not little-endian")
     on: dict[str, list[torchpickle.TensorDecl]] = {}
     for tensor in checkpoint.tensors:
         on.setdefault(tensor.storage, []).append(tensor)
-    spans: dict[bytes, StorageSpan] = {}
+    # The pickle is a span of its own too: a training series repeats it (same names, same keys) verbatim.
+    spans = {pickles[0].name: StorageSpan(pickle_offset, len(pickle), None, (len(pickle),), None)}
     for key, storage in checkpoint.storages.items():
         name = archive + b"data/" + key.encode()
         member = by_name.get(name)
@@ -336,8 +339,7 @@ def _data_offset(read: ReadRange, member: Member, ends: dict[bytes, int]) -> int
     return start
 
 
-def _member_data(read: ReadRange, member: Member, ends: dict[bytes, int]) -> bytes:
-    start = _data_offset(read, member, ends)
+def _member_data(read: ReadRange, member: Member, start: int) -> bytes:
     data = read(start, start + member.compressed_size)
     if len(data) != member.compressed_size:
         raise LocalHeaderMismatch(name=_text(member.name), offset=member.offset, detail="leaves no room for the data")
@@ -360,30 +362,23 @@ class TorchZipFormat(FileFormat):
             spans = read_storages(read, members, ends, max_header_bytes=max_header_bytes, max_tensors=max_tensors)
         except (torchpickle.PickleError, StoragesUnread):
             return _member_spans(members, ends, directory, size)  # as every file was cut before this parse
+        # The cut-out data spans in file order, and the opaque runs between them (local headers, data
+        # descriptors, small members, the central directory): fewer, larger opaque segments code smaller.
         segments: list[Segment] = []
         tensors: list[TensorEntry] = []
         position = 0
-        for member in members:
-            if member.offset > position:
-                segments.append(opaque(len(segments), position, member.offset - position))
-            span = spans.get(member.name)
-            if span is None:
-                segments.append(opaque(len(segments), member.offset, ends[member.name] - member.offset))
-            else:
-                segments.append(opaque(len(segments), member.offset, span.offset - member.offset))
-                if span.dtype is None:
+        for span in sorted(spans.values(), key=lambda x: x.offset):
+            if span.offset > position:
+                segments.append(opaque(len(segments), position, span.offset - position))
+            if span.dtype is None:
+                if span.nbytes:
                     segments.append(opaque(len(segments), span.offset, span.nbytes))
-                else:
-                    segments.append(Segment(len(segments), span.offset, span.nbytes, span.name, span.dtype, span.shape))
-                    if span.name is not None:
-                        tensors.append(TensorEntry(span.name, span.dtype, span.shape, span.offset, span.nbytes))
-                if ends[member.name] > span.offset + span.nbytes:  # a data descriptor, padding
-                    end = span.offset + span.nbytes
-                    segments.append(opaque(len(segments), end, ends[member.name] - end))
-            position = ends[member.name]
-        if directory.offset > position:
-            segments.append(opaque(len(segments), position, directory.offset - position))
-        segments.append(opaque(len(segments), directory.offset, size - directory.offset))
+            else:
+                segments.append(Segment(len(segments), span.offset, span.nbytes, span.name, span.dtype, span.shape))
+                if span.name is not None:
+                    tensors.append(TensorEntry(span.name, span.dtype, span.shape, span.offset, span.nbytes))
+            position = span.offset + span.nbytes
+        segments.append(opaque(len(segments), position, size - position))
         return FileLayout(FORMAT_ID, size, tuple(segments), tuple(tensors))
 
 

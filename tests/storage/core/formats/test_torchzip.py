@@ -55,8 +55,8 @@ def test_a_real_torch_save_checkpoint_is_recognised_and_tiled() -> None:
     found = [(t.name, t.dtype.name, t.shape) for t in layout.tensors or ()]
     assert found == [("w", "F32", (100,)), ("b", "BF16", (3,))]
     assert rebuilt(data, layout.segments) == data
-    # A span per member, two more (its data, its descriptor) per storage, the directory and end records.
-    assert len(layout.segments) == len(zipfile.ZipFile(io.BytesIO(data)).namelist()) + 2 * 2 + 1
+    # The pickle's and each storage's data bytes, and the opaque runs before, between and after them.
+    assert len(layout.segments) == 2 * (1 + 2) + 1
 
 
 def saved(obj: object) -> bytes:
@@ -251,9 +251,20 @@ def test_a_checkpoint_the_reader_does_not_follow_stays_member_spans(data: bytes)
     assert detected(data) == "torchzip"
 
 
-def test_members_are_their_own_spans() -> None:
+def member_spans(data: bytes) -> FileLayout:
+    return tz.member_spans(lambda a, b: data[a:b], len(data), max_header_bytes=LIMIT)
+
+
+def test_unreferenced_members_stay_in_the_opaque_runs() -> None:
     data = checkpoint({"data/0": b"\1" * 1000, "data/1": b"\2" * 10, "version": b"3\n"})
-    layout = layout_of(data)
+    layout = layout_of(data)  # the pickle, an empty dict, declares no storage
+    assert layout.tensors == () and [s.name for s in layout.segments] == [None] * 3
+    assert rebuilt(data, layout.segments) == data
+
+
+def test_member_spans_are_one_span_per_member() -> None:
+    data = checkpoint({"data/0": b"\1" * 1000, "data/1": b"\2" * 10, "version": b"3\n"})
+    layout = member_spans(data)
     infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
     starts = [s.offset for s in layout.segments]
     assert [i.header_offset for i in infos] == starts[:-1]
@@ -263,9 +274,10 @@ def test_members_are_their_own_spans() -> None:
 
 def test_bytes_before_the_first_member_are_a_span_of_their_own() -> None:
     data = checkpoint({"data/0": b"x" * 64}, extra_first=b"#!prefix\n")
-    layout = layout_of(data)
+    layout = member_spans(data)
     assert layout.segments[0].offset == 0 and layout.segments[0].length == len(b"#!prefix\n")
     assert rebuilt(data, layout.segments) == data
+    assert rebuilt(data, layout_of(data).segments) == data
 
 
 def test_a_zip_that_is_not_a_checkpoint_is_a_blob() -> None:
