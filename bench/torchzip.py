@@ -100,7 +100,7 @@ def geatnet(corpus: Path, work: Path) -> None:
 
 
 def parse_cost(runs: int, work: Path) -> None:
-    """Each measurement in a fresh process, so peak RSS growth is the parse's own."""
+    """Each measurement in a fresh process, so peak RSS growth (VmHWM) is the parse's own."""
     import torch
 
     n = 100_000
@@ -124,9 +124,10 @@ def parse_cost(runs: int, work: Path) -> None:
     for name, setup in probes.items():
         seconds, grown = [], []
         for _ in range(runs):
-            code = (f"import resource, sys, time; sys.path.insert(0, {str(ROOT)!r}); {setup}; "
-                    "r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; t = time.perf_counter(); run(); "
-                    "print(time.perf_counter() - t, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r) / 1e3)")
+            # VmHWM, not ru_maxrss: a child forked from this (large) process inherits the parent's ru_maxrss.
+            code = (f"import re, sys, time; sys.path.insert(0, {str(ROOT)!r}); {setup}; "
+                    "hwm = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]); "
+                    "r = hwm(); t = time.perf_counter(); run(); print(time.perf_counter() - t, (hwm() - r) / 1e3)")
             out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
             s, g = map(float, out.split())
             seconds.append(s)
