@@ -64,8 +64,8 @@ def bin_beside_twin(corpus: Path, work: Path) -> None:
     added = stored(hub, push(hub, "org/minilm", {"pytorch_model.bin": data}))
     spans_hub = new_hub(work / "hub-bin-spans")
     ingest_all(spans_hub, push(spans_hub, "org/minilm", {"model.safetensors": twin}))
-    spans = sum(ingest_with_layout(spans_hub, j, member_spans) for j in push(spans_hub, "org/minilm",
-                                                                                {"pytorch_model.bin": data}))  # fmt: skip
+    jobs = push(spans_hub, "org/minilm", {"pytorch_model.bin": data})
+    spans = sum(ingest_with_layout(spans_hub, j, member_spans) for j in jobs)
     print("\n## pytorch_model.bin beside its model.safetensors twin\n")
     print("| layout | .bin bytes | new bytes stored | of its size |\n|---|---:|---:|---:|")
     print(f"| member spans (before) | {len(data):,} | {spans:,} | {spans / len(data):.4f} |")
@@ -91,7 +91,8 @@ def geatnet(corpus: Path, work: Path) -> None:
         state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         st = save(state)
         converted += len(st)
-        rows["converted to safetensors"] += stored(as_safetensors, push(as_safetensors, repo, {"model.safetensors": st}))
+        jobs = push(as_safetensors, repo, {"model.safetensors": st})
+        rows["converted to safetensors"] += stored(as_safetensors, jobs)
     print(f"\n## geatnet training series ({len(data)} epochs)\n")
     print("| stored as | logical bytes | stored bytes | stored/logical |\n|---|---:|---:|---:|")
     for name, size in rows.items():
@@ -107,17 +108,18 @@ def parse_cost(runs: int, work: Path) -> None:
     buffer = io.BytesIO()
     torch.save({f"layer.{i}.weight": torch.zeros(2) for i in range(n)}, buffer)
     (work / "100k.pkl").write_bytes(zipfile.ZipFile(buffer).read("archive/data.pkl"))
-    from safetensors.numpy import save as save_numpy
     import numpy as np
+    from safetensors.numpy import save as save_numpy
 
     header = save_numpy({f"layer.{i}.weight": np.zeros(2, np.float32) for i in range(n)})
     (work / "100k.safetensors").write_bytes(header)
+    pkl, st = str(work / "100k.pkl"), str(work / "100k.safetensors")
     probes = {
         "data.pkl (torchpickle)": "from storage.core.formats.torchpickle import read_checkpoint as f; "
-                                  f"d = open({str(work / '100k.pkl')!r}, 'rb').read(); run = lambda: f(d, max_tensors={n})",
+                                  f"d = open({pkl!r}, 'rb').read(); run = lambda: f(d, max_tensors={n})",
         "safetensors header": "from storage.core.formats.safetensors import parse_header as f; "
-                              f"b = open({str(work / '100k.safetensors')!r}, 'rb').read(); "
-                              f"n = int.from_bytes(b[:8], 'little'); h = b[8:8 + n]; run = lambda: f(h, max_tensors={n})",
+                              f"b = open({st!r}, 'rb').read(); k = int.from_bytes(b[:8], 'little'); "
+                              f"h = b[8:8 + k]; run = lambda: f(h, max_tensors={n})",
     }  # fmt: skip
     print(f"\n## reading {n:,} tensors' metadata (median of {runs} runs)\n")
     print("| what | bytes | seconds | peak RSS growth MB |\n|---|---:|---:|---:|")

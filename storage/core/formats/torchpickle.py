@@ -436,11 +436,12 @@ class _Machine:
 
 
 def _count_like(value: Any) -> bool:
-    return type(value) is int and value >= 0
+    # Below 2**63, as torch's int64 sizes are: a hostile LONG1 of 255 bytes never costs big-int arithmetic.
+    return type(value) is int and 0 <= value < 2**63
 
 
 def _dims(value: Any) -> bool:
-    return type(value) is tuple and all(_count_like(v) for v in value)
+    return type(value) is tuple and len(value) <= MAX_DEPTH and all(_count_like(v) for v in value)
 
 
 def _describe(value: Any) -> str:
@@ -479,27 +480,30 @@ def _name_tensors(root: Any, created: list[_Tensor]) -> list[TensorDecl]:
     """Each tensor with the first dotted path reaching it (depth first, in insertion order), in that
     order; tensors no usable path reaches (inside a set, under a key that is no string or int, in BUILD
     state, or whose path another tensor already holds) follow, unnamed. Every container is walked once,
-    so shared and cyclic structures cost their size, not their paths."""
+    so shared and cyclic structures cost their size, not their paths; a path is only made for a
+    container or a tensor, when it is reached."""
     reached: dict[int, tuple[_Tensor, str | None]] = {}
     used: set[str] = set()
     seen: set[int] = set()
-    pending: list[tuple[Any, str | None, int]] = [(root, None, 0)]
+    # (value, its parent's path, its key there, its depth); the root's path is "", None is no path.
+    pending: list[tuple[Any, str | None, Any, int]] = [(root, None, None, 0)]
     while pending:
-        value, path, depth = pending.pop()
+        value, parent, key, depth = pending.pop()
+        path = _join(parent, key) if depth else ""
         if isinstance(value, _Tensor):
-            if id(value) not in reached:
-                name = path if path is not None and path not in used else None
+            if reached.get(id(value), (None, None))[1] is None:  # not reached yet, or by no usable path
+                name = path if path and path not in used else None
                 reached[id(value)] = (value, name)
                 if name is not None:
                     used.add(name)
             continue
-        if not isinstance(value, dict | list | tuple) or id(value) in seen:
+        if not isinstance(value, dict | list | tuple) or id(value) in seen:  # the root may be a scalar
             continue
         if depth >= MAX_DEPTH:
             raise PickleTooDeep(limit=MAX_DEPTH, where="in the object graph")
         seen.add(id(value))
         items = value.items() if isinstance(value, dict) else enumerate(value)
-        children = [(child, _join(path, key, depth), depth + 1) for key, child in items]
+        children = [(child, path, k, depth + 1) for k, child in items if isinstance(child, _WALKED)]
         pending.extend(reversed(children))
     for tensor in created:
         reached.setdefault(id(tensor), (tensor, None))
@@ -507,13 +511,16 @@ def _name_tensors(root: Any, created: list[_Tensor]) -> list[TensorDecl]:
     return [d for d in decls if d.name is not None] + [d for d in decls if d.name is None]
 
 
-def _join(path: str | None, key: Any, depth: int) -> str | None:
-    """The path one level down, or None when no name can be made of it."""
-    if path is None and depth > 0:
+_WALKED = (_Tensor, dict, list, tuple)
+
+
+def _join(path: str | None, key: Any) -> str | None:
+    """The path one level below `path` ("": the root), or None when no name can be made."""
+    if path is None:
         return None
     if type(key) is int:
         part = str(key)
-    elif type(key) is str:
+    elif type(key) is str and len(key) <= MAX_NAME_CHARS:
         part = key
     else:
         return None

@@ -285,7 +285,7 @@ def read_storages(
     # The pickle is a span of its own too: a training series repeats it (same names, same keys) verbatim.
     spans = {pickles[0].name: StorageSpan(pickle_offset, len(pickle), None, (len(pickle),), None)}
     for key, storage in checkpoint.storages.items():
-        name = archive + b"data/" + key.encode()
+        name = archive + b"data/" + key.encode("utf-8", "surrogatepass")
         member = by_name.get(name)
         if member is None:
             raise StorageMissing(key=key, member=_text(name))

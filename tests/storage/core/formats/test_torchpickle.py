@@ -83,8 +83,9 @@ def test_new_dtypes_come_from_rebuild_tensor_v3_over_untyped_storages() -> None:
 
 def test_tensors_no_path_names_are_kept_unnamed() -> None:
     t = torch.ones(2)
-    found = read(pickled({(1, 2): t, "x": {3.5: torch.zeros(1)}}))
-    assert [d.name for d in found.tensors] == [None, None]
+    found = read(pickled({(1, 2): t, "x": {3.5: torch.zeros(1)}, (3,): {"a": torch.zeros(2)}, "ok": t}))
+    # The tensor under (1, 2) is named by the first usable path that reaches it.
+    assert [d.name for d in found.tensors] == ["ok", None, None]
     assert read(pickled(torch.ones(1))).tensors[0].name is None  # a bare tensor has no path
 
 

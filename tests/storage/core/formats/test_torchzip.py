@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storage.core.formats import registry
+from storage.core.formats import torchpickle as tp
 from storage.core.formats import torchzip as tz
 from storage.core.formats.base import FileLayout
 from storage.core.segments import Segment
@@ -138,6 +139,53 @@ def test_a_non_contiguous_tensor_covering_its_storage_is_kept_one_dimensional() 
     assert (entry.name, entry.dtype.name, entry.shape) == ("t", "F16", (12,))
 
 
+def _members_and_ends(data: bytes) -> tuple[list[tz.Member], dict[bytes, int]]:
+    _, members, ends = tz._members(lambda a, b: data[a:b], len(data), max_header_bytes=LIMIT)
+    return members, ends
+
+
+def test_a_pickle_larger_than_max_header_bytes_is_not_read() -> None:
+    torch = pytest.importorskip("torch")
+    data = saved({"w" * 3000: torch.ones(2)})  # a pickle larger than the central directory
+    limit = len(zipfile.ZipFile(io.BytesIO(data)).read("archive/data.pkl")) - 1
+    with pytest.raises(tz.StoragesUnread, match=r"^storages kept as opaque bytes: data\.pkl of"):
+        tz.read_storages(lambda a, b: data[a:b], *_members_and_ends(data), max_header_bytes=limit, max_tensors=100)
+    layout = layout_of(data, limit=limit)
+    assert layout.tensors is None and rebuilt(data, layout.segments) == data
+
+
+def test_messages_name_what_is_wrong() -> None:
+    with pytest.raises(tz.StorageSizeMismatch) as size:
+        layout_of(rezip(_SMALL, {"data/0": b"\0" * 12}))
+    assert size.value.message == (
+        "storage '0' declares 4 elements of float32 (16 bytes), but its member holds 12"
+    )
+    with pytest.raises(tz.StorageMissing) as missing:
+        layout_of(rezip(_SMALL, {"data/0": None}))
+    assert missing.value.message == "the pickle declares storage '0', but the archive has no member 'archive/data/0'"
+    with pytest.raises(tp.ForbiddenGlobal) as forbidden:
+        tp.read_checkpoint(b"\x80\x02cos\nsystem\n.", max_tensors=1)
+    assert forbidden.value.message == "global 'os.system' at byte 2 is not one a checkpoint of tensors needs"
+
+
+_TORCH = pytest.importorskip("torch")
+_REAL = saved({"w": _TORCH.arange(64.0).view(8, 8), "v": {"b": _TORCH.ones(3)}})
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, len(_REAL) - 1), st.integers(1, 255))
+def test_a_damaged_real_checkpoint_is_refused_with_its_error_or_tiles(position: int, flip: int) -> None:
+    """A flipped byte anywhere (pickle, local headers, storages, directory): a TorchZipError, or a layout
+    that covers every byte; no other exception escapes."""
+    data = bytearray(_REAL)
+    data[position] ^= flip
+    try:
+        layout = layout_of(bytes(data))
+    except tz.TorchZipError:
+        return
+    assert rebuilt(bytes(data), layout.segments) == bytes(data)
+
+
 def _all_dtypes() -> list[str]:
     torch = pytest.importorskip("torch")
     names = {}
@@ -233,16 +281,26 @@ def test_storage_bytes_that_contradict_the_pickle_have_their_own_error_and_stay_
     assert detected(data) == "blob"
 
 
+def _two_pickles() -> bytes:
+    out = io.BytesIO(_SMALL)
+    with zipfile.ZipFile(out, "a") as archive:
+        archive.writestr("other/data.pkl", _PICKLE)
+    return out.getvalue()
+
+
 UNREAD = [
     ("forbidden global", rezip(_SMALL, {"data.pkl": b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00ls\x85R."})),
     ("truncated pickle", rezip(_SMALL, {"data.pkl": _PICKLE[:-5]})),
     ("compressed storage", rezip(_SMALL, deflate="data/0")),
     ("big-endian storages", rezip(_SMALL, {"byteorder": b"big"})),
+    ("two pickles", _two_pickles()),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("data", [u[1] for u in UNREAD], ids=[u[0] for u in UNREAD])
 def test_a_checkpoint_the_reader_does_not_follow_stays_member_spans(data: bytes) -> None:
+    with pytest.raises((tp.PickleError, tz.StoragesUnread)):
+        tz.read_storages(lambda a, b: data[a:b], *_members_and_ends(data), max_header_bytes=LIMIT, max_tensors=100)
     layout = layout_of(data)
     assert layout.tensors is None and all(s.name is None and s.dtype.name == "U8" for s in layout.segments)
     infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
