@@ -93,10 +93,10 @@ def series(tmp_path: Path) -> list[bytes]:
 
 
 def test_a_training_series_delta_codes_checkpoint_against_checkpoint(
-    tmp_path: Path, local_store: ObjectStore
+    tmp_path: Path, database_url: str, local_store: ObjectStore
 ) -> None:
     epochs = series(tmp_path)
-    hub = make_hub(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}", local_store)
+    hub = make_hub(tmp_path, database_url, local_store)
     stored = [ingest(hub, push(hub, f"run/epoch-{i}", {"checkpoint.pth": data})) for i, data in enumerate(epochs)]
     before = make_hub(tmp_path / "before", f"sqlite:///{tmp_path / 'before.sqlite3'}", local_store)
     spans = [sum(ingest_with_layout(before, j, _member_spans) for j in push(before, f"run/epoch-{i}", {"c.pth": d}))
@@ -121,13 +121,13 @@ def _member_spans(read: ReadRange, size: int) -> FileLayout:
 
 
 def test_a_file_stored_as_member_spans_still_reads_back_and_serves_as_no_base(
-    tmp_path: Path, local_store: ObjectStore
+    tmp_path: Path, database_url: str, local_store: ObjectStore
 ) -> None:
     """Files stored before storages were parsed keep their catalog segments (one opaque span per
     member); they rebuild from those, and a parsed file of the same tensors stores beside them."""
     state = {"w": torch.randn(64, 64), "b": torch.randn(64)}
     data = saved(state)
-    hub = make_hub(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}", local_store, frame_bytes=4096)
+    hub = make_hub(tmp_path, database_url, local_store, frame_bytes=4096)
     (job,) = push(hub, "org/old", {"pytorch_model.bin": data})
     ingest_with_layout(hub, job, _member_spans)
     sha = hashlib.sha256(data).hexdigest()
