@@ -29,9 +29,9 @@ from storage.core.errors import InvalidInput
 MAX_DEPTH = 64
 # Objects the machine may create (every push and memo entry), per tensor the file may list, plus a
 # floor for small files. torch.save's pickle of a state dict costs 26 per tensor (18 pushes, 8 memo
-# entries); reading one of 100,000 tensors (10 MB) took 2.7 s and 180 MB, a safetensors header of as many
-# 0.6 s and 83 MB (bench/torchzip.py). 64 per tensor admits optimizer state and bounds a hostile pickle
-# at ~2.5x that.
+# entries); reading one of 100,000 tensors (10 MB) takes 180 MB and ~4.7x the time of a safetensors
+# header of as many (2.7 s against 0.6 s, 83 MB; bench/torchzip.py). 64 per tensor admits optimizer
+# state and bounds a hostile pickle at ~2.5x that.
 OBJECTS_PER_TENSOR = 64
 MIN_OBJECTS = 1 << 16
 # Longer names (a hostile key of megabytes) leave their tensor unnamed: the catalog stores every name.
