@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from storage.app.hub import Hub
 from storage.app.views import FileAddition
 from storage.catalog.db import upgrade
+from storage.core.formats.base import FileLayout, ReadRange
 from storage.objectstore import ObjectStore
 from storage.settings import load_settings
 from workers.jobs.ingest import run_ingest
@@ -52,3 +54,26 @@ def ingest_all(hub: Hub, job_ids: list[int]) -> None:
 
 def read_all(hub: Hub, sha256: str, start: int = 0, end: int | None = None) -> bytes:
     return b"".join(hub.read(sha256, start, end))
+
+
+def ingest_with_layout(hub: Hub, job_id: int, layout: Callable[[ReadRange, int], FileLayout]) -> int:
+    """Run ingest job `job_id` as ingest does, but cutting the file with `layout` (e.g. the layout an
+    older version of a format produced) instead of its format's; returns the encoded bytes written."""
+    from storage.catalog import files, jobs
+    from storage.core.segments import hash_segments
+    from workers.jobs import encoding, lineage
+
+    with hub.session() as s:
+        job = jobs.start_job(s, job_id)
+        assert job is not None
+        snap = files.snapshot(s, job.file_sha256)
+    assert snap.staging_key is not None
+    key = snap.staging_key
+    cut = layout(lambda a, b: hub.store.get(key, a, b), snap.size)
+    digests = hash_segments(hub.store.iter_range(key, 0, snap.size), cut.segments, snap.size, snap.sha256)
+    written = encoding.encode_and_write(hub, key, encoding.plan_tensors(hub, cut.segments, digests, None))
+    with hub.session() as s:
+        lineage.commit_file(s, snap.sha256, cut.segments, digests, written, layout=cut, base=None)
+        jobs.finish_job(s, job_id)
+    hub.store.delete(key)
+    return sum(f.object_length for t in written.tensors for f in t.frames)

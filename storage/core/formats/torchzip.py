@@ -1,13 +1,20 @@
-"""PyTorch zip checkpoints (`torch.save` since 1.6), recognised by structure and kept as opaque spans.
+"""PyTorch zip checkpoints (`torch.save` since 1.6): the zip structure and the storages as tensors.
 
 A checkpoint is a zip archive (stored, uncompressed members) holding `<archive>/data.pkl`, the pickled
-object graph, and one `<archive>/data/<key>` member per tensor storage. The pickle is never executed
-or even parsed here: this module reads only the zip structure (end of central directory, zip64 records,
-the central directory), as hostile input, and cuts the file into one opaque span per member (local
-header, data and any descriptor), a leading span for anything before the first member and a trailing
-span for the central directory and end records. The spans always tile the file, so whatever the
-directory claims, no byte is lost or changed; a later format version may parse the storages as tensors.
+object graph, and one `<archive>/data/<key>` member per tensor storage. The zip structure (end of
+central directory, zip64 records, the central directory, each storage's local header) is read as
+hostile input, one TorchZipError per broken rule. The pickle is read, never executed, by
+torchpickle.py: it declares each storage's dtype and size and the tensors viewing it. Each storage
+member's data bytes become one tensor segment, named after the (first) tensor covering it, so that the
+same weights in a safetensors file dedup and delta tensor by tensor; local headers, data.pkl, the other
+members and the central directory stay opaque spans. Storages shared by several tensors, and views
+with offsets, rebuild exactly because a segment is a storage's bytes, not a tensor's.
+
+A pickle that reader refuses (a global, opcode or size beyond what it admits), compressed or
+big-endian storages leave the file cut as before: one opaque span per member, no tensors. The
+segments always tile the file, so whatever the directory or the pickle claims, no byte is lost.
 """
+
 
 from __future__ import annotations
 
@@ -15,8 +22,10 @@ import re
 import struct
 from dataclasses import dataclass
 
+from storage.core.dtypes import DTYPES, DType
 from storage.core.errors import InvalidInput
-from storage.core.formats.base import MAX_TENSORS, FileFormat, FileLayout, ReadRange
+from storage.core.formats import torchpickle
+from storage.core.formats.base import MAX_TENSORS, FileFormat, FileLayout, ReadRange, TensorEntry
 from storage.core.formats.registry import register_format
 from storage.core.segments import Segment, opaque
 
@@ -31,11 +40,20 @@ _EOCD64 = struct.Struct("<4sQHHIIQQQQ")
 _EOCD64_MAGIC = b"PK\x06\x06"
 _ENTRY = struct.Struct("<4sHHHHHHIIIHHHHHII")  # central directory file header
 _ENTRY_MAGIC = b"PK\x01\x02"
-_LOCAL_FIXED = 30  # bytes of a local file header before its name and extra field
+_LOCAL = struct.Struct("<4sHHHHHIIIHH")  # local file header, then its name and extra field
+_LOCAL_FIXED = _LOCAL.size
 _MAX_COMMENT = 0xFFFF
 _ZIP64_EXTRA = 0x0001
 # `<archive>/data.pkl`: the member torch.load unpickles first; it names the checkpoint's archive.
 _DATA_PKL = re.compile(rb"[^/]+/data\.pkl")
+# torch's dtype names, as the pickle spells them, for the dtypes deltahub codes (storage/core/dtypes.py);
+# the others (complex128, complex32, float4_e2m1fn_x2, bits*, quantized) stay bytes.
+TORCH_DTYPES = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64", "int32": "I32",
+    "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL", "complex64": "C64", "uint16": "U16",
+    "uint32": "U32", "uint64": "U64", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+    "float8_e4m3fnuz": "F8_E4M3FNUZ", "float8_e5m2fnuz": "F8_E5M2FNUZ", "float8_e8m0fnu": "F8_E8M0",
+}  # fmt: skip
 
 
 class TorchZipError(InvalidInput):
@@ -82,11 +100,36 @@ class MembersOverlap(TorchZipError):
     """member {name!r} needs bytes up to {end}, but the next member starts at {next_start}"""
 
 
+class LocalHeaderMismatch(TorchZipError):
+    """member {name!r}: the local header at {offset} {detail}"""
+
+
+class StorageMissing(TorchZipError):
+    """the pickle declares storage {key!r}, but the archive has no member {member!r}"""
+
+
+class StorageSizeMismatch(TorchZipError):
+    """storage {key!r} declares {numel} elements of {dtype} ({needed} bytes), but its member holds {size}"""
+
+
+class TensorOutsideStorage(TorchZipError):
+    """tensor {tensor!r} reaches element {extent} of storage {key!r}, past its {nbytes} bytes of {dtype}"""
+
+
+class StoragesUnread(InvalidInput):
+    """storages kept as opaque bytes: {detail}
+
+    Not an error of the file: a checkpoint this reader does not follow (another pickle, compressed or
+    big-endian storages) is cut into member spans, as before tensors were parsed."""
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
     name: bytes
     offset: int  # of its local header
     compressed_size: int
+    size: int = 0  # uncompressed
+    method: int = 0  # 0: stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +202,8 @@ def _parse_entries(directory: bytes, declared: int) -> tuple[Member, ...]:
         if pos + _ENTRY.size > len(directory):
             raise BadCentralEntry(index=index, detail="truncated header")
         fields = _ENTRY.unpack_from(directory, pos)
-        magic, csize, usize, name_len, extra_len, comment_len, disk, offset = (
-            fields[0], fields[8], fields[9], fields[10], fields[11], fields[12], fields[13], fields[16]
+        magic, method, csize, usize, name_len, extra_len, comment_len, disk, offset = (
+            fields[0], fields[4], fields[8], fields[9], fields[10], fields[11], fields[12], fields[13], fields[16]
         )  # fmt: skip
         if magic != _ENTRY_MAGIC:
             raise BadCentralEntry(index=index, detail=f"bad signature {magic!r}")
@@ -172,7 +215,7 @@ def _parse_entries(directory: bytes, declared: int) -> tuple[Member, ...]:
         usize, csize, offset, disk = _apply_zip64_extra(index, extra, usize, csize, offset, disk)
         if disk:
             raise MultiDiskArchive(detail=f"entry {index} is on disk {disk}")
-        members.append(Member(name, offset, csize))
+        members.append(Member(name, offset, csize, usize, method))
         pos = end
     if len(members) != declared:
         raise EntryCountMismatch(found=len(members), declared=declared)
@@ -205,9 +248,107 @@ def _apply_zip64_extra(index: int, extra: bytes, usize: int, csize: int, offset:
     raise BadCentralEntry(index=index, detail="a size or offset overflows 32 bits without a zip64 extra field")
 
 
+@dataclass(frozen=True, slots=True)
+class StorageSpan:
+    """A storage member's data bytes, as the segment they become."""
+
+    offset: int
+    nbytes: int
+    dtype: DType | None  # None: bytes of a dtype deltahub does not code (complex128, float8 x2, ...)
+    shape: tuple[int, ...]
+    name: str | None
+
+
+def read_storages(
+    read: ReadRange, members: list[Member], ends: dict[bytes, int], *, max_header_bytes: int, max_tensors: int
+) -> dict[bytes, StorageSpan]:
+    """The data span of data.pkl and of every storage the pickle declares, by member name (`ends`: where
+    each member's span ends), with the dtype, shape and name of the tensor a storage holds. A storage whose
+    bytes contradict the pickle raises its TorchZipError; a pickle or layout this reader does not follow
+    raises a PickleError or StoragesUnread."""
+    by_name = {m.name: m for m in members}
+    pickles = [m for m in members if _DATA_PKL.fullmatch(m.name)]
+    if len(pickles) != 1:
+        raise StoragesUnread(detail=f"{len(pickles)} data.pkl members")
+    archive = pickles[0].name[: -len(b"data.pkl")]
+    if pickles[0].compressed_size > max_header_bytes:
+        raise StoragesUnread(detail=f"data.pkl of {pickles[0].compressed_size} bytes exceeds {max_header_bytes}")
+    pickle_offset = _data_offset(read, pickles[0], ends)
+    pickle = _member_data(read, pickles[0], pickle_offset)
+    checkpoint = torchpickle.read_checkpoint(pickle, max_tensors=max_tensors)
+    order = by_name.get(archive + b"byteorder")
+    if order is not None and _member_data(read, order, _data_offset(read, order, ends)) != b"little":
+        raise StoragesUnread(detail="storages are not little-endian")
+    on: dict[str, list[torchpickle.TensorDecl]] = {}
+    for tensor in checkpoint.tensors:
+        on.setdefault(tensor.storage, []).append(tensor)
+    # The pickle is a span of its own too: a training series repeats it (same names, same keys) verbatim.
+    spans = {pickles[0].name: StorageSpan(pickle_offset, len(pickle), None, (len(pickle),), None)}
+    for key, storage in checkpoint.storages.items():
+        name = archive + b"data/" + key.encode("utf-8", "surrogatepass")
+        member = by_name.get(name)
+        if member is None:
+            raise StorageMissing(key=key, member=_text(name))
+        offset = _data_offset(read, member, ends)
+        if member.compressed_size != storage.nbytes or member.size != storage.nbytes:
+            raise StorageSizeMismatch(key=key, numel=storage.numel, dtype=storage.dtype or "bytes",
+                                      needed=storage.nbytes, size=member.size)  # fmt: skip
+        tensors = on.get(key, [])
+        for t in tensors:
+            if t.extent() * torchpickle.ITEMSIZE[t.dtype] > storage.nbytes:
+                raise TensorOutsideStorage(tensor=t.name or "(unnamed)", extent=t.extent(), key=key,
+                                           nbytes=storage.nbytes, dtype=t.dtype)  # fmt: skip
+        spans[name] = _span(offset, storage, tensors)
+    return spans
+
+
+def _span(offset: int, storage: torchpickle.StorageDecl, tensors: list[torchpickle.TensorDecl]) -> StorageSpan:
+    """Dtype: the storage's, or its tensors' when it is untyped (bytes when they disagree). Shape: that of
+    the first named tensor covering it whole and contiguously, else 1-D. Name: that tensor's, else the
+    first named tensor's."""
+    kinds = {t.dtype for t in tensors} | ({storage.dtype} if storage.dtype else set())
+    torch_dtype = kinds.pop() if len(kinds) == 1 else None if kinds else "uint8"
+    dtype = DTYPES.get(TORCH_DTYPES.get(torch_dtype or "", ""))
+    nbytes = storage.nbytes
+    if dtype is None or nbytes % dtype.itemsize:
+        return StorageSpan(offset, nbytes, None, (nbytes,), None)
+    named = [t for t in tensors if t.name is not None]
+    covering = next((t for t in named if t.offset == 0 and t.contiguous() and t.dtype == torch_dtype
+                     and t.numel * dtype.itemsize == nbytes), None)  # fmt: skip
+    if covering is not None:
+        return StorageSpan(offset, nbytes, dtype, covering.shape, covering.name)
+    return StorageSpan(offset, nbytes, dtype, (nbytes // dtype.itemsize,), named[0].name if named else None)
+
+
+def _data_offset(read: ReadRange, member: Member, ends: dict[bytes, int]) -> int:
+    """Where the member's data starts: after its local header, whose extra field (torch pads it to align
+    storages) the central directory does not repeat."""
+    header = read(member.offset, member.offset + _LOCAL.size + len(member.name))
+    if len(header) < _LOCAL.size + len(member.name):
+        raise LocalHeaderMismatch(name=_text(member.name), offset=member.offset, detail="is truncated")
+    magic, *_ = _LOCAL.unpack_from(header)
+    name_len, extra_len = struct.unpack_from("<HH", header, _LOCAL.size - 4)
+    if magic != _LOCAL_MAGIC or header[_LOCAL.size :] != member.name or name_len != len(member.name):
+        raise LocalHeaderMismatch(name=_text(member.name), offset=member.offset,
+                                  detail="does not name the member")  # fmt: skip
+    if member.method != 0:
+        raise StoragesUnread(detail=f"member {_text(member.name)!r} is compressed (method {member.method})")
+    start: int = member.offset + _LOCAL.size + name_len + extra_len
+    if start + member.compressed_size > ends[member.name]:
+        raise MembersOverlap(name=_text(member.name), end=start + member.compressed_size, next_start=ends[member.name])
+    return start
+
+
+def _member_data(read: ReadRange, member: Member, start: int) -> bytes:
+    data = read(start, start + member.compressed_size)
+    if len(data) != member.compressed_size:
+        raise LocalHeaderMismatch(name=_text(member.name), offset=member.offset, detail="leaves no room for the data")
+    return data
+
+
 class TorchZipFormat(FileFormat):
     format_id = FORMAT_ID
-    parses_tensors = False  # the storages are opaque spans for now
+    parses_tensors = True
     probe_bytes = 4
 
     def recognise(self, head: bytes, size: int) -> bool:
@@ -216,28 +357,73 @@ class TorchZipFormat(FileFormat):
     def layout(
         self, read: ReadRange, size: int, *, max_header_bytes: int, max_tensors: int = MAX_TENSORS
     ) -> FileLayout:
-        directory = read_directory(read, size, max_header_bytes=max_header_bytes)
-        if not any(_DATA_PKL.fullmatch(m.name) for m in directory.members):
-            raise NotACheckpoint()
-        members = sorted(directory.members, key=lambda m: m.offset)
+        directory, members, ends = _members(read, size, max_header_bytes=max_header_bytes)
+        try:
+            spans = read_storages(read, members, ends, max_header_bytes=max_header_bytes, max_tensors=max_tensors)
+        except (torchpickle.PickleError, StoragesUnread):
+            return _member_spans(members, ends, directory, size)  # as every file was cut before this parse
+        # The cut-out data spans in file order, and the opaque runs between them (local headers, data
+        # descriptors, small members, the central directory): fewer, larger opaque segments code smaller.
         segments: list[Segment] = []
+        tensors: list[TensorEntry] = []
         position = 0
-        for i, member in enumerate(members):
-            next_start = members[i + 1].offset if i + 1 < len(members) else directory.offset
-            if member.offset >= directory.offset:
-                raise MemberOutOfBounds(name=_text(member.name), offset=member.offset, limit=directory.offset)
-            # Its local header holds at least its fixed part and its name, then its data.
-            needs = member.offset + _LOCAL_FIXED + len(member.name) + member.compressed_size
-            if needs > next_start:
-                raise MembersOverlap(name=_text(member.name), end=needs, next_start=next_start)
-            if member.offset > position:
-                segments.append(opaque(len(segments), position, member.offset - position))
-            segments.append(opaque(len(segments), member.offset, next_start - member.offset))
-            position = next_start
-        if directory.offset > position:
-            segments.append(opaque(len(segments), position, directory.offset - position))
-        segments.append(opaque(len(segments), directory.offset, size - directory.offset))
-        return FileLayout(FORMAT_ID, size, tuple(segments), None)
+        for span in sorted(spans.values(), key=lambda x: x.offset):
+            if span.offset > position:
+                segments.append(opaque(len(segments), position, span.offset - position))
+            if span.dtype is None:
+                if span.nbytes:
+                    segments.append(opaque(len(segments), span.offset, span.nbytes))
+            else:
+                segments.append(Segment(len(segments), span.offset, span.nbytes, span.name, span.dtype, span.shape))
+                if span.name is not None:
+                    tensors.append(TensorEntry(span.name, span.dtype, span.shape, span.offset, span.nbytes))
+            position = span.offset + span.nbytes
+        segments.append(opaque(len(segments), position, size - position))
+        return FileLayout(FORMAT_ID, size, tuple(segments), tuple(tensors))
+
+
+def _members(read: ReadRange, size: int, *, max_header_bytes: int) -> tuple[Directory, list[Member], dict[bytes, int]]:
+    """The directory, its members in file order, and where each member's span ends (the next member,
+    or the central directory), every rule of the zip side checked."""
+    directory = read_directory(read, size, max_header_bytes=max_header_bytes)
+    if not any(_DATA_PKL.fullmatch(m.name) for m in directory.members):
+        raise NotACheckpoint()
+    members = sorted(directory.members, key=lambda m: m.offset)
+    ends: dict[bytes, int] = {}
+    for i, member in enumerate(members):
+        next_start = members[i + 1].offset if i + 1 < len(members) else directory.offset
+        if member.offset >= directory.offset:
+            raise MemberOutOfBounds(name=_text(member.name), offset=member.offset, limit=directory.offset)
+        # Its local header holds at least its fixed part and its name, then its data.
+        needs = member.offset + _LOCAL_FIXED + len(member.name) + member.compressed_size
+        if needs > next_start:
+            raise MembersOverlap(name=_text(member.name), end=needs, next_start=next_start)
+        ends[member.name] = next_start
+    return directory, members, ends
+
+
+def member_spans(read: ReadRange, size: int, *, max_header_bytes: int) -> FileLayout:
+    """The file cut into member spans with no tensors: what a checkpoint the reader does not follow
+    gets, and what every torchzip file got before storages were parsed (those files keep these segments
+    in the catalog, and read back from them)."""
+    directory, members, ends = _members(read, size, max_header_bytes=max_header_bytes)
+    return _member_spans(members, ends, directory, size)
+
+
+def _member_spans(members: list[Member], ends: dict[bytes, int], directory: Directory, size: int) -> FileLayout:
+    """One opaque span per member (local header, data, descriptor), a leading span for anything before the
+    first member and a trailing one for the central directory and end records: no tensors."""
+    segments: list[Segment] = []
+    position = 0
+    for member in members:
+        if member.offset > position:
+            segments.append(opaque(len(segments), position, member.offset - position))
+        segments.append(opaque(len(segments), member.offset, ends[member.name] - member.offset))
+        position = ends[member.name]
+    if directory.offset > position:
+        segments.append(opaque(len(segments), position, directory.offset - position))
+    segments.append(opaque(len(segments), directory.offset, size - directory.offset))
+    return FileLayout(FORMAT_ID, size, tuple(segments), None)
 
 
 def _text(name: bytes) -> str:
