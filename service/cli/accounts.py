@@ -59,14 +59,18 @@ def emit(output: str, rows: list[dict[str, Any]], table: Table, empty: str) -> N
 
 
 def _accounts_table(title: str, records: list[AccountRecord], *, users: bool) -> Table:
+    """Name, quota and creation time; for users also whether they administer the hub and are enabled."""
     table = Table(title=title, title_justify="left")
-    for column in ("name", *(("hub admin", "state") if users else ()), "quota", "created"):
+    user_columns = ("hub admin", "state") if users else ()
+    for column in ("name", *user_columns, "quota", "created"):
         table.add_column(column, overflow="fold")
     for r in records:
-        state = ("active" if r.active else f"disabled {r.disabled_at:%Y-%m-%d %H:%M}",) if users else ()
-        table.add_row(r.name, *(("yes" if r.hub_admin else "no", *state) if users else ()),
-                      human_bytes(r.quota_bytes) if r.quota_bytes is not None else "none",
-                      f"{r.created_at:%Y-%m-%d %H:%M}")
+        cells = [r.name]
+        if users:
+            cells += ["yes" if r.hub_admin else "no",
+                      "active" if r.disabled_at is None else f"disabled {r.disabled_at:%Y-%m-%d %H:%M}"]
+        cells += [human_bytes(r.quota_bytes) if r.quota_bytes is not None else "none", f"{r.created_at:%Y-%m-%d %H:%M}"]
+        table.add_row(*cells)
     return table
 
 
