@@ -18,7 +18,7 @@ from rich.table import Table
 
 from service.accounts import ROLES, AccountAdmin
 from service.cli.common import admin_hub, console, data_dir_option, human_bytes, percent, settings_for
-from storage.catalog.accounts import AccountRecord
+from storage.catalog.accounts import AccountNotFound, AccountRecord
 from storage.catalog.models import AccountKind
 from storage.core.errors import InvalidInput
 
@@ -229,7 +229,11 @@ def quota_set(namespace: str, size: str, data_dir: Path | None) -> None:
 def quota_show(namespaces: tuple[str, ...], output: str, data_dir: Path | None) -> None:
     """Usage against quota for NAMESPACEs (default: every user and organization)."""
     with admin_hub(settings_for(data_dir)) as hub:
-        names = list(namespaces) or [r.name for r in AccountAdmin(hub.session).accounts()]
+        known = [r.name for r in AccountAdmin(hub.session).accounts()]
+        for name in namespaces:
+            if name not in known:
+                raise AccountNotFound(kind="user or organization", name=name)
+        names = list(namespaces) or known
         rows: list[dict[str, Any]] = []
         for name in names:
             usage, limit = hub.quotas.usage(name)

@@ -189,6 +189,7 @@ def test_a_quota_set_by_the_cli_is_enforced_and_shown(deployment: Deployment) ->
                                                 "quota_bytes": None}]
     assert d.run("quota", "set", "dora", "-5").exit_code == 2
     assert d.run("quota", "set", "nobody", "1GB").exit_code == 3
+    assert d.run("quota", "show", "nobody").exit_code == 3
 
 
 def test_quota_sizes_parse_with_units() -> None:
