@@ -17,7 +17,7 @@ from typing import IO, Any
 import click
 from rich.markup import escape
 
-from service.cli import admin, pull, push, serve, tokens
+from service.cli import accounts, admin, pull, push, serve, tokens
 from service.cli.common import Interrupted, LocalFilesError, err_console
 from storage.core.errors import DeltahubError
 
@@ -71,6 +71,8 @@ cli.add_command(push.push)
 cli.add_command(pull.pull)
 cli.add_command(admin.admin)
 admin.admin.add_command(tokens.token)
+for group in (accounts.user, accounts.org, accounts.quota):
+    admin.admin.add_command(group)
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ class VerifyFailed(IntegrityError):
 
 @click.group()
 def admin() -> None:
-    """Inspect and maintain a deployment: storage report, verify, GC, tokens, migrations."""
+    """Inspect and maintain a deployment: storage report, verify, GC, accounts, tokens, quotas, migrations."""
 
 
 @admin.command()

@@ -49,7 +49,7 @@ Pass --endpoint or set DELTAHUB_ENDPOINT"""
 
 class AccessDenied(DeltahubError):
     """the server refused the request ({detail}): pass a token with --token or DELTAHUB_TOKEN \
-(an admin creates one with `deltahub admin token create NAME --write`)"""
+(an admin creates one with `deltahub admin token create NAME --user USER --write`)"""
 
     exit_code = 8
 

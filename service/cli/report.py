@@ -15,7 +15,7 @@ from rich.table import Table
 from service.cli.common import human_bytes, percent
 from storage.app.hub import Hub
 from storage.catalog import repos as catalog_repos
-from storage.catalog.accounting import storage_report
+from storage.catalog.accounting import namespace_report, storage_report
 
 REPORT_FORMAT = 1
 SAVING_SOURCES = ("file_dedup", "tensor_dedup", "chunk_dedup", "delta_coding", "plain_coding", "overhead")
@@ -28,6 +28,7 @@ def build_report(hub: Hub) -> dict[str, Any]:
         shas = {m["sha256"] for fam in raw["families"] for m in fam["members"]}
         shas |= {fam["root"] for fam in raw["families"] if fam["root"]}
         where = {sha: [{"repo_id": r, "path": p} for r, p in catalog_repos.locations(s, sha)] for sha in shas}
+        by_namespace = namespace_report(s)
     logical, physical = int(raw["logical_bytes"]), int(raw["physical_bytes"])
     families = []
     for fam in raw["families"]:
@@ -67,6 +68,12 @@ def build_report(hub: Hub) -> dict[str, Any]:
         "savings": {source: int(raw["savings"].get(source, 0)) for source in SAVING_SOURCES},
         "families": families,
         "repositories": repositories,
+        "namespaces": by_namespace["namespaces"],
+        "namespace_totals": {
+            **{key: by_namespace["totals"][key] for key in ("exclusive_bytes", "shared_bytes")},
+            # Pack headers, objects awaiting GC, files no repository names: physical, but no namespace's.
+            "unattributed_bytes": physical - by_namespace["totals"]["attributed_bytes"],
+        },
     }
 
 
@@ -114,6 +121,39 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
                 human_bytes(row["exclusive_bytes"]),
             )
         console.print(table)
+    print_namespaces(console, report)
+
+
+def print_namespaces(console: Console, report: dict[str, Any]) -> None:
+    table = Table(title="Namespaces", title_justify="left")
+    table.add_column("namespace", overflow="fold")
+    table.add_column("kind")
+    for column in ("repos", "logical", "quota", "used %", "physical", "exclusive", "shared"):
+        table.add_column(column, justify="right")
+    for row in report["namespaces"]:
+        quota = row["quota_bytes"]
+        table.add_row(
+            row["namespace"],
+            row["kind"] or "-",
+            str(row["repositories"]),
+            human_bytes(row["logical_bytes"]),
+            "none" if quota is None else human_bytes(quota),
+            "-" if quota is None else percent(row["logical_bytes"], quota),
+            human_bytes(row["physical_bytes"]),
+            human_bytes(row["exclusive_bytes"]),
+            human_bytes(row["shared_bytes"]),
+        )
+    if not report["namespaces"]:
+        console.print("no namespaces yet")
+        return
+    console.print(table)
+    totals = report["namespace_totals"]
+    console.print(
+        f"physical {human_bytes(report['physical_bytes'])} = exclusive {human_bytes(totals['exclusive_bytes'])}"
+        f" + shared {human_bytes(totals['shared_bytes'])} (each shared byte once)"
+        f" + unattributed {human_bytes(totals['unattributed_bytes'])} (pack overhead, objects awaiting gc)",
+        soft_wrap=True,
+    )
 
 
 def print_families(console: Console, report: dict[str, Any], *, detail: bool) -> None:

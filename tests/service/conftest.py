@@ -19,8 +19,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from service.app import create_app
-from service.auth import StaticTokenStore, TokenInfo
+from service.auth import StaticTokenStore, TokenInfo, TokenStore
 from service.options import ServiceOptions
+from service.tokens import CatalogTokenStore
 from storage.app.hub import Hub
 from storage.settings import load_settings
 from workers.inprocess import InProcessQueue
@@ -57,13 +58,16 @@ def _free_port() -> int:
 
 
 def start_service(
-    tmp_path: Path, options: ServiceOptions, *, ingest: bool = False, settings: dict[str, object] | None = None
+    tmp_path: Path, options: ServiceOptions, *, ingest: bool = False, settings: dict[str, object] | None = None,
+    catalog_tokens: bool = False,
 ) -> Iterator[RunningService]:
     """Serve a new hub; with `ingest`, commits are ingested by the embedded worker, as `deltahub serve` does.
-    `settings` overrides fields of the hub's settings (the mirror's upstream, ...)."""
+    `settings` overrides fields of the hub's settings (the mirror's upstream, ...); with `catalog_tokens`,
+    bearer tokens are checked against the hub's catalog (as `deltahub serve` does) instead of TOKENS."""
     settings_ = load_settings(data_dir=tmp_path / "hub", **(settings or {}))
     hub = open_hub(settings_) if ingest else Hub.from_settings(settings_, migrate=True)
-    app = create_app(hub, hub.settings, TOKENS, options=options)
+    tokens: TokenStore = CatalogTokenStore(hub.session) if catalog_tokens else TOKENS
+    app = create_app(hub, hub.settings, tokens, options=options)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -119,3 +119,32 @@ def test_the_matrix(matrix_hub: tuple[Hub, FastAPI, Tenants]) -> None:
                                          f"neither matter nor pass: {answers}")
     assert not wrong, f"{len(wrong)} of {cells} cells wrong:\n" + "\n".join(wrong)
     assert cells >= 8 * 2 * 50
+
+
+def test_a_hub_closed_to_anonymous_reading(matrix_hub: tuple[Hub, FastAPI, Tenants]) -> None:
+    """DELTAHUB_ANONYMOUS_READ=false: every route that reads (a listing, a repository, a page) answers an
+    anonymous caller 401, public repositories included; any valid token reads public ones as before, and
+    the routes about nothing stored stay open."""
+    hub, _, tenants = matrix_hub
+    closed = create_app(hub, hub.settings, CatalogTokenStore(hub.session), options=ServiceOptions(anonymous_read=False))
+    wrong: list[str] = []
+    checked = 0
+    with TestClient(closed) as client:
+        for route in routes(closed):
+            rule = declared_rule(route.endpoint)
+            for method in sorted(route.methods):
+                call = call_for(route, method, "public", form_token=tenants.tokens["member_read"])
+                anonymous = send(client, call)
+                got = f"{anonymous.status_code}"
+                if rule in (Rule.HUB_READ, Rule.REPO_READ):
+                    checked += 1
+                    if anonymous.status_code != 401:
+                        wrong.append(f"{method} {route.path} [{rule}] anonymous: 401 expected, got {got}")
+                    reader = send(client, auth_for(call, tenants.tokens["other_writer"]))
+                    if verdict(route.name, reader) != "ok":
+                        wrong.append(f"{method} {route.path} [{rule}] another user's token: ok expected, "
+                                     f"got {reader.status_code}")
+                elif rule == Rule.PUBLIC and verdict(route.name, anonymous) != "ok":
+                    wrong.append(f"{method} {route.path} [{rule}] anonymous: ok expected, got {got}")
+    assert checked >= 20
+    assert not wrong, "\n".join(wrong)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from service.accounts import AccountAdmin
 from service.cli import cli
 from service.tokens import CatalogTokenStore
 from storage.app.gitattributes import MODEL_GITATTRIBUTES
@@ -328,3 +329,34 @@ def test_the_readme_quickstart_is_complete_for_a_new_user() -> None:
     assert "transformers" in install and "torch" in install  # from_pretrained below needs them
     assert commands.index("create_repo(") < commands.index("upload_folder(")  # upload_folder needs the repo
     assert "working directory" in quickstart or "directory you start it from" in quickstart
+
+
+def test_report_per_namespace_splits_physical_into_exclusive_and_shared(hub: Hub, data_dir: Path) -> None:
+    """org holds a base and its fine-tune; eve copies the base: the base's bytes are shared, the fine-tune's
+    delta is org's alone, and eve holds nothing alone."""
+    files = push_family(hub)
+    ingest_all(hub, push(hub, "eve/copy", {"model.safetensors": files["base"]}))
+    AccountAdmin(hub.session).create_user("eve")
+    AccountAdmin(hub.session).set_quota("eve", 10**6)
+    report = json.loads(run("admin", "report", "--format", "json", "--data-dir", str(data_dir)).output)
+    rows = {row["namespace"]: row for row in report["namespaces"]}
+    assert set(rows) == {"org", "eve"}
+    org, eve = rows["org"], rows["eve"]
+    assert (org["kind"], org["repositories"], org["quota_bytes"]) == (None, 2, None)
+    assert (eve["kind"], eve["repositories"], eve["quota_bytes"]) == ("user", 1, 10**6)
+    assert eve["logical_bytes"] == len(files["base"]) + len(MODEL_GITATTRIBUTES) == hub.quotas.usage("eve")[0]
+    assert org["logical_bytes"] == hub.quotas.usage("org")[0]
+    for row in rows.values():
+        assert row["exclusive_bytes"] + row["shared_bytes"] == row["physical_bytes"] > 0
+    assert eve["exclusive_bytes"] == 0 and eve["shared_bytes"] == org["shared_bytes"] > 0
+    assert org["exclusive_bytes"] > 0  # the fine-tune's delta frames
+    totals = report["namespace_totals"]
+    assert totals["shared_bytes"] == eve["shared_bytes"]  # counted once, not once per namespace
+    assert totals["exclusive_bytes"] == org["exclusive_bytes"]
+    assert totals["exclusive_bytes"] + totals["shared_bytes"] + totals["unattributed_bytes"] == report["physical_bytes"]
+    assert 0 <= totals["unattributed_bytes"] < report["physical_bytes"] // 10  # pack headers only
+    table = run("admin", "report", "--data-dir", str(data_dir)).output
+    [eve_line] = [line for line in table.splitlines() if "│ eve " in line]
+    assert "Namespaces" in table
+    cells = [cell.strip() for cell in eve_line.split("│")[1:-1]]
+    assert cells[:3] == ["eve", "user", "1"] and cells[4] == "976.6 KiB" and cells[7] == "0 B"

@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from storage.catalog.accounting import storage_report
+from storage.catalog.accounting import namespace_report, storage_report
 from storage.catalog.models import (
+    Account,
+    AccountKind,
     Commit,
     Family,
     FileObject,
@@ -128,11 +130,60 @@ def reference_report(session: Session) -> dict[str, Any]:
     }
 
 
+def reference_namespaces(session: Session) -> dict[str, Any]:
+    """The per-namespace report from the rows, with sets: a unit (a tensor with its delta bases, or a
+    staged file) is exclusive to a namespace when no other namespace's files need it."""
+    files = {f.sha256: f for f in session.scalars(select(FileObject))}
+    repos = {r.id: r.namespace for r in session.scalars(select(Repository))}
+    repo_files: dict[int, set[str]] = defaultdict(set)
+    for repo_id, sha in session.execute(
+        select(Commit.repo_id, TreeEntry.file_sha256).join(Commit, Commit.oid == TreeEntry.commit_oid)
+    ):
+        repo_files[repo_id].add(sha)
+    file_tensors: dict[str, set[str]] = defaultdict(set)
+    for sha, tensor_id in session.execute(select(FileSegment.file_sha256, FileSegment.tensor_id)):
+        file_tensors[sha].add(tensor_id)
+    bases = {t.id: t.base_tensor_id for t in session.scalars(select(Tensor))}
+    encoded: Counter[str] = Counter()
+    for frame in session.scalars(select(Frame)):
+        encoded[frame.tensor_id] += frame.object_length
+    ns_files: dict[str, set[str]] = defaultdict(set)
+    for repo_id, shas in repo_files.items():
+        ns_files[repos[repo_id]] |= shas
+    units: dict[str, dict[str, int]] = {}
+    for ns, shas in ns_files.items():
+        mine = {t: encoded[t] for t in _closure(set().union(*(file_tensors[s] for s in shas)), bases)}
+        mine |= {s: files[s].size for s in shas if files[s].state != FileState.STORED and files[s].staging_key}
+        units[ns] = mine
+    needed_by = Counter(u for mine in units.values() for u in mine)
+    accounts = {a.name: a for a in session.scalars(select(Account))}
+    rows: list[dict[str, Any]] = []
+    for ns in sorted(set(accounts) | set(repos.values())):
+        mine = units.get(ns, {})
+        alone = sum(size for u, size in mine.items() if needed_by[u] == 1)
+        rows.append({
+            "namespace": ns,
+            "kind": accounts[ns].kind if ns in accounts else None,
+            "repositories": sum(1 for n in repos.values() if n == ns),
+            "logical_bytes": sum(files[s].size for rid, shas in repo_files.items() if repos[rid] == ns for s in shas),
+            "physical_bytes": sum(mine.values()),
+            "exclusive_bytes": alone,
+            "shared_bytes": sum(mine.values()) - alone,
+            "quota_bytes": accounts[ns].quota_bytes if ns in accounts else None,
+        })
+    every = {u: size for mine in units.values() for u, size in mine.items()}
+    exclusive = sum(r["exclusive_bytes"] for r in rows)
+    shared = sum(size for u, size in every.items() if needed_by[u] > 1)
+    return {"namespaces": rows,
+            "totals": {"exclusive_bytes": exclusive, "shared_bytes": shared, "attributed_bytes": exclusive + shared}}
+
+
 def _sha(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
 sizes = st.integers(0, 10_000)
+NAMESPACES = ("ns", "org", "eve")
 
 
 @st.composite
@@ -162,7 +213,11 @@ def catalogs(draw: st.DrawFn) -> dict[str, Any]:
         draw(st.lists(st.lists(st.integers(0, n_files - 1), max_size=4) if n_files else st.just([]), max_size=3))
         for _ in range(draw(st.integers(0, 4)))
     ]
-    return {"objects": objects, "tensors": tensors, "families": n_families, "files": files, "repos": repos}
+    # Each repository in one of a few namespaces, some of them accounts (with or without a quota).
+    namespaces = [draw(st.sampled_from(NAMESPACES)) for _ in repos]
+    accounts = draw(st.dictionaries(st.sampled_from(NAMESPACES), st.none() | sizes, max_size=len(NAMESPACES)))
+    return {"objects": objects, "tensors": tensors, "families": n_families, "files": files, "repos": repos,
+            "namespaces": namespaces, "accounts": accounts}
 
 
 def build(session: Session, spec: dict[str, Any]) -> None:
@@ -190,8 +245,10 @@ def build(session: Session, spec: dict[str, Any]) -> None:
         session.flush()
         for seq, t in enumerate(f["tensors"]):
             session.add(FileSegment(file_sha256=shas[i], seq=seq, offset=0, length=0, tensor_id=ids[t]))
+    for name, quota in spec.get("accounts", {}).items():
+        session.add(Account(name=name, kind=AccountKind.ORG if name == "org" else AccountKind.USER, quota_bytes=quota))
     for r, commits in enumerate(spec["repos"]):
-        repo = Repository(namespace="ns", name=f"r{r}")
+        repo = Repository(namespace=spec.get("namespaces", ["ns"] * len(spec["repos"]))[r], name=f"r{r}")
         session.add(repo)
         session.flush()
         for c, tree in enumerate(commits):
@@ -212,8 +269,30 @@ def test_sql_accounting_equals_the_python_walk(migrated_engine: Engine, spec: di
         try:
             build(session, spec)
             assert storage_report(session, top=0) == reference_report(session)
+            by_namespace = namespace_report(session)
+            assert by_namespace == reference_namespaces(session)
+            # Exclusive and shared bytes add up to each namespace's physical bytes, and across namespaces
+            # to every byte some namespace needs, each counted once.
+            for row in by_namespace["namespaces"]:
+                assert row["exclusive_bytes"] + row["shared_bytes"] == row["physical_bytes"]
+            assert by_namespace["totals"]["attributed_bytes"] == _attributed(session)
         finally:
             session.rollback()
+
+
+def _attributed(session: Session) -> int:
+    """Every byte some repository's files need: the closure of their tensors, encoded, and the staged files
+    among them (computed without namespaces at all)."""
+    named = set(session.scalars(select(TreeEntry.file_sha256)))
+    tensors = set(session.scalars(select(FileSegment.tensor_id).where(FileSegment.file_sha256.in_(named))))
+    bases = {t.id: t.base_tensor_id for t in session.scalars(select(Tensor))}
+    encoded: Counter[str] = Counter()
+    for frame in session.scalars(select(Frame)):
+        encoded[frame.tensor_id] += frame.object_length
+    staged = session.scalars(select(FileObject).where(FileObject.sha256.in_(named)))
+    return sum(encoded[t] for t in _closure(tensors, bases)) + sum(
+        f.size for f in staged if f.state != FileState.STORED and f.staging_key
+    )
 
 
 def test_top_keeps_the_largest_exclusive_repositories(migrated_engine: Engine) -> None:
@@ -235,3 +314,31 @@ def test_top_keeps_the_largest_exclusive_repositories(migrated_engine: Engine) -
                                              "physical_bytes": 10, "exclusive_bytes": 3}
         assert report["families"][0]["physical_bytes"] == 10
         assert session.scalar(select(func.count()).select_from(Family)) == 1
+
+
+def test_namespaces_split_physical_bytes_into_exclusive_and_shared(migrated_engine: Engine) -> None:
+    """org/base holds a base; eve/tuned a fine-tune delta-coded against it (so eve needs the base's tensor
+    too) and a staged file ns/r2 names as well; ns/r3 is empty, and the account "org" has a quota."""
+    spec = {"objects": [100], "tensors": [{"nbytes": 10, "base": None, "frames": [(0, 7)]},
+                                          {"nbytes": 10, "base": 0, "frames": [(0, 3)]}],
+            "families": 0,
+            "files": [{"size": 50, "state": FileState.STORED, "staged": False, "family": None, "base": None,
+                       "tensors": [0]},
+                      {"size": 60, "state": FileState.STORED, "staged": False, "family": None, "base": 0,
+                       "tensors": [1]},
+                      {"size": 11, "state": FileState.STAGED, "staged": True, "family": None, "base": None,
+                       "tensors": []}],
+            "repos": [[[0]], [[1, 2]], [[2]], []], "namespaces": ["org", "eve", "ns", "ns"],
+            "accounts": {"org": 1000, "eve": None}}
+    with Session(migrated_engine) as session:
+        build(session, spec)
+        report = namespace_report(session)
+    rows = {row["namespace"]: row for row in report["namespaces"]}
+    assert rows["org"] == {"namespace": "org", "kind": "org", "repositories": 1, "logical_bytes": 50,
+                           "physical_bytes": 7, "exclusive_bytes": 0, "shared_bytes": 7, "quota_bytes": 1000}
+    assert rows["eve"] == {"namespace": "eve", "kind": "user", "repositories": 1, "logical_bytes": 71,
+                           "physical_bytes": 21, "exclusive_bytes": 3, "shared_bytes": 18, "quota_bytes": None}
+    assert rows["ns"] == {"namespace": "ns", "kind": None, "repositories": 2, "logical_bytes": 11,
+                          "physical_bytes": 11, "exclusive_bytes": 0, "shared_bytes": 11, "quota_bytes": None}
+    # The base tensor (7) and the staged file (11) are shared, each counted once; eve's delta (3) is its own.
+    assert report["totals"] == {"exclusive_bytes": 3, "shared_bytes": 18, "attributed_bytes": 21}
