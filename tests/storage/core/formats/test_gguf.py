@@ -1,0 +1,237 @@
+"""GGUF: real files from the `gguf` writer rebuild byte-exact with their tensors typed; every broken
+rule of the format is its own error."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from storage.core.errors import InvalidInput
+from storage.core.formats import gguf as g
+from storage.core.formats import registry
+from storage.core.formats.base import FileLayout
+from storage.core.segments import HEADER_SEGMENT
+
+gguf = pytest.importorskip("gguf")
+quants = pytest.importorskip("gguf.quants")
+T = gguf.GGMLQuantizationType
+
+LIMIT = 1 << 20
+
+
+def write(path: Path, tensors: dict[str, np.ndarray | tuple[np.ndarray, object]], *, alignment: int | None = None,
+          metadata: bool = True) -> bytes:  # fmt: skip
+    """A file made by the real writer; a (bytes array, ggml type) value is a pre-quantized tensor."""
+    writer = gguf.GGUFWriter(str(path), "llama")
+    if alignment is not None:
+        writer.add_custom_alignment(alignment)
+    if metadata:
+        writer.add_uint32("llama.block_count", 2)
+        writer.add_array("tokenizer.ggml.tokens", ["<s>", "</s>", "héllo", ""])
+        writer.add_array("test.nested", [[1, 2, 3], [4]])
+        writer.add_float64("test.f64", 0.5)
+        writer.add_bool("test.flag", True)
+    for name, value in tensors.items():
+        if isinstance(value, tuple):
+            writer.add_tensor(name, value[0], raw_dtype=value[1])
+        else:
+            writer.add_tensor(name, value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path.read_bytes()
+
+
+def layout_of(data: bytes, *, limit: int = LIMIT, max_tensors: int = 1000) -> FileLayout:
+    return g.GgufFormat().layout(lambda a, b: data[a:b], len(data), max_header_bytes=limit, max_tensors=max_tensors)
+
+
+def detected(data: bytes) -> str:
+    return registry.detect_format(lambda a, b: data[a:b], len(data), max_header_bytes=LIMIT).format_id
+
+
+def by_name(layout: FileLayout) -> dict[str | None, tuple[int, int, str, tuple[int, ...]]]:
+    return {s.name: (s.offset, s.end, s.dtype.name, s.shape) for s in layout.segments}
+
+
+def test_a_real_file_keeps_float_tensors_typed_in_numpy_order_and_quantized_ones_opaque(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 64)).astype(np.float32)
+    q = quants.quantize(rng.standard_normal((4, 64)).astype(np.float32), T.Q8_0)
+    data = write(tmp_path / "m.gguf", {"w": w, "h": w.astype(np.float16), "q": (q, T.Q8_0),
+                                       "i": np.arange(5, dtype=np.int32)})  # fmt: skip
+    assert detected(data) == "gguf"
+    layout = layout_of(data)
+    assert b"".join(data[s.offset : s.end] for s in layout.segments) == data
+    seg = by_name(layout)
+    assert layout.segments[0].name == HEADER_SEGMENT
+    a, b, dtype, shape = seg["w"]
+    assert (dtype, shape) == ("F32", (3, 64))  # ggml dims are (64, 3): reversed
+    assert np.array_equal(np.frombuffer(data[a:b], np.float32).reshape(shape), w)
+    assert seg["h"][2:] == ("F16", (3, 64)) and seg["i"][2:] == ("I32", (5,))
+    a, b, dtype, shape = seg["q"]
+    assert (dtype, shape) == ("U8", (4 * 2 * 34,)) and data[a:b] == q.tobytes()
+    assert layout.tensors is not None
+    assert sorted(t.name for t in layout.tensors) == ["h", "i", "w"]  # quantized blocks are no tensors
+
+
+def test_bf16_and_every_quantized_type_the_writer_makes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 256)).astype(np.float32)
+    tensors: dict[str, np.ndarray | tuple[np.ndarray, object]] = {
+        "bf": (quants.quantize(x, T.BF16), T.BF16)
+    }
+    for qtype in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q4_K, T.Q6_K):
+        try:
+            tensors[qtype.name] = (quants.quantize(x, qtype), qtype)
+        except NotImplementedError:
+            continue
+    data = write(tmp_path / "q.gguf", tensors)
+    seg = by_name(layout_of(data))
+    assert seg["bf"][2:] == ("BF16", (2, 256))
+    for name in tensors.keys() - {"bf"}:
+        _, block, block_bytes, _ = next(v for v in g.GGML_TYPES.values() if v[0] == name)
+        assert seg[name][2:] == ("U8", (2 * 256 // block * block_bytes,))
+
+
+def test_a_v2_file_is_the_v3_layout_with_another_version(tmp_path: Path) -> None:
+    data = write(tmp_path / "m.gguf", {"w": np.ones((2, 8), np.float32)})
+    assert struct.unpack_from("<I", data, 4)[0] == 3
+    v2 = data[:4] + struct.pack("<I", 2) + data[8:]
+    assert detected(v2) == "gguf"
+    assert layout_of(v2).segments == layout_of(data).segments
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    shapes=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 3)), min_size=0, max_size=5),
+    kinds=st.lists(st.sampled_from(["F32", "F16", "BF16", "F64", "I8", "I16", "I64", "Q8_0", "Q4_0"]), min_size=5,
+                   max_size=5),
+    alignment=st.sampled_from([None, 1, 8, 64, 256]),
+)  # fmt: skip
+def test_any_file_the_writer_makes_rebuilds_and_types_its_tensors(
+    tmp_path: Path, shapes: list[tuple[int, int]], kinds: list[str], alignment: int | None
+) -> None:
+    rng = np.random.default_rng(2)
+    tensors: dict[str, np.ndarray | tuple[np.ndarray, object]] = {}
+    for i, (rows, blocks) in enumerate(shapes):
+        x = rng.standard_normal((rows, 32 * blocks)).astype(np.float32)
+        kind = kinds[i]
+        if kind in ("Q8_0", "Q4_0", "BF16"):
+            tensors[f"t{i}"] = (quants.quantize(x, T[kind]), T[kind])
+        else:
+            np_type = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I8": np.int8, "I16": np.int16,
+                       "I64": np.int64}[kind]  # fmt: skip
+            tensors[f"t{i}"] = x.astype(np_type)
+    data = write(tmp_path / "h.gguf", tensors, alignment=alignment, metadata=bool(len(shapes) % 2))
+    layout = layout_of(data)
+    assert b"".join(data[s.offset : s.end] for s in layout.segments) == data
+    seg = by_name(layout)
+    for i, (rows, blocks) in enumerate(shapes):
+        a, b, dtype, shape = seg[f"t{i}"]
+        value = tensors[f"t{i}"]
+        raw = value[0] if isinstance(value, tuple) else value
+        assert data[a:b] == raw.tobytes()
+        if kinds[i] in ("Q8_0", "Q4_0"):
+            assert dtype == "U8"
+        else:
+            assert (dtype, shape) == (kinds[i], (rows, 32 * blocks))
+        assert a % (alignment or 32) == layout.segments[0].end % (alignment or 32) == 0
+
+
+# Hostile files, built field by field: each breaks exactly one rule.
+
+
+def s(text: str | bytes) -> bytes:
+    raw = text.encode() if isinstance(text, str) else text
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def kv(key: str, vtype: int, value: bytes) -> bytes:
+    return s(key) + struct.pack("<I", vtype) + value
+
+
+def info(name: str | bytes, dims: tuple[int, ...], ggml_type: int = 0, offset: int = 0) -> bytes:
+    dims_bytes = b"".join(struct.pack("<Q", d) for d in dims)
+    return s(name) + struct.pack("<I", len(dims)) + dims_bytes + struct.pack("<IQ", ggml_type, offset)
+
+
+def build(kvs: list[bytes], infos: list[bytes], data: bytes = b"", *, version: int = 3, alignment: int = 32,
+          n_tensors: int | None = None, n_kv: int | None = None) -> bytes:  # fmt: skip
+    head = b"GGUF" + struct.pack("<IQQ", version, len(infos) if n_tensors is None else n_tensors,
+                                 len(kvs) if n_kv is None else n_kv)  # fmt: skip
+    body = head + b"".join(kvs) + b"".join(infos)
+    return body + b"\0" * (-len(body) % alignment) + data
+
+
+GOOD = build([kv("a", 4, struct.pack("<I", 7))], [info("w", (4,))], b"\0" * 16)
+
+HOSTILE: list[tuple[str, Callable[[], bytes], type[InvalidInput]]] = [
+    ("bad magic", lambda: b"GGUG" + GOOD[4:], g.BadMagic),
+    ("version 1", lambda: build([], [], version=1), g.UnsupportedVersion),
+    ("big-endian", lambda: build([], [], version=3 << 24), g.UnsupportedVersion),
+    ("truncated", lambda: GOOD[:30], g.Truncated),
+    ("tensor count", lambda: build([], [], n_tensors=1001), g.TooManyTensors),
+    ("tensor count past the file", lambda: build([], [], n_tensors=999), g.Truncated),
+    ("kv count", lambda: build([], [], n_kv=1 << 40), g.TooManyKeys),
+    ("kv count past the file", lambda: build([], [], n_kv=5), g.Truncated),
+    ("string past end", lambda: build([s("a")[:8].replace(b"\1", b"\xff") + b"a"], []), g.StringTooLong),
+    ("key not utf-8", lambda: build([kv("a", 0, b"\0").replace(b"a", b"\xff", 1)], []), g.NotUtf8),
+    ("unknown value type", lambda: build([kv("a", 13, b"\0" * 8)], []), g.UnknownValueType),
+    ("unknown array type", lambda: build([kv("a", 9, struct.pack("<IQ", 99, 1))], []), g.UnknownValueType),
+    ("array too long", lambda: build([kv("a", 9, struct.pack("<IQ", 4, 1 << 50))], []), g.ArrayTooLong),
+    ("nested too deep", lambda: build([kv("a", 9, struct.pack("<IQ", 9, 1) * 20)], []), g.NestedTooDeep),
+    ("duplicate key", lambda: build([kv("a", 0, b"\0"), kv("a", 0, b"\0")], []), g.DuplicateKey),
+    ("alignment type", lambda: build([kv("general.alignment", 10, b"\0" * 8)], []), g.BadAlignment),
+    ("alignment zero", lambda: build([kv("general.alignment", 4, b"\0" * 4)], []), g.BadAlignment),
+    ("alignment not 2^k", lambda: build([kv("general.alignment", 4, struct.pack("<I", 24))], []), g.BadAlignment),
+    ("too many dims", lambda: build([], [info("w", (1, 1, 1, 1, 1))], b"\0" * 32), g.TooManyDims),
+    ("unknown ggml type", lambda: build([], [info("w", (4,), 4)], b"\0" * 32), g.UnknownGgmlType),
+    ("duplicate tensor", lambda: build([], [info("w", (1,)), info("w", (1,), offset=32)], b"\0" * 64),
+     g.DuplicateTensor),
+    ("partial block", lambda: build([], [info("w", (33, 2), 8)], b"\0" * 256), g.TensorSizeMismatch),
+    ("huge dims", lambda: build([], [info("w", (1 << 62, 1 << 62))], b""), g.TensorTooLarge),
+    ("misaligned", lambda: build([], [info("w", (1,), offset=4)], b"\0" * 64), g.MisalignedTensor),
+    ("out of bounds", lambda: build([], [info("w", (5,))], b"\0" * 16), g.TensorOutOfBounds),
+    ("overlap", lambda: build([], [info("w", (16,)), info("v", (1,), offset=32)], b"\0" * 96),
+     g.OverlappingTensors),
+    ("header past limit", lambda: build([kv("a", 8, s("x" * (LIMIT + 10)))], []), g.HeaderTooLarge),
+]
+
+
+@pytest.mark.parametrize(("rule", "make", "error"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_each_broken_rule_is_its_own_error_and_the_file_is_then_a_blob(
+    rule: str, make: Callable[[], bytes], error: type[InvalidInput]
+) -> None:
+    data = make()
+    with pytest.raises(error) as raised:
+        layout_of(data)
+    assert type(raised.value) is error and raised.value.status == 400
+    assert detected(data) == "blob"
+
+
+def test_the_hostile_builder_makes_valid_files_when_no_rule_is_broken() -> None:
+    layout = layout_of(GOOD)
+    assert [(s.name, s.dtype.name, s.shape) for s in layout.segments] == [
+        (HEADER_SEGMENT, "U8", (96,)), ("w", "F32", (4,))
+    ]  # fmt: skip
+
+
+def test_header_reads_stay_within_the_limit_and_never_touch_tensor_data(tmp_path: Path) -> None:
+    data = write(tmp_path / "big.gguf", {"w": np.ones((256, 1024), np.float32)})
+    reads: list[tuple[int, int]] = []
+
+    def read(a: int, b: int) -> bytes:
+        reads.append((a, b))
+        return data[a:b]
+
+    layout = g.GgufFormat().layout(read, len(data), max_header_bytes=LIMIT)
+    assert sum(b - a for a, b in reads) <= 64 << 10 and len(reads) == 1
+    assert layout.segments[1].length == 1 << 20
