@@ -4,6 +4,6 @@ them into segments that rebuild the file byte-exact (contract: base.py; registry
 Importing this package registers every format, so any stored format id is readable.
 """
 
-from storage.core.formats import gguf, safetensors, torchzip
+from storage.core.formats import gguf, onnx, safetensors, torchzip
 
-__all__ = ["gguf", "safetensors", "torchzip"]
+__all__ = ["gguf", "onnx", "safetensors", "torchzip"]

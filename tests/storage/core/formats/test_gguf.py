@@ -54,7 +54,7 @@ def layout_of(data: bytes, *, limit: int = LIMIT, max_tensors: int = 1000) -> Fi
 
 
 def detected(data: bytes) -> str:
-    return registry.detect_format(lambda a, b: data[a:b], len(data), max_header_bytes=LIMIT).format_id
+    return registry.detect_format(lambda a, b: data[a:b], len(data), max_header_bytes=LIMIT, max_tensors=1000).format_id
 
 
 def by_name(layout: FileLayout) -> dict[str | None, tuple[int, int, str, tuple[int, ...]]]:
@@ -233,5 +233,5 @@ def test_header_reads_stay_within_the_limit_and_never_touch_tensor_data(tmp_path
         return data[a:b]
 
     layout = g.GgufFormat().layout(read, len(data), max_header_bytes=LIMIT)
-    assert sum(b - a for a, b in reads) <= 64 << 10 and len(reads) == 1
+    assert sum(b - a for a, b in reads) <= 64 << 10 and len(reads) <= 4
     assert layout.segments[1].length == 1 << 20
