@@ -3,6 +3,8 @@ rule of the format is its own error."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -12,11 +14,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from storage.app.hub import Hub
 from storage.core.errors import InvalidInput
 from storage.core.formats import gguf as g
 from storage.core.formats import registry
 from storage.core.formats.base import FileLayout
 from storage.core.segments import HEADER_SEGMENT
+from storage.objectstore import ObjectStore
+from tests.hubs import make_hub, push, read_all
+from tests.models import make_weights, to_safetensors
+from workers.jobs.ingest import IngestResult, run_ingest
 
 gguf = pytest.importorskip("gguf")
 quants = pytest.importorskip("gguf.quants")
@@ -235,3 +242,64 @@ def test_header_reads_stay_within_the_limit_and_never_touch_tensor_data(tmp_path
     layout = g.GgufFormat().layout(read, len(data), max_header_bytes=LIMIT)
     assert sum(b - a for a, b in reads) <= 64 << 10 and len(reads) <= 4
     assert layout.segments[1].length == 1 << 20
+
+
+# End to end on a hub: tensors stored once whatever container holds them.
+
+
+def ingested(hub: Hub, repo: str, files: dict[str, bytes]) -> list[IngestResult]:
+    results = [run_ingest(hub, job) for job in push(hub, repo, files)]
+    return [r for r in results if r is not None]
+
+
+def to_gguf(path: Path, weights: dict[str, np.ndarray]) -> bytes:
+    return write(path, dict(weights.items()))
+
+
+def test_a_gguf_beside_its_safetensors_twin_stores_only_its_header(tmp_path: Path, local_store: ObjectStore) -> None:
+    hub = make_hub(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}", local_store, frame_bytes=64 << 10)
+    weights = make_weights(3)
+    ingested(hub, "org/m", {"model.safetensors": to_safetensors(weights)})
+    data = to_gguf(tmp_path / "m.gguf", weights)
+    (result,) = ingested(hub, "org/m-gguf", {"model.gguf": data})
+    assert result.deduplicated_tensors >= len(weights)
+    assert result.encoded_bytes < 0.02 * len(data)
+    sha = hashlib.sha256(data).hexdigest()
+    assert hub.file_info(sha).kind == "gguf"
+    assert read_all(hub, sha) == data
+    assert read_all(hub, sha, 100, 5000) == data[100:5000]
+
+
+def test_quantized_ggufs_sharing_tensors_store_them_once(tmp_path: Path, local_store: ObjectStore) -> None:
+    hub = make_hub(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}", local_store, frame_bytes=64 << 10)
+    weights = make_weights(4)
+    q8 = {name: (quants.quantize(w, T.Q8_0), T.Q8_0) for name, w in weights.items() if w.shape[-1] % 32 == 0}
+    first = write(tmp_path / "a.gguf", dict(q8.items()))
+    # The second variant requantizes one tensor (as a Q4_K_M and a Q4_K_S differ on some layers).
+    changed = "layer.1.mlp.weight"
+    second_q8 = {**q8, changed: (quants.quantize(weights[changed] * 1.01, T.Q8_0), T.Q8_0)}
+    second = write(tmp_path / "b.gguf", dict(second_q8.items()))
+    (a,) = ingested(hub, "org/q-a", {"model-Q8_0.gguf": first})
+    (b,) = ingested(hub, "org/q-b", {"model-Q8_0.gguf": second})
+    assert a.encoded_bytes > 0.5 * len(first)  # quantized bytes barely compress alone
+    assert b.new_tensors <= 3  # the changed tensor, and the header (its padding spans dedup)
+    assert b.encoded_bytes < 1.1 * second_q8[changed][0].nbytes + 0.02 * len(second)
+    for data in (first, second):
+        assert read_all(hub, hashlib.sha256(data).hexdigest()) == data
+
+
+@pytest.mark.slow
+def test_the_dev_corpus_model_as_gguf_adds_under_two_percent(tmp_path: Path, local_store: ObjectStore) -> None:
+    corpus = os.environ.get("DELTAHUB_CORPUS")
+    if not corpus:
+        pytest.skip("set DELTAHUB_CORPUS to the dev corpus directory")
+    from safetensors.numpy import load_file
+
+    path = Path(corpus) / "minilm-fp32" / "base" / "model.safetensors"
+    hub = make_hub(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}", local_store)
+    ingested(hub, "org/minilm", {"model.safetensors": path.read_bytes()})
+    data = to_gguf(tmp_path / "m.gguf", load_file(str(path)))
+    (result,) = ingested(hub, "org/minilm-gguf", {"model.gguf": data})
+    print(f"\nmodel.gguf: {len(data)} bytes, {result.encoded_bytes} stored: {result.encoded_bytes / len(data):.5f}")
+    assert result.encoded_bytes < 0.02 * len(data)
+    assert read_all(hub, hashlib.sha256(data).hexdigest()) == data
