@@ -4,7 +4,9 @@ error."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -14,11 +16,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from storage.app.hub import Hub
 from storage.core.errors import InvalidInput
 from storage.core.formats import onnx as ox
 from storage.core.formats import registry
 from storage.core.formats.base import FileLayout
 from storage.core.segments import HEADER_SEGMENT
+from storage.objectstore import ObjectStore
+from tests.hubs import make_hub, push, read_all
+from tests.models import make_weights, to_safetensors
+from workers.jobs.ingest import IngestResult, run_ingest
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -135,9 +142,7 @@ def test_random_bytes_are_never_parsed_into_tensors(data: bytes) -> None:
     assert b"".join(data[s.offset : s.end] for s in layout.segments) == data
 
 
-def test_other_formats_are_not_claimed(tmp_path: Path) -> None:
-    from tests.models import to_safetensors
-
+def test_other_formats_are_not_claimed() -> None:
     safetensors = to_safetensors({"w": np.ones((2, 2), np.float32)})
     assert sniffed(safetensors) == detected(safetensors) == "safetensors"
     for other in (b"", b"\x08", b"\x08\x03", b"PK\x03\x04" + b"\0" * 60, b'{"a": 1}', b"\x08\x03\x00\x00"):
@@ -236,3 +241,46 @@ def test_structure_reads_are_bounded_and_skip_tensor_data() -> None:
     layout = ox.OnnxFormat().layout(read, len(data), max_header_bytes=LIMIT)
     assert len(layout.tensors or ()) == 4
     assert sum(b - a for a, b in reads) < 32 << 10  # of a 4 MiB file
+
+
+# End to end on a hub: an ONNX export beside its safetensors twin.
+
+
+def ingested(hub: Hub, repo: str, files: dict[str, bytes]) -> list[IngestResult]:
+    results = [run_ingest(hub, job) for job in push(hub, repo, files)]
+    return [r for r in results if r is not None]
+
+
+def to_onnx(weights: dict[str, np.ndarray]) -> bytes:
+    return model([numpy_helper.from_array(np.ascontiguousarray(w), name) for name, w in weights.items()])
+
+
+def test_an_onnx_beside_its_safetensors_twin_stores_only_its_graph(tmp_path: Path, local_store: ObjectStore) -> None:
+    hub = make_hub(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}", local_store, frame_bytes=64 << 10)
+    weights = make_weights(5)
+    ingested(hub, "org/m", {"model.safetensors": to_safetensors(weights)})
+    data = to_onnx(weights)
+    (result,) = ingested(hub, "org/m-onnx", {"model.onnx": data})
+    assert result.deduplicated_tensors >= len(weights)
+    assert result.encoded_bytes < 0.02 * len(data)
+    sha = hashlib.sha256(data).hexdigest()
+    assert hub.file_info(sha).kind == "onnx"
+    assert read_all(hub, sha) == data
+    assert read_all(hub, sha, 100, 5000) == data[100:5000]
+
+
+@pytest.mark.slow
+def test_the_dev_corpus_model_as_onnx_adds_under_two_percent(tmp_path: Path, local_store: ObjectStore) -> None:
+    corpus = os.environ.get("DELTAHUB_CORPUS")
+    if not corpus:
+        pytest.skip("set DELTAHUB_CORPUS to the dev corpus directory")
+    from safetensors.numpy import load_file
+
+    path = Path(corpus) / "minilm-fp32" / "base" / "model.safetensors"
+    hub = make_hub(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}", local_store)
+    ingested(hub, "org/minilm", {"model.safetensors": path.read_bytes()})
+    data = to_onnx(load_file(str(path)))
+    (result,) = ingested(hub, "org/minilm-onnx", {"model.onnx": data})
+    print(f"\nmodel.onnx: {len(data)} bytes, {result.encoded_bytes} stored: {result.encoded_bytes / len(data):.5f}")
+    assert result.encoded_bytes < 0.02 * len(data)
+    assert read_all(hub, hashlib.sha256(data).hexdigest()) == data
