@@ -149,6 +149,15 @@ def test_other_formats_are_not_claimed() -> None:
         assert detected(other) != "onnx"
 
 
+@settings(max_examples=60, deadline=None)
+@given(pad=st.integers(0, 600))
+def test_a_safetensors_file_whose_length_reads_as_protobuf_is_still_safetensors(pad: int) -> None:
+    data = to_safetensors({"w": np.ones((2, 2), np.float32)}, metadata={"p": "x" * pad})
+    assert sniffed(data) == detected(data) == "safetensors"
+    with pytest.raises(InvalidInput):
+        layout_of(data)
+
+
 # Hostile models, each breaking one rule.
 
 

@@ -35,7 +35,7 @@ def detect(data: bytes) -> str:
 
 
 def test_every_builtin_format_is_registered_with_blob_last() -> None:
-    assert [f.format_id for f in registry.registered_formats()] == ["gguf", "onnx", "safetensors", "torchzip", "blob"]
+    assert [f.format_id for f in registry.registered_formats()] == ["gguf", "safetensors", "torchzip", "onnx", "blob"]
     assert registry.parses_tensors("safetensors") and not registry.parses_tensors("torchzip")
 
 
