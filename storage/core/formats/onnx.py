@@ -42,6 +42,8 @@ _INITIALIZER = 5
 # TensorProto fields read, and those holding typed values (float, int32, string, int64, double, uint64).
 _DIMS, _DATA_TYPE, _NAME, _RAW, _EXTERNAL, _LOCATION = 1, 2, 8, 9, 13, 14
 _TYPED = frozenset({4, 5, 6, 7, 10, 11})
+# TensorProto.segment: the initializer holds one slice of a larger tensor, which `dims` describe.
+_SEGMENT = 3
 _SINGULAR = frozenset({_DATA_TYPE, _NAME, _RAW, _LOCATION})
 _EXTERNAL_LOCATION = 1
 
@@ -214,9 +216,11 @@ def _initializer(w: _Wire, end: int) -> _Raw | None:
             raw = (w.c.pos, size)
             w.c.skip(size)
         else:
-            typed = typed or field in _TYPED
+            typed = typed or field in _TYPED or field == _SEGMENT
             external = external or field == _EXTERNAL
             w.skip(wire, at, end)
+    if w.c.pos != end:  # a varint ran past the message
+        raise FieldPastEnd(position=start, length=w.c.pos - start, end=end)
     dtype_name = DATA_TYPES.get(data_type)
     if raw is None or typed or external or location == _EXTERNAL_LOCATION or dtype_name is None:
         return None

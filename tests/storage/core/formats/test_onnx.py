@@ -214,6 +214,7 @@ HOSTILE: list[tuple[str, Callable[[], bytes], type[InvalidInput]]] = [
     ("negative dim", lambda: onnx_bytes(tensor_proto(*raw_f32(dims=((1 << 64) - 2,)))), ox.BadDims),
     ("raw size", lambda: onnx_bytes(tensor_proto(*raw_f32(raw=b"\0" * 7))), ox.RawSizeMismatch),
     ("huge dims", lambda: onnx_bytes(tensor_proto(*raw_f32(dims=(1 << 62,) * 50))), ox.RawSizeMismatch),
+    ("varint past its message", lambda: onnx_bytes(ld(5, tag(2, 0)) + b"\x81\x01"), ox.FieldPastEnd),
     ("dims wire type", lambda: onnx_bytes(tensor_proto(tag(1, 5) + b"\0" * 4)), ox.WrongWireType),
     ("structure past limit", lambda: onnx_bytes(tensor_proto(*raw_f32(name=b"x" * LIMIT))), ox.HeaderTooLarge),
     ("skipped fields cost nothing", lambda: GOOD + ld(6, b"x" * LIMIT) + b"\0", ox.BadTag),
@@ -293,3 +294,11 @@ def test_the_dev_corpus_model_as_onnx_adds_under_two_percent(tmp_path: Path, loc
     print(f"\nmodel.onnx: {len(data)} bytes, {result.encoded_bytes} stored: {result.encoded_bytes / len(data):.5f}")
     assert result.encoded_bytes < 0.02 * len(data)
     assert read_all(hub, hashlib.sha256(data).hexdigest()) == data
+
+
+def test_a_segmented_or_external_initializer_stays_opaque_even_with_raw_data() -> None:
+    segmented = onnx_bytes(tensor_proto(*raw_f32(dims=(4,)), ld(3, tag(1, 0) + varint(0) + tag(2, 0) + varint(2))))
+    external = onnx_bytes(tensor_proto(*raw_f32(), tag(14, 0) + varint(1)))
+    for data in (segmented, external):
+        layout = layout_of(data)
+        assert layout.tensors == () and len(layout.segments) == 1
