@@ -13,12 +13,15 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from storage.app.hub import Hub
+from storage.catalog.models import Frame
 from storage.core.errors import InvalidInput
 from storage.core.formats import gguf as g
 from storage.core.formats import registry
 from storage.core.formats.base import FileLayout
+from storage.core.frames import read_frame_header
 from storage.core.segments import HEADER_SEGMENT
 from storage.objectstore import ObjectStore
 from tests.hubs import make_hub, push, read_all
@@ -286,6 +289,13 @@ def test_quantized_ggufs_sharing_tensors_store_them_once(tmp_path: Path, local_s
     assert b.encoded_bytes < 1.1 * second_q8[changed][0].nbytes + 0.02 * len(second)
     for data in (first, second):
         assert read_all(hub, hashlib.sha256(data).hexdigest()) == data
+    # Each quantized tensor is stored as bytes: its frames code U8 words, never float planes.
+    with hub.session() as session:
+        for raw, _ in second_q8.values():
+            frames = session.scalars(select(Frame).where(Frame.tensor_id == hashlib.sha256(raw.tobytes()).hexdigest()))
+            blobs = [hub.store.get(f.object_key, f.object_offset, f.object_offset + f.object_length) for f in frames]
+            headers = [read_frame_header(blob) for blob in blobs]
+            assert headers and all(h.dtype == "U8" and h.base_dtype is None for h in headers)
 
 
 @pytest.mark.slow
