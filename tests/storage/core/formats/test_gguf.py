@@ -313,3 +313,21 @@ def test_the_dev_corpus_model_as_gguf_adds_under_two_percent(tmp_path: Path, loc
     print(f"\nmodel.gguf: {len(data)} bytes, {result.encoded_bytes} stored: {result.encoded_bytes / len(data):.5f}")
     assert result.encoded_bytes < 0.02 * len(data)
     assert read_all(hub, hashlib.sha256(data).hexdigest()) == data
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.integers(0, 10_000), value=st.integers(0, 255), cut=st.booleans())
+def test_damaged_files_are_refused_or_still_tile(tmp_path: Path, position: int, value: int, cut: bool) -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 64)).astype(np.float32)
+    data = bytearray(write(tmp_path / "d.gguf", {"w": x, "q": (quants.quantize(x, T.Q8_0), T.Q8_0)}))
+    position %= len(data)
+    if cut:
+        del data[position:]
+    else:
+        data[position] = value
+    try:
+        layout = layout_of(bytes(data))
+    except InvalidInput:
+        return
+    assert b"".join(data[s.offset : s.end] for s in layout.segments) == data

@@ -302,3 +302,23 @@ def test_a_segmented_or_external_initializer_stays_opaque_even_with_raw_data() -
     for data in (segmented, external):
         layout = layout_of(data)
         assert layout.tensors == () and len(layout.segments) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(position=st.integers(0, 10_000), value=st.integers(0, 255), cut=st.booleans())
+def test_damaged_models_are_refused_or_still_tile(position: int, value: int, cut: bool) -> None:
+    w = np.arange(24, dtype=np.float32).reshape(4, 6)
+    data = bytearray(model([numpy_helper.from_array(w, "w"), numpy_helper.from_array(w[0].astype(np.int64), "i")]))
+    position %= len(data)
+    if cut:
+        del data[position:]
+    else:
+        data[position] = value
+    try:
+        layout = layout_of(bytes(data))
+    except InvalidInput:
+        return
+    assert b"".join(data[s.offset : s.end] for s in layout.segments) == data
+    for s in layout.segments:
+        if s.name not in (None, HEADER_SEGMENT):  # a tensor is exactly its dtype and shape's bytes
+            assert s.dtype.nbytes(int(np.prod(s.shape))) == s.length
