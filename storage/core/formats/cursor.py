@@ -56,6 +56,12 @@ class Cursor:
         self.pos += n
         return self._buf[start : start + n]
 
+    def peek(self, n: int) -> bytes:
+        """The next `n` bytes, without moving past them."""
+        data = self.take(n)
+        self.pos -= n
+        return data
+
     def skip(self, n: int) -> None:
         if n < 0 or self.pos + n > self.size:
             raise self._truncated(self.pos, n)

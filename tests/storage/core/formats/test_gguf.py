@@ -36,14 +36,16 @@ LIMIT = 1 << 20
 
 
 def write(path: Path, tensors: dict[str, np.ndarray | tuple[np.ndarray, object]], *, alignment: int | None = None,
-          metadata: bool = True) -> bytes:  # fmt: skip
+          metadata: bool = True, vocab: int = 0) -> bytes:  # fmt: skip
     """A file made by the real writer; a (bytes array, ggml type) value is a pre-quantized tensor."""
     writer = gguf.GGUFWriter(str(path), "llama")
     if alignment is not None:
         writer.add_custom_alignment(alignment)
     if metadata:
         writer.add_uint32("llama.block_count", 2)
-        writer.add_array("tokenizer.ggml.tokens", ["<s>", "</s>", "héllo", ""])
+        writer.add_array("tokenizer.ggml.tokens", ["<s>", "</s>", "héllo", "", *(f"tok{i}" for i in range(vocab))])
+        if vocab:  # one string longer than the first read steps
+            writer.add_string("test.long", "x" * 10_000)
         writer.add_array("test.nested", [[1, 2, 3], [4]])
         writer.add_float64("test.f64", 0.5)
         writer.add_bool("test.flag", True)
@@ -181,6 +183,7 @@ def build(kvs: list[bytes], infos: list[bytes], data: bytes = b"", *, version: i
     return body + b"\0" * (-len(body) % alignment) + data
 
 
+STRINGS_PAST_END = struct.pack("<IQ", 8, 2) + s("x") + struct.pack("<Q", 99)
 GOOD = build([kv("a", 4, struct.pack("<I", 7))], [info("w", (4,))], b"\0" * 16)
 
 HOSTILE: list[tuple[str, Callable[[], bytes], type[InvalidInput]]] = [
@@ -198,6 +201,7 @@ HOSTILE: list[tuple[str, Callable[[], bytes], type[InvalidInput]]] = [
     ("unknown array type", lambda: build([kv("a", 9, struct.pack("<IQ", 99, 1))], []), g.UnknownValueType),
     ("array too long", lambda: build([kv("a", 9, struct.pack("<IQ", 4, 1 << 50))], []), g.ArrayTooLong),
     ("nested too deep", lambda: build([kv("a", 9, struct.pack("<IQ", 9, 1) * 20)], []), g.NestedTooDeep),
+    ("array string past end", lambda: build([kv("a", 9, STRINGS_PAST_END)], []), g.StringTooLong),
     ("duplicate key", lambda: build([kv("a", 0, b"\0"), kv("a", 0, b"\0")], []), g.DuplicateKey),
     ("alignment type", lambda: build([kv("general.alignment", 10, b"\0" * 8)], []), g.BadAlignment),
     ("alignment zero", lambda: build([kv("general.alignment", 4, b"\0" * 4)], []), g.BadAlignment),
@@ -234,8 +238,8 @@ def test_the_hostile_builder_makes_valid_files_when_no_rule_is_broken() -> None:
     ]  # fmt: skip
 
 
-def test_header_reads_stay_within_the_limit_and_never_touch_tensor_data(tmp_path: Path) -> None:
-    data = write(tmp_path / "big.gguf", {"w": np.ones((256, 1024), np.float32)})
+def test_header_reads_stay_near_the_header_and_skip_tensor_data(tmp_path: Path) -> None:
+    data = write(tmp_path / "big.gguf", {"w": np.ones((256, 1024), np.float32)}, vocab=20_000)
     reads: list[tuple[int, int]] = []
 
     def read(a: int, b: int) -> bytes:
@@ -243,8 +247,9 @@ def test_header_reads_stay_within_the_limit_and_never_touch_tensor_data(tmp_path
         return data[a:b]
 
     layout = g.GgufFormat().layout(read, len(data), max_header_bytes=LIMIT)
-    assert sum(b - a for a, b in reads) <= 64 << 10 and len(reads) <= 4
-    assert layout.segments[1].length == 1 << 20
+    header = layout.segments[0].length
+    assert header > 200_000 and layout.segments[1].length == 1 << 20
+    assert sum(b - a for a, b in reads) <= header + (64 << 10) and len(reads) <= 20
 
 
 # End to end on a hub: tensors stored once whatever container holds them.
