@@ -30,6 +30,10 @@ FORMAT_ID = "onnx"
 # IR versions exist from 1 (2017) to 12 (onnx 1.20); room for many more, but not any number.
 MAX_IR_VERSION = 64
 _CLIP = 200
+# Fields walked per tensor the file may hold (max_tensors): each one costs ~2.4 us of Python, so a
+# hostile 100 MB of 2-byte fields would take minutes; real models walk ~10 per initializer (its own
+# fields, its graph field, a node or two), so 16 x 100,000 (~4 s at worst) refuses none.
+FIELDS_PER_TENSOR = 16
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 
 # ModelProto fields and their wire types (onnx.proto): ir_version, producer_name, producer_version,
@@ -96,6 +100,10 @@ class TooManyTensors(OnnxError):
     """graph holds more than {limit} initializers"""
 
 
+class TooManyFields(OnnxError):
+    """protobuf structure holds more than {limit} fields"""
+
+
 class RepeatedField(OnnxError):
     """initializer at {position} repeats field {field}"""
 
@@ -124,8 +132,10 @@ def _clip(value: object) -> str:
 class _Wire:
     """Protobuf wire-format reading on a bounded cursor."""
 
-    def __init__(self, cursor: Cursor) -> None:
+    def __init__(self, cursor: Cursor, max_fields: int) -> None:
         self.c = cursor
+        self.fields_left = max_fields
+        self.max_fields = max_fields
 
     def varint(self) -> int:
         at, value = self.c.pos, 0
@@ -139,6 +149,9 @@ class _Wire:
     def tag(self, end: int) -> tuple[int, int, int]:
         """(field number, wire type, position of the tag)."""
         at = self.c.pos
+        self.fields_left -= 1
+        if self.fields_left < 0:
+            raise TooManyFields(limit=self.max_fields)
         key = self.varint()
         field, wire = key >> 3, key & 7
         if field == 0:
@@ -263,7 +276,7 @@ def _parse(read: ReadRange, size: int, max_header_bytes: int, max_tensors: int) 
     cursor = Cursor(read, size, budget=max_header_bytes,
                     truncated=lambda position, wanted: Truncated(size=size, wanted=wanted, position=position),
                     over_budget=lambda limit: HeaderTooLarge(limit=limit))  # fmt: skip
-    w = _Wire(cursor)
+    w = _Wire(cursor, FIELDS_PER_TENSOR * max_tensors)
     found: list[_Raw] = []
     graphs, count = 0, [0]
     first = True

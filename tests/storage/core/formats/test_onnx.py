@@ -208,6 +208,7 @@ HOSTILE: list[tuple[str, Callable[[], bytes], type[InvalidInput]]] = [
     ("initializer past graph", lambda: onnx_bytes(tag(5, 2) + varint(100)) + b"\0" * 100, ox.FieldPastEnd),
     ("initializer wire type", lambda: onnx_bytes(tag(5, 0) + varint(1)), ox.WrongWireType),
     ("too many initializers", lambda: onnx_bytes(*[tensor_proto()] * 1001), ox.TooManyTensors),
+    ("too many fields", lambda: onnx_bytes(*[tag(2, 0) + b"\0"] * 16_001), ox.TooManyFields),
     ("repeated raw_data", lambda: onnx_bytes(tensor_proto(*raw_f32(), ld(9, b""))), ox.RepeatedField),
     ("name not utf-8", lambda: onnx_bytes(tensor_proto(*raw_f32(name=b"\xff"))), ox.NameNotUtf8),
     ("duplicate name", lambda: onnx_bytes(tensor_proto(*raw_f32()), tensor_proto(*raw_f32())), ox.DuplicateTensor),
