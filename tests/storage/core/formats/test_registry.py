@@ -35,8 +35,8 @@ def detect(data: bytes) -> str:
 
 
 def test_every_builtin_format_is_registered_with_blob_last() -> None:
-    assert [f.format_id for f in registry.registered_formats()] == ["safetensors", "torchzip", "blob"]
-    assert registry.parses_tensors("safetensors") and registry.parses_tensors("torchzip")
+    assert [f.format_id for f in registry.registered_formats()] == ["gguf", "safetensors", "torchzip", "onnx", "blob"]
+    assert all(registry.parses_tensors(f) for f in ("safetensors", "torchzip", "gguf", "onnx"))
 
 
 def test_detection_is_by_content() -> None:
