@@ -93,6 +93,10 @@ def batch(
     namespace, name = split_repo_id(repo.repo_id)
     offered = {o.oid: o.size for o in body.objects if _object_error(o, state.options.max_upload_bytes) is None}
     state.hub.quotas.check(namespace, offered, repo=name)  # before any upload URL is handed out
+    # git-lfs sends a verify without credentials unless the action carries them: the caller's own header.
+    verify_action: dict[str, Any] = {"href": f"{base_url}/api/v1/lfs/verify"}
+    if (auth := request.headers.get("authorization")) is not None:
+        verify_action["header"] = {"Authorization": auth}
     answers = []
     for obj in body.objects:
         problem = _object_error(obj, state.options.max_upload_bytes)
@@ -110,7 +114,7 @@ def batch(
                     "authenticated": True,
                     "actions": {
                         "upload": {"href": f"{base_url}/api/v1/lfs/objects/{obj.oid}?{query}"},
-                        "verify": {"href": f"{base_url}/api/v1/lfs/verify"},
+                        "verify": verify_action,
                     },
                 }
             )

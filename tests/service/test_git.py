@@ -107,13 +107,14 @@ def test_push_a_new_model_with_lfs_and_download_it_with_huggingface_hub(
                           ("sub/notes.txt", b"small and inline\n")):
         path = huggingface_hub.hf_hub_download("alice/pushed", name, endpoint=service.url, token=WRITE_TOKEN)
         assert Path(path).read_bytes() == content
-    lfs = {f.path: f.lfs for f in api.list_repo_tree("alice/pushed", recursive=True) if hasattr(f, "lfs")}
-    assert lfs["model.safetensors.bin"] is not None and lfs["config.json"] is None
 
     # A second clone rebuilds the same objects: the pushed commit serialises byte for byte.
     git.run("clone", f"{service.url}/alice/pushed", "again", cwd=tmp_path)
-    assert git.out("rev-parse", "HEAD", cwd=tmp_path / "again") == local
-    assert (tmp_path / "again/model.safetensors.bin").read_bytes() == WEIGHTS
+    again = tmp_path / "again"
+    assert git.out("rev-parse", "HEAD", cwd=again) == local
+    assert git.out("rev-parse", "HEAD^{tree}", cwd=again) == git.out("rev-parse", "HEAD^{tree}", cwd=work)
+    assert (again / "model.safetensors.bin").read_bytes() == WEIGHTS
+    assert git.out("lfs", "ls-files", "--name-only", cwd=again) == "model.safetensors.bin"
 
 
 def test_non_fast_forward_is_refused(
