@@ -54,7 +54,8 @@ def _caller(state: ServiceState, request: Request, *, write: bool, repo_id: str,
             state.policy.readable_repo(state.hub, repo_id, caller, repo_type=repo_type)
     except (Unauthorized, RepoNotFound) as err:
         if caller is None:
-            raise _Challenge(Unauthorized(detail="git needs a token: user name anything, the token as password"))
+            challenge = Unauthorized(detail="git needs a token: user name anything, the token as password")
+            raise _Challenge(challenge) from err
         raise
     return caller
 

@@ -10,13 +10,16 @@ before any ref moves, so nothing of it is stored.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from io import BytesIO
+from typing import cast
 
 from dulwich.errors import GitProtocolError, HangupException
+from dulwich.objects import ObjectID
 from dulwich.protocol import CAPABILITY_ATOMIC, ReceivableProtocol, pkt_line
+from dulwich.refs import Ref
 from dulwich.repo import MemoryRepo
-from dulwich.server import DictBackend, Handler, ReceivePackHandler, UploadPackHandler
+from dulwich.server import BackendRepo, DictBackend, Handler, ReceivePackHandler, UploadPackHandler
 
 from storage.app.git_objects import GitObjects
 from storage.app.git_push import GitPush, PushTarget
@@ -31,20 +34,20 @@ class _Receive(ReceivePackHandler):
     is its own transaction) and branches before tags, so a tag may name a commit pushed with it."""
 
     def __init__(self, repo: MemoryRepo, proto: ReceivableProtocol, push: GitPush, target: PushTarget) -> None:
-        super().__init__(DictBackend({"/": repo}), ["/"], proto, stateless_rpc=True)
+        super().__init__(_backend(repo), ["/"], proto, stateless_rpc=True)
         self._push, self._target = push, target
 
     def capabilities(self) -> Iterator[bytes]:
         return (c for c in super().capabilities() if c != CAPABILITY_ATOMIC)
 
-    def _apply_pack(self, refs: Sequence[tuple[bytes, bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:  # type: ignore[override]
+    def _apply_pack(self, refs: list[tuple[ObjectID, ObjectID, Ref]]) -> Iterator[tuple[bytes, bytes]]:
         ordered = sorted(refs, key=lambda r: r[2].startswith(b"refs/tags/"))
-        for name, status in super()._apply_pack(ordered):  # type: ignore[arg-type]
+        for name, status in super()._apply_pack(ordered):
             if name == b"unpack" and status != b"ok":
                 raise GitPackInvalid(detail=status.decode(errors="replace"))
             yield name, status
 
-    def _on_update(self, ref_name: bytes, old_sha: bytes, new_sha: bytes) -> bytes | None:  # type: ignore[override]
+    def _on_update(self, ref_name: Ref, old_sha: ObjectID, new_sha: ObjectID) -> bytes | None:
         problem = self._push.update_ref(
             self._target, ref_name.decode(errors="replace"), old_sha.decode(), new_sha.decode(),
             self.repo.object_store,
@@ -68,10 +71,10 @@ class GitHttp:
         proto = ReceivableProtocol(BytesIO().read, out.write)
         handler: Handler
         if service == UPLOAD_PACK:
-            handler = UploadPackHandler(DictBackend({"/": repo}), ["/"], proto, stateless_rpc=True,
+            handler = UploadPackHandler(_backend(repo), ["/"], proto, stateless_rpc=True,
                                         advertise_refs=True)
         else:
-            handler = ReceivePackHandler(DictBackend({"/": repo}), ["/"], proto, stateless_rpc=True,
+            handler = ReceivePackHandler(_backend(repo), ["/"], proto, stateless_rpc=True,
                                          advertise_refs=True)
         _run(handler)
         return pkt_line(f"# service={service}\n".encode()) + pkt_line(None) + out.getvalue()
@@ -80,7 +83,7 @@ class GitHttp:
         repo = self._objects.repository(repo_id, repo_type)
         out = BytesIO()
         proto = ReceivableProtocol(BytesIO(body).read, out.write)
-        _run(UploadPackHandler(DictBackend({"/": repo}), ["/"], proto, stateless_rpc=True))
+        _run(UploadPackHandler(_backend(repo), ["/"], proto, stateless_rpc=True))
         return out.getvalue()
 
     def receive_pack(self, target: PushTarget, body: bytes) -> bytes:
@@ -89,6 +92,10 @@ class GitHttp:
         proto = ReceivableProtocol(BytesIO(body).read, out.write)
         _run(_Receive(repo, proto, self._push, target))
         return out.getvalue()
+
+
+def _backend(repo: MemoryRepo) -> DictBackend:
+    return DictBackend({"/": cast(BackendRepo, repo)})
 
 
 def _run(handler: Handler) -> None:

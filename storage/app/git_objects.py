@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from dulwich.objects import ShaFile
+from dulwich.objects import ObjectID, ShaFile
+from dulwich.refs import Ref
 from dulwich.repo import MemoryRepo
 
 from storage.app.ports import Sessions
@@ -23,7 +24,7 @@ from storage.core.errors import GitNotServable, IntegrityError
 from storage.core.gitobjects import blob_id, commit_bytes, lfs_pointer, tree_objects
 
 BLOB, TREE, COMMIT = 3, 2, 1  # git object type numbers
-DEFAULT_BRANCH = b"refs/heads/main"
+DEFAULT_BRANCH = Ref(b"refs/heads/main")
 
 
 class GitObjects:
@@ -44,9 +45,9 @@ class GitObjects:
             self._add_commit(out, commit, blobs, repo_id)
         for name, kind, oid in refs:
             prefix = b"refs/tags/" if kind == RefKind.TAG else b"refs/heads/"
-            out.refs[prefix + name.encode()] = oid.encode()
-        if DEFAULT_BRANCH in out.refs:
-            out.refs.set_symbolic_ref(b"HEAD", DEFAULT_BRANCH)
+            out.refs[Ref(prefix + name.encode())] = ObjectID(oid.encode())
+        if DEFAULT_BRANCH in out.refs.allkeys():
+            out.refs.set_symbolic_ref(Ref(b"HEAD"), DEFAULT_BRANCH)
         return out
 
     def lfs_object(self, repo_id: str, repo_type: str, sha256: str) -> int | None:

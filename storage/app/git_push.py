@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dulwich.object_store import BaseObjectStore
-from dulwich.objects import Blob, Commit
+from dulwich.objects import Blob, Commit, ObjectID
 
 from storage.app.ports import Sessions
 from storage.app.quotas import Quotas
@@ -130,8 +130,10 @@ class GitPush:
         try:
             out.git_author, out.git_committer = lines[b"author"].decode(), lines[b"committer"].decode()
             out.message = body.decode()
-        except (KeyError, UnicodeDecodeError):
-            raise GitPushRefused(ref=ref, detail=f"commit {out.oid} is not UTF-8 with one author and committer")
+        except (KeyError, UnicodeDecodeError) as err:
+            raise GitPushRefused(
+                ref=ref, detail=f"commit {out.oid} is not UTF-8 with one author and committer"
+            ) from err
         parent = commit.parents[0].decode() if commit.parents else None
         if commit_bytes(commit.tree.decode(), parent, out.git_author, out.git_committer, out.message) != raw:
             raise GitPushRefused(ref=ref, detail=f"commit {out.oid} has headers deltahub does not keep "
@@ -180,7 +182,7 @@ class GitPush:
                 return
             if existing is not None:
                 raise GitPushRefused(ref=ref, detail="tags never move here: delete the tag, then push it again")
-            if new.encode() in store and not isinstance(store[new.encode()], Commit):
+            if ObjectID(new.encode()) in store and not isinstance(store[ObjectID(new.encode())], Commit):
                 raise GitPushRefused(ref=ref, detail="annotated tags are not kept: push a lightweight tag")
             if not catalog_git.repo_holds_commit(s, repo, new):
                 raise GitPushRefused(ref=ref, detail=f"{new} is on no branch of the repository: push it on one first")
@@ -195,9 +197,9 @@ def _new_commits(
     chain: list[Commit] = []
     oid = new
     while not held(oid):
-        if oid.encode() not in store:
+        if ObjectID(oid.encode()) not in store:
             raise GitPackInvalid(detail=f"commit {oid} was neither sent nor is held")
-        commit = store[oid.encode()]
+        commit = store[ObjectID(oid.encode())]
         if not isinstance(commit, Commit):
             raise GitPushRefused(ref=ref, detail=f"{oid} is not a commit")
         if len(commit.parents) > 1:
