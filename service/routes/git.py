@@ -11,6 +11,7 @@ RepoNotFound of a missing repository, as on every route.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -18,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.auth import TokenInfo, identify
 from service.deps import RepoIdDep, RepoTypeDep, ServiceState, StateDep
-from service.errors import Unauthorized, error_response
+from service.errors import PayloadTooLarge, Unauthorized, error_response
 from service.limits import streams_body
 from service.policy import Rule, policy
 from storage.app.git_http import RECEIVE_PACK, SERVICES, UPLOAD_PACK
@@ -60,13 +61,13 @@ def _caller(state: ServiceState, request: Request, *, write: bool, repo_id: str,
     return caller
 
 
-async def _body(request: Request, limit: int) -> bytes:
+async def _body(request: Request, limit: int, too_large: Callable[[], DeltahubError]) -> bytes:
     """The request body, gunzipped when git compressed it, refused past `limit` bytes either way."""
     chunks, total = [], 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise GitPackTooLarge(limit=limit)
+            raise too_large()
         chunks.append(chunk)
     body = b"".join(chunks)
     if request.headers.get("content-encoding", "").lower() in ("gzip", "x-gzip"):
@@ -76,7 +77,7 @@ async def _body(request: Request, limit: int) -> bytes:
         except zlib.error as err:
             raise InvalidInput(detail=f"gzip body: {err}") from err
         if len(body) > limit or inflate.unconsumed_tail:
-            raise GitPackTooLarge(limit=limit)
+            raise too_large()
     return body
 
 
@@ -107,7 +108,8 @@ async def upload_pack(request: Request, state: StateDep, repo_id: RepoIdDep, rep
         _caller(state, request, write=False, repo_id=repo_id, repo_type=repo_type)
     except _Challenge as challenge:
         return error_response(challenge.err, CHALLENGE)
-    body = await _body(request, MAX_REQUEST_BYTES)
+    body = await _body(request, MAX_REQUEST_BYTES, lambda: PayloadTooLarge(
+        detail=f"a git-upload-pack request of more than {MAX_REQUEST_BYTES:,} bytes"))
     content = await run_in_threadpool(state.hub.git.upload_pack, repo_id, repo_type, body)
     return _service_response(UPLOAD_PACK, "result", content)
 
@@ -120,7 +122,8 @@ async def receive_pack(request: Request, state: StateDep, repo_id: RepoIdDep, re
     except _Challenge as challenge:
         return error_response(challenge.err, CHALLENGE)
     assert caller is not None  # writable_repo refuses anonymous callers
-    body = await _body(request, state.options.git_max_pack_bytes)
+    limit = state.options.git_max_pack_bytes
+    body = await _body(request, limit, lambda: GitPackTooLarge(limit=limit))
     target = PushTarget(repo_id, repo_type, caller.name)
     content = await run_in_threadpool(state.hub.git.receive_pack, target, body)
     return _service_response(RECEIVE_PACK, "result", content)
