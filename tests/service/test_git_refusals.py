@@ -104,3 +104,25 @@ def test_a_pack_over_the_bound_is_refused_with_413_and_nothing_stored(
     assert refused.returncode != 0 and "413" in refused.stderr, refused.stderr
     assert api.model_info("alice/bounded").sha == before
     assert not service.hub.has_file(hashlib.sha256(big).hexdigest())
+
+
+def test_annotated_and_moved_tags_are_refused(
+    api: huggingface_hub.HfApi, service: RunningService, tmp_path: Path
+) -> None:
+    git = Git(tmp_path / "home", service.url, WRITE_TOKEN)
+    work = _clone(api, service, git, tmp_path, "alice/tags")
+    git.run("tag", "-a", "v1", "-m", "annotated", cwd=work)
+    refused = git.run("push", "origin", "v1", cwd=work, check=False)
+    assert refused.returncode != 0 and "annotated tags are not kept: push a lightweight tag" in refused.stderr
+    git.run("tag", "-d", "v1", cwd=work)
+    git.run("tag", "v1", cwd=work)
+    git.run("push", "origin", "v1", cwd=work)
+    (work / "later.txt").write_bytes(b"later\n")
+    git.run("add", ".", cwd=work)
+    git.run("commit", "-qm", "later", cwd=work)
+    git.run("push", "origin", "main", cwd=work)
+    git.run("tag", "-f", "v1", cwd=work)
+    moved = git.run("push", "--force", "origin", "v1", cwd=work, check=False)
+    assert moved.returncode != 0 and "tags never move here" in moved.stderr
+    tags = {t.name: t.target_commit for t in api.list_repo_refs("alice/tags").tags}
+    assert tags["v1"] == git.out("rev-parse", "HEAD~1", cwd=work)
