@@ -55,6 +55,8 @@ class _NewCommit:
     git_author: str = ""
     git_committer: str = ""
     message: str = ""
+    regular: dict[str, bytes] = field(default_factory=dict)  # sha256 → bytes of the files not in LFS
+    sizes: dict[str, int] = field(default_factory=dict)  # sha256 → size of every file
 
 
 class GitPush:
@@ -96,8 +98,11 @@ class GitPush:
             base, chain = _new_commits(lambda oid: catalog_git.repo_holds_commit(s, repo, oid), store, new, ref)
         if head is not None and base != head:
             raise GitNonFastForward(ref=ref, new=new, head=head)
-        commits = [self._prepare(target, c, store, ref) for c in chain]
-        self._check_quota(target, commits)
+        commits = [self._prepare(c, store, ref) for c in chain]
+        self._check_quota(target, commits)  # before any byte is staged
+        for commit in commits:
+            for sha256, content in commit.regular.items():
+                self._uploads.upload([content], expected_sha256=sha256, expected_size=len(content))
         added: list[tuple[str, str]] = []
         with self._session() as s:
             repo = repos.find_repo(s, target.repo_id, target.repo_type)
@@ -121,8 +126,8 @@ class GitPush:
         for job_id in job_ids:
             self._enqueue(job_id)
 
-    def _prepare(self, target: PushTarget, commit: Commit, store: BaseObjectStore, ref: str) -> _NewCommit:
-        """The catalog form of a pushed commit, its regular blobs staged; refused if it would not rebuild."""
+    def _prepare(self, commit: Commit, store: BaseObjectStore, ref: str) -> _NewCommit:
+        """The catalog form of a pushed commit; refused if it would not rebuild byte for byte."""
         out = _NewCommit(commit.id.decode())
         raw = commit.as_raw_string()
         header, _, body = raw.partition(b"\n\n")
@@ -154,16 +159,16 @@ class GitPush:
                 if not self._uploads.has_file(sha256) or self._uploads.file_info(sha256).size != size:
                     raise GitPushRefused(ref=ref, detail=f"the LFS object of {path!r} ({sha256}) was not uploaded: "
                                                          "install git-lfs and push again")
-                out.files[path], out.blobs[path] = sha256, GitBlob(True, oid)
+                out.files[path], out.blobs[path], out.sizes[sha256] = sha256, GitBlob(True, oid), size
             else:
                 sha256 = hashlib.sha256(content).hexdigest()
-                self._uploads.upload([content], expected_sha256=sha256, expected_size=len(content))
-                out.files[path], out.blobs[path] = sha256, GitBlob(False, oid)
+                out.files[path], out.blobs[path], out.sizes[sha256] = sha256, GitBlob(False, oid), len(content)
+                out.regular[sha256] = content
         check_tree(out.files)
         return out
 
     def _check_quota(self, target: PushTarget, commits: list[_NewCommit]) -> None:
-        sizes = {sha: self._uploads.file_info(sha).size for c in commits for sha in c.files.values()}
+        sizes = {sha: size for c in commits for sha, size in c.sizes.items()}
         namespace, name = split_repo_id(target.repo_id)
         self._quotas.check(namespace, sizes, repo=name)
 
