@@ -11,6 +11,7 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 
+from service.accounts import AccountAdmin
 from tests.service.conftest import WRITE_TOKEN, RunningService
 from tests.service.git_support import Git
 
@@ -126,3 +127,22 @@ def test_annotated_and_moved_tags_are_refused(
     assert moved.returncode != 0 and "tags never move here" in moved.stderr
     tags = {t.name: t.target_commit for t in api.list_repo_refs("alice/tags").tags}
     assert tags["v1"] == git.out("rev-parse", "HEAD~1", cwd=work)
+
+
+def test_a_push_past_the_namespace_quota_is_refused_before_anything_is_staged(
+    api: huggingface_hub.HfApi, service: RunningService, tmp_path: Path
+) -> None:
+    git = Git(tmp_path / "home", service.url, WRITE_TOKEN)
+    work = _clone(api, service, git, tmp_path, "alice/quota")
+    accounts = AccountAdmin(service.hub.session)
+    accounts.create_user("alice")
+    accounts.set_quota("alice", service.hub.quotas.usage("alice")[0] + 1000)
+    before = api.model_info("alice/quota").sha
+    text = os.urandom(3000)  # a regular file, in the pack
+    (work / "notes.txt").write_bytes(text)
+    git.run("add", ".", cwd=work)
+    git.run("commit", "-qm", "too much", cwd=work)
+    refused = git.run("push", "origin", "main", cwd=work, check=False)
+    assert refused.returncode != 0 and "over its quota" in refused.stderr, refused.stderr
+    assert api.model_info("alice/quota").sha == before
+    assert not service.hub.has_file(hashlib.sha256(text).hexdigest())
