@@ -109,19 +109,22 @@ class GitPush:
             parent = s.get(CommitRow, base) if base is not None else None
             if head is None and parent is not None:
                 repos.create_ref(s, repo, branch, RefKind.BRANCH, parent)
+            previous = repos.tree_files(s, base) if base is not None else {}
             for commit in commits:
-                for path, sha in commit.files.items():
+                changed = [(path, sha) for path, sha in commit.files.items() if previous.get(path) != sha]
+                for path, sha in changed:  # what each commit adds, checked as an API commit's additions are
                     file = s.get(FileObject, sha)
                     if file is None:
                         raise FileNotStored(sha256=sha)
                     if path.endswith(".safetensors"):
                         self._uploads.check_safetensors(file)
+                added += changed
+                previous = commit.files
                 parent = repos.new_commit(
                     s, repo, branch, files=commit.files, message=commit.message, author=target.author,
                     parent=parent, expected_parent=parent.oid if parent else None, blobs=commit.blobs,
                     git_author=commit.git_author, git_committer=commit.git_committer, expected_oid=commit.oid,
                 )
-                added += list(commit.files.items())
             job_ids = jobs.queue_ingest(s, repo.id, added)
         for job_id in job_ids:
             self._enqueue(job_id)

@@ -46,6 +46,10 @@ def _merge(git: Git, work: Path) -> None:
     git.run("merge", "-q", "--no-edit", "side", cwd=work)
 
 
+def _bad_safetensors(git: Git, work: Path) -> None:
+    (work / "model.safetensors").write_bytes(b"\x01\x02\x03")  # LFS by the Hub's .gitattributes
+
+
 def _encoding_header(git: Git, work: Path) -> None:
     git.run("config", "i18n.commitEncoding", "ISO-8859-1", cwd=work)
 
@@ -54,9 +58,10 @@ def _encoding_header(git: Git, work: Path) -> None:
     (_executable, "'run.sh' is an executable: deltahub keeps plain files (mode 100644)"),
     (_symlink, "'link' is a symlink: deltahub keeps plain files (mode 100644)"),
     (_merge, "is a merge commit: deltahub keeps linear history (rebase)"),
+    (_bad_safetensors, "file has 3 bytes, fewer than the 8 that hold the header length"),
     (_encoding_header, "has headers deltahub does not keep (a signature, an encoding): it would not keep its id"),
 ])
-def test_commits_the_catalog_cannot_keep_byte_for_byte_are_refused(
+def test_commits_the_catalog_cannot_keep_or_would_refuse_are_refused(
     api: huggingface_hub.HfApi, service: RunningService, tmp_path: Path, change: Callable[[Git, Path], None],
     reason: str,
 ) -> None:
