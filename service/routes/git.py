@@ -22,6 +22,7 @@ from service.deps import RepoIdDep, RepoTypeDep, ServiceState, StateDep
 from service.errors import PayloadTooLarge, Unauthorized, error_response
 from service.limits import streams_body
 from service.policy import Rule, policy
+from service.redirects import moved_in_sight
 from storage.app.git_http import RECEIVE_PACK, SERVICES, UPLOAD_PACK
 from storage.app.git_push import PushTarget
 from storage.core.errors import DeltahubError, GitPackTooLarge, InvalidInput, RepoNotFound
@@ -54,11 +55,12 @@ def _caller(state: ServiceState, request: Request, *, write: bool, repo_id: str,
         else:
             state.policy.readable_repo(state.hub, repo_id, caller, repo_type=repo_type)
     except (Unauthorized, RepoNotFound) as err:
-        if caller is None:
+        if caller is None and not moved_in_sight(state, repo_id, repo_type):
             challenge = Unauthorized(detail="git needs a token: user name anything, the token as password")
             raise _Challenge(challenge) from err
-        raise
+        raise  # RepoNotFound of a moved repository: service/redirects.py answers 307 to its new name
     return caller
+
 
 
 async def _body(request: Request, limit: int, too_large: Callable[[], DeltahubError]) -> bytes:
@@ -94,7 +96,8 @@ async def info_refs(
         return error_response(InvalidInput(detail="deltahub speaks git's smart HTTP protocol only "
                                                   "(info/refs?service=git-upload-pack); update git"))
     try:
-        _caller(state, request, write=service == RECEIVE_PACK, repo_id=repo_id, repo_type=repo_type)
+        await run_in_threadpool(_caller, state, request, write=service == RECEIVE_PACK, repo_id=repo_id,
+                                repo_type=repo_type)
     except _Challenge as challenge:
         return error_response(challenge.err, CHALLENGE)
     content = await run_in_threadpool(state.hub.git.advertise, repo_id, repo_type, service)
@@ -105,7 +108,7 @@ async def info_refs(
 @policy(Rule.GIT_READ)
 async def upload_pack(request: Request, state: StateDep, repo_id: RepoIdDep, repo_type: RepoTypeDep) -> Response:
     try:
-        _caller(state, request, write=False, repo_id=repo_id, repo_type=repo_type)
+        await run_in_threadpool(_caller, state, request, write=False, repo_id=repo_id, repo_type=repo_type)
     except _Challenge as challenge:
         return error_response(challenge.err, CHALLENGE)
     body = await _body(request, MAX_REQUEST_BYTES, lambda: PayloadTooLarge(
@@ -118,7 +121,7 @@ async def upload_pack(request: Request, state: StateDep, repo_id: RepoIdDep, rep
 @policy(Rule.REPO_WRITE)
 async def receive_pack(request: Request, state: StateDep, repo_id: RepoIdDep, repo_type: RepoTypeDep) -> Response:
     try:
-        caller = _caller(state, request, write=True, repo_id=repo_id, repo_type=repo_type)
+        caller = await run_in_threadpool(_caller, state, request, write=True, repo_id=repo_id, repo_type=repo_type)
     except _Challenge as challenge:
         return error_response(challenge.err, CHALLENGE)
     assert caller is not None  # writable_repo refuses anonymous callers

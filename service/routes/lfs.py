@@ -34,6 +34,7 @@ from service.errors import NotSupported, RangeNotSatisfiable, Unauthorized, erro
 from service.limits import streams_body
 from service.policy import Rule, policy
 from service.ranges import parse_range
+from service.redirects import moved_in_sight
 from service.streams import upload_body
 from storage.core.errors import FileNotStored, RepoNotFound, UploadMismatch
 from storage.core.faults import crash_point
@@ -167,7 +168,7 @@ def _download(
     try:
         repo = state.policy.readable_repo(state.hub, repo_id, caller, repo_type=repo_type)
     except (RepoNotFound, Unauthorized) as err:
-        if caller is None:
+        if caller is None and not moved_in_sight(state, repo_id, repo_type):
             challenge = Unauthorized(detail="git-lfs needs a token: user name anything, the token as password")
             return error_response(challenge, {"LFS-Authenticate": 'Basic realm="deltahub"'})
         raise err

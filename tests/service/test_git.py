@@ -183,3 +183,13 @@ def test_anonymous_push_is_challenged_and_refused(
     refused = anonymous_git.run("push", "origin", "main", cwd=work, check=False)
     assert refused.returncode != 0
     assert api.model_info("alice/public").sha == head
+
+
+def test_a_moved_repository_clones_under_its_old_name(
+    api: huggingface_hub.HfApi, service: RunningService, anonymous_git: Git, tmp_path: Path
+) -> None:
+    head = _hub_repo(api, "alice/before")
+    api.move_repo("alice/before", "alice/after")
+    anonymous_git.run("clone", f"{service.url}/alice/before", "old", cwd=tmp_path)
+    assert anonymous_git.out("rev-parse", "HEAD", cwd=tmp_path / "old") == head
+    assert (tmp_path / "old/weights/model.bin").read_bytes() == WEIGHTS
