@@ -33,6 +33,7 @@ from storage.core.errors import (
     GitPushRefused,
     RevisionNotFound,
 )
+from storage.core.faults import crash_point
 from storage.core.gitobjects import GitBlob, commit_bytes, parse_pointer
 from storage.core.names import check_branch, check_path, check_tree, split_repo_id
 
@@ -103,6 +104,7 @@ class GitPush:
         for commit in commits:
             for sha256, content in commit.regular.items():
                 self._uploads.upload([content], expected_sha256=sha256, expected_size=len(content))
+        crash_point("git.push_staged")
         added: list[tuple[str, str]] = []
         with self._session() as s:
             repo = repos.find_repo(s, target.repo_id, target.repo_type)
@@ -126,6 +128,7 @@ class GitPush:
                     git_author=commit.git_author, git_committer=commit.git_committer, expected_oid=commit.oid,
                 )
             job_ids = jobs.queue_ingest(s, repo.id, added)
+            crash_point("git.push_in_transaction")
         for job_id in job_ids:
             self._enqueue(job_id)
 
