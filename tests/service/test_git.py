@@ -193,3 +193,15 @@ def test_a_moved_repository_clones_under_its_old_name(
     anonymous_git.run("clone", f"{service.url}/alice/before", "old", cwd=tmp_path)
     assert anonymous_git.out("rev-parse", "HEAD", cwd=tmp_path / "old") == head
     assert (tmp_path / "old/weights/model.bin").read_bytes() == WEIGHTS
+
+
+def test_shallow_clone_and_single_branch(
+    api: huggingface_hub.HfApi, service: RunningService, git: Git, tmp_path: Path
+) -> None:
+    head = _hub_repo(api, "alice/deep")
+    api.create_branch("alice/deep", branch="topic")
+    git.run("clone", "--depth", "1", "--single-branch", f"{service.url}/alice/deep", "shallow", cwd=tmp_path)
+    work = tmp_path / "shallow"
+    assert git.out("log", "--format=%H", cwd=work) == head
+    assert git.out("branch", "-r", "--format=%(refname:short)", cwd=work).split() == ["origin/HEAD", "origin/main"]
+    assert (work / "weights/model.bin").read_bytes() == WEIGHTS
