@@ -29,16 +29,21 @@ UPLOAD_PACK, RECEIVE_PACK = "git-upload-pack", "git-receive-pack"
 SERVICES = (UPLOAD_PACK, RECEIVE_PACK)
 
 
-class _Receive(ReceivePackHandler):
-    """dulwich's receive-pack with each ref update applied to the catalog (no atomic pushes: every ref
-    is its own transaction) and branches before tags, so a tag may name a commit pushed with it."""
+class _ReceiveRefs(ReceivePackHandler):
+    """dulwich's receive-pack without atomic pushes (every ref is its own catalog transaction): what
+    info/refs advertises for a push."""
+
+    def capabilities(self) -> Iterator[bytes]:
+        return (c for c in super().capabilities() if c != CAPABILITY_ATOMIC)
+
+
+class _Receive(_ReceiveRefs):
+    """The push itself: each ref update applied to the catalog, branches before tags, so a tag may name
+    a commit pushed with it."""
 
     def __init__(self, repo: MemoryRepo, proto: ReceivableProtocol, push: GitPush, target: PushTarget) -> None:
         super().__init__(_backend(repo), ["/"], proto, stateless_rpc=True)
         self._push, self._target = push, target
-
-    def capabilities(self) -> Iterator[bytes]:
-        return (c for c in super().capabilities() if c != CAPABILITY_ATOMIC)
 
     def _apply_pack(self, refs: list[tuple[ObjectID, ObjectID, Ref]]) -> Iterator[tuple[bytes, bytes]]:
         ordered = sorted(refs, key=lambda r: r[2].startswith(b"refs/tags/"))
@@ -74,8 +79,7 @@ class GitHttp:
             handler = UploadPackHandler(_backend(repo), ["/"], proto, stateless_rpc=True,
                                         advertise_refs=True)
         else:
-            handler = ReceivePackHandler(_backend(repo), ["/"], proto, stateless_rpc=True,
-                                         advertise_refs=True)
+            handler = _ReceiveRefs(_backend(repo), ["/"], proto, stateless_rpc=True, advertise_refs=True)
         _run(handler)
         return pkt_line(f"# service={service}\n".encode()) + pkt_line(None) + out.getvalue()
 

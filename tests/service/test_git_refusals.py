@@ -151,3 +151,17 @@ def test_a_push_past_the_namespace_quota_is_refused_before_anything_is_staged(
     assert refused.returncode != 0 and "over its quota" in refused.stderr, refused.stderr
     assert api.model_info("alice/quota").sha == before
     assert not service.hub.has_file(hashlib.sha256(text).hexdigest())
+
+
+def test_an_atomic_push_is_not_offered(api: huggingface_hub.HfApi, service: RunningService, tmp_path: Path) -> None:
+    """Each ref is its own transaction here, so git is told; `git push --atomic` then stops before sending."""
+    git = Git(tmp_path / "home", service.url, WRITE_TOKEN)
+    work = _clone(api, service, git, tmp_path, "alice/atomic")
+    before = api.model_info("alice/atomic").sha
+    (work / "a.txt").write_bytes(b"a\n")
+    git.run("add", ".", cwd=work)
+    git.run("commit", "-qm", "a", cwd=work)
+    refused = git.run("push", "--atomic", "origin", "main", cwd=work, check=False)
+    assert refused.returncode != 0 and "does not support --atomic push" in refused.stderr, refused.stderr
+    assert api.model_info("alice/atomic").sha == before
+    git.run("push", "origin", "main", cwd=work)
