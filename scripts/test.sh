@@ -11,6 +11,8 @@ python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 # Debian's headless Chromium and its driver, for the web interface's browser tests (skipped when present).
 bash scripts/install-browser.sh
+# Debian's git and git-lfs, for the git clone / fetch / push tests (skipped when present).
+bash scripts/install-git.sh
 # The real-model tests need the dev corpus; build it (PyPI downloads, cached) when shared/ is beside us.
 if [ -z "${DELTAHUB_CORPUS:-}" ] && [ -f ../shared/corpus/build_dev_corpus.py ]; then
     export DELTAHUB_CORPUS="${XDG_CACHE_HOME:-$HOME/.cache}/deltahub-dev-corpus"

@@ -18,7 +18,7 @@ from service.options import ServiceOptions
 from service.paths import EncodedSlashRouting
 from service.policy import Policy
 from service.redirects import install_redirects
-from service.routes import commit, hf, lfs, listings, native, ops, refs, repos, resolve, xet
+from service.routes import commit, git, hf, lfs, listings, native, ops, refs, repos, resolve, xet
 from service.signing import UploadSigner
 from service.streams import UploadGate
 from service.web import install as install_web
@@ -58,7 +58,7 @@ def create_app(
     app.add_middleware(RouteCapture)
     app.add_middleware(MirrorHeader)
     # Fixed prefixes first; the download route matches "/{namespace}/{name}/resolve/..." and goes last.
-    routers = [module.router for module in (ops, native, repos, listings, refs, hf, commit, lfs, xet, resolve)]
+    routers = [module.router for module in (ops, native, repos, listings, refs, hf, commit, lfs, xet, git, resolve)]
     # Inside EncodedSlashRouting, so the body limit matches routes on the path the router will see.
     app.add_middleware(BodyLimit, limit=options.max_json_bytes, streams=StreamingRoutes(routers))
     app.add_middleware(EncodedSlashRouting)

@@ -7,6 +7,8 @@ token, its scopes. What a caller may do is decided there, never here.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,14 +69,28 @@ def _digest(token: str) -> bytes:
 
 
 def bearer_token(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header; Unauthorized for any other scheme."""
+    """The token of an ``Authorization: Bearer <token>`` header, or of ``Basic`` credentials (git and
+    git-lfs send ``user:token``; the token is the password, the user name is ignored); Unauthorized for
+    any other scheme or a malformed header."""
     if authorization is None:
         return None
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() == "basic" and token:
+        token = _basic_password(token)
+    elif scheme.lower() != "bearer":
+        token = ""
+    if not token:
         raise Unauthorized(INVALID_CREDENTIALS)
     return token
+
+
+def _basic_password(credentials: str) -> str:
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[2].strip()
 
 
 def identify(tokens: TokenStore, authorization: str | None) -> TokenInfo | None:

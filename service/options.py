@@ -34,6 +34,9 @@ class ServiceOptions:
     max_upload_bytes: int = 50 * 1000**3
     # Every other body is JSON read whole: a preupload of 10,000 files is ~2 MB, so 16 MiB only stops abuse.
     max_json_bytes: int = 16 * MiB
+    # A git push's pack is read whole and unpacked in memory: files over 10 MB must travel by git-lfs
+    # (as on the Hub), so a pack of configs, tokenizers and cards is a few MB; 128 MiB only stops abuse.
+    git_max_pack_bytes: int = 128 * MiB
     # A signed upload URL outlives the slowest single PUT of a 50 GB file at ~15 MB/s.
     upload_url_ttl_seconds: int = 3600
     # Uploads run on their own threads, never the pool that serves reads: stalled bodies cannot starve
@@ -77,6 +80,7 @@ class ServiceOptions:
             regular_file_max_bytes=pick("regular_file_max_bytes", defaults.regular_file_max_bytes),
             max_commit_bytes=pick("max_commit_bytes", defaults.max_commit_bytes),
             max_upload_bytes=pick("max_upload_bytes", defaults.max_upload_bytes),
+            git_max_pack_bytes=pick("git_max_pack_bytes", defaults.git_max_pack_bytes),
             upload_url_ttl_seconds=pick("upload_url_ttl_seconds", defaults.upload_url_ttl_seconds),
             upload_threads=pick("upload_threads", defaults.upload_threads),
             uploads_per_client=pick("uploads_per_client", defaults.uploads_per_client),

@@ -51,6 +51,13 @@ class Rule(StrEnum):
     HUB_ADMIN = "hub-admin"  # hub administrators only
     SIGNED_URL = "signed-url"  # an HMAC-signed upload URL handed out by a REPO_WRITE route
     CAS_TOKEN = "cas-token"  # a Xet CAS token handed out by a REPO_READ / REPO_WRITE route
+    # git's smart HTTP (service/routes/git.py): REPO_READ, except that an anonymous caller who may not read
+    # is challenged (401, WWW-Authenticate: Basic) whether the repository is private or missing, since git
+    # sends credentials only after a challenge; info/refs for git-receive-pack is REPO_WRITE.
+    GIT_READ = "git-read"
+    # The LFS batch API: REPO_WRITE for an upload; for a download REPO_READ, an anonymous caller who may
+    # not read being challenged as GIT_READ does.
+    LFS_BATCH = "lfs-batch"
 
 
 _MARK = "__deltahub_policy__"

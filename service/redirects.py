@@ -64,6 +64,13 @@ def _moved_target(request: Request) -> str | None:
     return moved_location(request, moved.repo_id)
 
 
+def moved_in_sight(state: ServiceState, repo_id: str, repo_type: str) -> bool:
+    """Whether `repo_id` is the old name of a repository anonymous callers may read: its RepoNotFound is
+    answered with a redirect, not with the credentials challenge of git routes (service/routes/git.py)."""
+    moved = state.hub.moved_to(repo_id, repo_type=repo_type)
+    return moved is not None and state.policy.may_read(None, moved.repo_id, private=moved.private)
+
+
 def install_redirects(app: FastAPI) -> None:
     @app.exception_handler(RepoNotFound)
     async def repo_not_found(request: Request, err: RepoNotFound) -> Response:

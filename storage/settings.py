@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     max_header_tensors: int = Field(default=100_000, gt=0)
     # The Hugging Face Hub accepts files up to 50 GB; a hub-compatible server accepts what the hub does.
     max_upload_bytes: int = Field(default=50 * 1000**3, gt=0)
+    # A git push's pack is read whole and unpacked in memory (storage/app/git_http.py): files over 10 MB
+    # travel by git-lfs, as on the Hub, so a pack of configs and tokenizers is a few MB; this stops abuse.
+    git_max_pack_bytes: int = Field(default=128 * MiB, gt=0)
     # Frames are the unit of ranged reads and parallel decode: 4 MiB bounds a Range read's wasted decode
     # to two partial frames, while one ~100-byte catalog row per frame stays under 0.003% of the data.
     frame_bytes: int = Field(default=4 * MiB, gt=0)

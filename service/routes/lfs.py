@@ -1,9 +1,14 @@
-"""Git LFS uploads: the batch API (dedup before transfer), signed PUTs, verify.
+"""Git LFS: the batch API (uploads: dedup before transfer, signed PUTs, verify; downloads: the
+reconstructed file, ranges supported).
 
 The batch answer omits ``actions`` for every object the hub already holds, so the client sends
 nothing for it: re-uploading a known model costs one request. Objects that must travel get a signed
 URL on this service; the PUT body is streamed into the hub, never held whole. Multipart transfer is
 never offered, so every object arrives as one streamed PUT.
+
+A download is answered for objects some commit of the repository names (never for content another
+repository holds), with an href on this service under the same read rule as /resolve; the caller's
+own Authorization header travels with it, so git-lfs presents the same credentials.
 """
 
 from __future__ import annotations
@@ -11,16 +16,27 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.deps import BaseUrlDep, HubDep, StateDep, WritableRepoDep, WriterDep
-from service.errors import NotSupported
+from service.deps import (
+    BaseUrlDep,
+    CallerDep,
+    HubDep,
+    ReadableRepoDep,
+    RepoIdDep,
+    RepoTypeDep,
+    StateDep,
+    WriterDep,
+)
+from service.errors import NotSupported, RangeNotSatisfiable, Unauthorized, error_response
 from service.limits import streams_body
 from service.policy import Rule, policy
+from service.ranges import parse_range
+from service.redirects import moved_in_sight
 from service.streams import upload_body
-from storage.core.errors import FileNotStored, UploadMismatch
+from storage.core.errors import FileNotStored, RepoNotFound, UploadMismatch
 from storage.core.faults import crash_point
 from storage.core.names import is_sha256, split_repo_id
 
@@ -59,21 +75,29 @@ def _object_error(obj: LfsObject, max_bytes: int) -> str | None:
 
 
 @router.post("/{kind:repoprefix}/{namespace}/{name}.git/info/lfs/objects/batch", include_in_schema=False)
-@router.post("/{namespace}/{name}.git/info/lfs/objects/batch", summary="LFS batch: where to upload what")
-@policy(Rule.REPO_WRITE)
+@router.post("/{namespace}/{name}.git/info/lfs/objects/batch", summary="LFS batch: where to upload or download what")
+@policy(Rule.LFS_BATCH)
 def batch(
+    request: Request,
     state: StateDep,
-    writable: WritableRepoDep,
+    caller: CallerDep,
+    repo_id: RepoIdDep,
+    repo_type: RepoTypeDep,
     base_url: BaseUrlDep,
     body: Annotated[LfsBatch, Body()],
 ) -> JSONResponse:
-    if body.operation != "upload":
-        raise NotSupported(detail="LFS downloads through the batch API; use /resolve/")
     if body.hash_algo != "sha256":
         raise NotSupported(detail=f"hash algorithm {body.hash_algo!r}")
-    namespace, name = split_repo_id(writable.repo.repo_id)
+    if body.operation == "download":
+        return _download(request, state, caller, repo_id, repo_type, base_url, body)
+    repo = state.policy.writable_repo(state.hub, repo_id, caller, repo_type=repo_type)
+    namespace, name = split_repo_id(repo.repo_id)
     offered = {o.oid: o.size for o in body.objects if _object_error(o, state.options.max_upload_bytes) is None}
     state.hub.quotas.check(namespace, offered, repo=name)  # before any upload URL is handed out
+    # git-lfs sends a verify without credentials unless the action carries them: the caller's own header.
+    verify_action: dict[str, Any] = {"href": f"{base_url}/api/v1/lfs/verify"}
+    if (auth := request.headers.get("authorization")) is not None:
+        verify_action["header"] = {"Authorization": auth}
     answers = []
     for obj in body.objects:
         problem = _object_error(obj, state.options.max_upload_bytes)
@@ -91,7 +115,7 @@ def batch(
                     "authenticated": True,
                     "actions": {
                         "upload": {"href": f"{base_url}/api/v1/lfs/objects/{obj.oid}?{query}"},
-                        "verify": {"href": f"{base_url}/api/v1/lfs/verify"},
+                        "verify": verify_action,
                     },
                 }
             )
@@ -133,3 +157,58 @@ def verify(hub: HubDep, writer: WriterDep, body: Annotated[Verify, Body()]) -> d
     if info.size != body.size:
         raise UploadMismatch(detail=f"{body.oid} has {info.size} bytes, not {body.size}")
     return {"oid": info.sha256, "size": info.size}
+
+
+def _download(
+    request: Request, state: StateDep, caller: CallerDep, repo_id: str, repo_type: str, base_url: str,
+    body: LfsBatch,
+) -> JSONResponse:
+    """Where git-lfs downloads each object; an anonymous caller who may not read the repository is
+    challenged (git-lfs then asks git for credentials), the same whether it is private or missing."""
+    try:
+        repo = state.policy.readable_repo(state.hub, repo_id, caller, repo_type=repo_type)
+    except (RepoNotFound, Unauthorized) as err:
+        if caller is None and not moved_in_sight(state, repo_id, repo_type):
+            challenge = Unauthorized(detail="git-lfs needs a token: user name anything, the token as password")
+            return error_response(challenge, {"LFS-Authenticate": 'Basic realm="deltahub"'})
+        raise err
+    prefix = "/datasets" if repo.repo_type == "dataset" else ""
+    auth = request.headers.get("authorization")
+    answers = []
+    for obj in body.objects:
+        problem = _object_error(obj, state.options.max_upload_bytes)
+        size = None if problem else state.hub.git.lfs_object(repo.repo_id, repo.repo_type, obj.oid)
+        if problem is not None:
+            answers.append({"oid": obj.oid, "size": obj.size, "error": {"code": 422, "message": problem}})
+            continue
+        if size is None:
+            missing = f"{obj.oid} is not a file of {repo.repo_id}"
+            answers.append({"oid": obj.oid, "size": obj.size, "error": {"code": 404, "message": missing}})
+            continue
+        action: dict[str, Any] = {"href": f"{base_url}{prefix}/{repo.repo_id}.git/info/lfs/objects/{obj.oid}"}
+        if auth is not None:
+            action["header"] = {"Authorization": auth}
+        answers.append({"oid": obj.oid, "size": size, "actions": {"download": action}})
+    return JSONResponse({"transfer": "basic", "objects": answers, "hash_algo": "sha256"}, media_type=LFS_MEDIA_TYPE)
+
+
+@router.get("/{kind:repoprefix}/{namespace}/{name}.git/info/lfs/objects/{oid}", include_in_schema=False)
+@router.get("/{namespace}/{name}.git/info/lfs/objects/{oid}", summary="LFS download: one object, ranges supported")
+@policy(Rule.REPO_READ)
+def download_object(request: Request, state: StateDep, readable: ReadableRepoDep, oid: str) -> Response:
+    size = state.hub.git.lfs_object(readable.repo_id, readable.repo_type, oid) if is_sha256(oid) else None
+    if size is None:
+        return error_response(FileNotStored(sha256=oid))
+    headers = {"ETag": f'"{oid}"', "Accept-Ranges": "bytes"}
+    try:
+        wanted = parse_range(request.headers.get("range"), size)
+    except RangeNotSatisfiable as err:
+        return error_response(err, {**headers, "Content-Range": f"bytes */{size}"})
+    status, start, end = 200, 0, size
+    if wanted is not None:
+        status, start, end = 206, wanted.start, wanted.end
+        headers["Content-Range"] = wanted.content_range(size)
+    headers["Content-Length"] = str(end - start)
+    state.counters.add(download_requests=1, download_bytes=end - start)
+    return StreamingResponse(state.hub.read(oid, start, end), status_code=status, headers=headers,
+                             media_type="application/octet-stream")

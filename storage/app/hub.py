@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from storage.app.browse import Browse
 from storage.app.commits import Commits
+from storage.app.git_http import GitHttp
+from storage.app.git_objects import GitObjects
+from storage.app.git_push import GitPush
 from storage.app.mirror import Mirror, MirrorStatus
 from storage.app.ports import IngestQueue
 from storage.app.quotas import Quotas
@@ -54,6 +57,8 @@ class HubApi(Protocol):
     browse: Browse
     # Logical bytes per namespace against its quota (storage/app/quotas.py)
     quotas: Quotas
+    # git over smart HTTP: clone, fetch and push (storage/app/git_http.py)
+    git: GitHttp
 
     # The pull-through mirror (storage/app/mirror.py): None from pull when it has no say
     def pull(
@@ -163,6 +168,9 @@ class Hub:
         self.browse = Browse(self.session, self.reads.read)
         self.mirror = Mirror(settings, self.session, self.uploads, open_upstream(settings), self._enqueue)
         self.quotas = Quotas(self.session)
+        self.git = GitHttp(
+            GitObjects(self.session, self.reads.read), GitPush(self.session, self.uploads, self.quotas, self._enqueue)
+        )
 
     @classmethod
     def from_settings(

@@ -179,3 +179,30 @@ class QuotaExceeded(DeltahubError):
     # As the Hub answers a storage limit: forbidden, with the figures in the message.
     status = 403
     exit_code = 14
+
+
+class GitPackTooLarge(InvalidInput):
+    """git pack refused: more than {limit:,} bytes (the hub's DELTAHUB_GIT_MAX_PACK_BYTES); push fewer \
+commits at a time, large files through git-lfs"""
+
+    status = 413
+
+
+class GitPackInvalid(InvalidInput):
+    """git pack refused: {detail}; nothing was stored"""
+
+
+class GitNotServable(DeltahubError):
+    """not supported by deltahub over git: {detail}"""
+
+    status = 501
+    exit_code = 2
+
+
+class GitPushRefused(InvalidInput):
+    """push to {ref} refused: {detail}"""
+
+
+class GitNonFastForward(Conflict):
+    """push to {ref} refused: non-fast-forward ({new} does not descend from {head}); deltahub keeps every \
+branch's history: fetch, merge or rebase, then push"""

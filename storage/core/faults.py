@@ -37,6 +37,9 @@ CRASH_POINTS: tuple[str, ...] = (
     "commit.before_transaction",
     "commit.in_transaction",  # commit row, tree, branch move and jobs written, not committed
     "commit.after_transaction",  # committed, the jobs not yet queued
+    # git push (storage/app/git_push.py)
+    "git.push_staged",  # the pack's regular files staged, no commit yet
+    "git.push_in_transaction",  # the pushed commits, branch move and jobs written, not committed
     # ingest (workers/jobs/ingest.py, workers/jobs/encoding.py, workers/jobs/lineage.py)
     "ingest.after_start_job",
     "ingest.after_hashing",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import struct
@@ -92,3 +93,34 @@ def post_json(path: str, body: object) -> Callable[[httpx.Client], httpx.Respons
 
 def post_bytes(path: str, body: bytes) -> Callable[[httpx.Client], httpx.Response]:
     return lambda client: client.post(path, content=body, headers={**WRITER, "Content-Type": "application/json"})
+
+
+def pkt(line: bytes | None) -> bytes:
+    """One git pkt-line (None: the flush packet)."""
+    return b"0000" if line is None else b"%04x" % (len(line) + 4) + line
+
+
+def push_command() -> bytes:
+    """A receive-pack request's command list: create refs/heads/hostile at a commit the pack would hold."""
+    return pkt(b"0" * 40 + b" " + b"1" * 40 + b" refs/heads/hostile\0report-status side-band-64k\n") + pkt(None)
+
+
+def tiny_pack() -> bytes:
+    """A well-formed pack of one blob, made by dulwich."""
+    from dulwich.object_format import DEFAULT_OBJECT_FORMAT
+    from dulwich.objects import Blob
+    from dulwich.pack import write_pack_objects
+
+    out = io.BytesIO()
+    write_pack_objects(out.write, [(Blob.from_string(b"hostile\n"), None)], object_format=DEFAULT_OBJECT_FORMAT)
+    return out.getvalue()
+
+
+def corrupt_checksum(pack: bytes) -> bytes:
+    return pack[:-1] + bytes([pack[-1] ^ 0xFF])
+
+
+def post_git(path: str, body: bytes, headers: dict[str, str] | None = None) -> Callable[[httpx.Client], httpx.Response]:
+    kind = path.rsplit("/", 1)[-1]
+    sent = {**WRITER, "Content-Type": f"application/x-{kind}-request", **(headers or {})}
+    return lambda client: client.post(path, content=body, headers=sent)

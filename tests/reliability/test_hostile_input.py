@@ -7,6 +7,7 @@ store object) follow the table.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -35,14 +36,19 @@ from tests.reliability.hostile import (
     bad_model,
     commit,
     commit_file,
+    corrupt_checksum,
     get,
     inline,
     ndjson,
+    pkt,
     post_bytes,
+    post_git,
     post_json,
+    push_command,
     put_declared,
     stream,
     tensor,
+    tiny_pack,
 )
 from tests.reliability.server import running
 from tests.service.conftest import TEST_OPTIONS, TOKENS
@@ -78,7 +84,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         pending = jobs.unfinished_jobs(s)
     for job_id in pending:
         run_ingest(hub, job_id)
-    options = replace(TEST_OPTIONS, max_commit_bytes=MAX_COMMIT_BYTES)
+    options = replace(TEST_OPTIONS, max_commit_bytes=MAX_COMMIT_BYTES, git_max_pack_bytes=GIT_MAX_PACK_BYTES)
     with running(create_app(hub, settings, TOKENS, options=options)) as url:
         yield Target(url, hub, kept, 1000)
     hub.engine.dispose()
@@ -93,6 +99,9 @@ def _deep(depth: int) -> bytes:
     return b'{"key": "header", "value": {"summary": "s", "x": ' + b"[" * depth + b"]" * depth + b"}}"
 
 
+GIT_MAX_PACK_BYTES = 1_000_000
+RECEIVE_PACK = f"/{REPO}/git-receive-pack"
+UPLOAD_PACK = f"/{REPO}/git-upload-pack"
 LIMIT_BITS = 2**63
 MAX_TENSORS = 100  # the hub's max_header_tensors here (100,000 by default): the probe sent 1,000,000
 CASES = [
@@ -263,6 +272,28 @@ CASES = [
          post_json(f"/{REPO}.git/info/lfs/objects/batch",
                    {"operation": "upload", "objects": [{"oid": "a" * 64, "size": 1}] * 10_001}), 400,
          "invalid request: body.objects: List should have at most 10000 items after validation, not 10001"),
+    # -- git over HTTP (service/routes/git.py): the pack is read within its bound, unpacked by dulwich --
+    Case("git push: pack is not a pack", post_git(RECEIVE_PACK, push_command() + b"PACK garbage"), 400,
+         "git pack refused: Version was 543646066; nothing was stored"),
+    Case("git push: pack truncated", post_git(RECEIVE_PACK, push_command() + tiny_pack()[:-30]), 400,
+         "git pack refused: EOF before end of zlib stream; nothing was stored"),
+    Case("git push: pack checksum wrong", post_git(RECEIVE_PACK, push_command() + corrupt_checksum(tiny_pack())),
+         400, "git pack refused: Checksum mismatch: ", exact=False),
+    Case("git push: pack over git_max_pack_bytes",
+         post_git(RECEIVE_PACK, push_command() + b"P" * GIT_MAX_PACK_BYTES), 413,
+         f"git pack refused: more than {GIT_MAX_PACK_BYTES:,} bytes (the hub's DELTAHUB_GIT_MAX_PACK_BYTES); "
+         "push fewer commits at a time, large files through git-lfs"),
+    Case("git push: ref update line malformed", post_git(RECEIVE_PACK, pkt(b"not a ref update\0report-status")
+                                                        + pkt(None)), 400,
+         "invalid input: git protocol: Invalid ref update line from client: b'not a ref update'"),
+    Case("git fetch: gzip body inflating past the bound",
+         post_git(UPLOAD_PACK, gzip.compress(b"\0" * (17 << 20)), {"Content-Encoding": "gzip"}), 413,
+         "request body too large: a git-upload-pack request of more than 16,777,216 bytes"),
+    Case("git fetch: gzip body not gzip", post_git(UPLOAD_PACK, b"not gzip", {"Content-Encoding": "gzip"}), 400,
+         "invalid input: gzip body: Error -3 while decompressing data: incorrect header check"),
+    Case("git: dumb HTTP info/refs", get(f"/{REPO}/info/refs", **WRITER), 400,
+         "invalid input: deltahub speaks git's smart HTTP protocol only (info/refs?service=git-upload-pack); "
+         "update git"),
     Case("JSON body not JSON", post_bytes("/api/repos/create", b'{"name": '), 400,
          "invalid request: body.9: JSON decode error"),
 ]
@@ -288,6 +319,20 @@ def test_bad_input_is_refused_and_harms_nothing(case: Case, target: Target, figu
         kept = client.get(f"/{KEEP}/resolve/main/data.bin")
         assert kept.status_code == 200 and kept.content == target.kept
     figures.add(bad_inputs=1)
+
+
+def test_refused_git_pushes_store_nothing(target: Target) -> None:
+    """Every refused push of the table, sent again: no ref, no commit, no staged object came of them."""
+    refs_before = target.hub.list_refs(REPO)
+    commits_before = target.hub.list_commits(REPO, "main")
+    staged_before = {info.key for info in target.hub.store.list("staging/")}
+    with httpx.Client(base_url=target.url, timeout=60) as client:
+        for case in CASES:
+            if case.name.startswith("git push:"):
+                assert case.send(client).status_code == case.status
+    assert target.hub.list_refs(REPO) == refs_before
+    assert target.hub.list_commits(REPO, "main") == commits_before
+    assert {info.key for info in target.hub.store.list("staging/")} == staged_before
 
 
 def test_upload_cut_off_mid_body_leaves_nothing(target: Target, figures: Figures) -> None:

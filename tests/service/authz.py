@@ -166,6 +166,8 @@ def call_for(
         case "batch":
             body = {"operation": "upload", "objects": [{"oid": "1" * 64, "size": 3}]}
             headers["content-type"] = "application/vnd.git-lfs+json"
+        case "info_refs":
+            path += "?service=git-upload-pack"
         case "verify":
             body = {"oid": SHA, "size": len(CONTENT)}
         case "commit":
@@ -204,7 +206,11 @@ def expected(rule: Rule, route_name: str, identity: str, visibility: str) -> str
             return "401" if anonymous else "ok" if identity == "hub_admin" else "403"
         case Rule.REPO_READ:
             return "ok" if visibility == "public" or sees_private else "404"
-        case Rule.REPO_WRITE | Rule.NAMESPACE_WRITE:
+        case Rule.GIT_READ:
+            if anonymous and visibility == "private":
+                return "401"  # challenged, exactly as for a missing repository (tests/service/test_git.py)
+            return "ok" if visibility == "public" or sees_private else "404"
+        case Rule.REPO_WRITE | Rule.NAMESPACE_WRITE | Rule.LFS_BATCH:  # the matrix's batch is an upload
             if anonymous:
                 return "401"
             if identity == "read_token":

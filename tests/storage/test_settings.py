@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from service.options import ServiceOptions
 from storage.core.errors import InvalidInput
 from storage.settings import InvalidSettings, Settings, load_settings
 
@@ -43,6 +44,7 @@ def test_defaults_are_the_embedded_mode() -> None:
     assert (settings.max_chain_depth, settings.gc_grace_seconds, settings.ingest_workers) == (4, 3600, 2)
     assert settings.s3_region == "us-east-1"
     assert settings.s3_prefix == ""
+    assert settings.git_max_pack_bytes == 128 * 1024 * 1024
 
 
 def test_environment_variables_are_parsed_into_types(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,7 +56,10 @@ def test_environment_variables_are_parsed_into_types(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("DELTAHUB_S3_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("DELTAHUB_S3_SECRET_ACCESS_KEY", "very-secret")
     monkeypatch.setenv("DELTAHUB_BROKER_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("DELTAHUB_GIT_MAX_PACK_BYTES", "1000000")
     settings = load_settings()
+    assert settings.git_max_pack_bytes == 1_000_000
+    assert ServiceOptions.from_settings(settings).git_max_pack_bytes == 1_000_000  # what the push route reads
     assert settings.data_dir == Path("/srv/dh")
     assert settings.resolved_database_url == "sqlite:////srv/dh/catalog.sqlite3"
     assert settings.port == 9001
@@ -115,6 +120,7 @@ def test_nothing_is_read_at_import_time() -> None:
         ({"max_chain_depth": -1}, "max_chain_depth"),
         ({"frame_bytes": 0}, "frame_bytes"),
         ({"ingest_workers": 0}, "ingest_workers"),
+        ({"git_max_pack_bytes": 0}, "git_max_pack_bytes"),
         ({"no_such_setting": 1}, "no_such_setting"),
     ],
 )

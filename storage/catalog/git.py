@@ -1,0 +1,72 @@
+"""Catalog queries behind git over HTTP: every commit of a repository with its tree, in one pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.catalog.models import Commit, FileObject, Ref, Repository, TreeEntry
+
+
+@dataclass(frozen=True, slots=True)
+class GitEntry:
+    path: str
+    lfs: bool
+    git_oid: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class GitCommitRow:
+    oid: str
+    parent_oid: str | None
+    git_author: str
+    git_committer: str
+    message: str
+    entries: tuple[GitEntry, ...]
+
+
+def repo_commits(session: Session, repo: Repository) -> list[GitCommitRow]:
+    """Every commit of `repo` with its full tree (path order), in no particular commit order."""
+    commits = list(session.scalars(select(Commit).where(Commit.repo_id == repo.id)))
+    entries: dict[str, list[GitEntry]] = {c.oid: [] for c in commits}
+    rows = session.execute(
+        select(TreeEntry.commit_oid, TreeEntry.path, TreeEntry.lfs, TreeEntry.git_oid, FileObject.sha256,
+               FileObject.size)
+        .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
+        .join(Commit, Commit.oid == TreeEntry.commit_oid)
+        .where(Commit.repo_id == repo.id)
+        .order_by(TreeEntry.commit_oid, TreeEntry.path)
+    )
+    for oid, path, lfs, git_oid, sha, size in rows:
+        entries[oid].append(GitEntry(path, lfs, git_oid, sha, size))
+    return [
+        GitCommitRow(c.oid, c.parent_oid, c.git_author, c.git_committer, c.message, tuple(entries[c.oid]))
+        for c in commits
+    ]
+
+
+def repo_refs(session: Session, repo: Repository) -> list[tuple[str, str, str]]:
+    """(name, kind, commit id) of every branch and tag."""
+    rows = session.execute(select(Ref.name, Ref.kind, Ref.commit_oid).where(Ref.repo_id == repo.id))
+    return [(name, kind, oid) for name, kind, oid in rows]
+
+
+def repo_holds_commit(session: Session, repo: Repository, oid: str) -> bool:
+    commit = session.get(Commit, oid)
+    return commit is not None and commit.repo_id == repo.id
+
+
+def repo_file_size(session: Session, repo: Repository, sha256: str) -> int | None:
+    """The size of a file with this content if a commit of `repo` names one (an LFS download may be
+    served), else None."""
+    return session.scalar(
+        select(FileObject.size)
+        .join(TreeEntry, TreeEntry.file_sha256 == FileObject.sha256)
+        .join(Commit, Commit.oid == TreeEntry.commit_oid)
+        .where(Commit.repo_id == repo.id, FileObject.sha256 == sha256)
+        .limit(1)
+    )
