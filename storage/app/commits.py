@@ -12,7 +12,7 @@ from storage.catalog.models import FileObject, RefKind, RepoType
 from storage.core.declared import base_from_config, base_from_model_card
 from storage.core.errors import EntryNotFound, FileNotStored, InvalidInput, RevisionNotFound
 from storage.core.faults import crash_point
-from storage.core.formats.safetensors import FORMAT_ID as SAFETENSORS
+from storage.core.formats.registry import parses_tensors
 from storage.core.gitobjects import GitBlob, blob_id
 from storage.core.names import check_branch, check_path, check_sha256, check_tree, is_commit_oid
 
@@ -85,7 +85,7 @@ class Commits:
                     raise FileNotStored(sha256=addition.sha256)
                 if addition.path.endswith(".safetensors"):
                     self._uploads.check_safetensors(file)
-                if declared_base and file.kind == SAFETENSORS and file.declared_base is None:
+                if declared_base and parses_tensors(file.kind) and file.declared_base is None:
                     file.declared_base = declared_base
                 added.append((addition.path, addition.sha256))
             missing = repos.apply_changes(files, added, deletions)

@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from storage.catalog.models import FileObject, FileState, IngestJob, Ref, Repository, TreeEntry
 from storage.core.errors import InvalidInput
-from storage.core.formats.safetensors import FORMAT_ID as SAFETENSORS
 from storage.core.names import split_repo_id
 
 DEFAULT_BRANCH = "main"
@@ -25,13 +24,12 @@ class RebaseCandidate:
 
 
 def rebase_candidates(session: Session) -> list[RebaseCandidate]:
-    """Stored safetensors files whose declared base repository holds, on its main branch, a stored file
-    of the same architecture that they are not yet coded against (the same path preferred, as in
-    sharded models)."""
+    """Stored weight files (of any format that parses tensors: only those have a fingerprint) whose
+    declared base repository holds, on its main branch, a stored file of the same architecture that they
+    are not yet coded against (the same path preferred, as in sharded models)."""
     rows = session.execute(
         select(FileObject.sha256, FileObject.declared_base, FileObject.fingerprint, FileObject.base_sha256).where(
             FileObject.state == FileState.STORED,
-            FileObject.kind == SAFETENSORS,
             FileObject.declared_base.is_not(None),
             FileObject.fingerprint.is_not(None),
         )
