@@ -95,6 +95,7 @@ class HubApi(Protocol):
 
     # Uploads and commits (storage/app/uploads.py, commits.py)
     def has_file(self, sha256: str) -> bool: ...
+    def unheld(self, sha256s: Iterable[str]) -> set[str]: ...
     def upload(
         self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None
     ) -> FileInfo: ...
@@ -284,6 +285,9 @@ class Hub:
 
     def has_file(self, sha256: str) -> bool:
         return self.uploads.has_file(sha256)
+
+    def unheld(self, sha256s: Iterable[str]) -> set[str]:
+        return self.uploads.unheld(sha256s)
 
     def upload(
         self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None
