@@ -154,7 +154,7 @@ class Hub:
         self.store = store or open_store(settings)
         self.reader = Reader(self.store, self.sessions, cache_bytes=FRAME_CACHE_BYTES)
         self.queue = queue_for(self) if queue_for is not None else queue
-        self.uploads = Uploads(settings, self.session, self.store)
+        self.uploads = Uploads(settings, self.session, self.store, self._enqueue)
         self.repositories = Repositories(self.session, self.uploads, self._enqueue)
         self.refs = Refs(self.session)
         self.reads = Reads(self.session, self.store, self.reader)

@@ -31,10 +31,15 @@ class _ClaimLost(Exception):
 
 
 class Uploads:
-    def __init__(self, settings: Settings, sessions: Sessions, store: ObjectStore) -> None:
+    def __init__(
+        self, settings: Settings, sessions: Sessions, store: ObjectStore,
+        enqueue: Callable[[int], None] | None = None,
+    ) -> None:
         self._settings = settings
         self._session = sessions
         self._store = store
+        # Repairs are queued as the bytes arrive: a client may skip the commit of an unchanged file.
+        self._enqueue = enqueue
 
     def has_file(self, sha256: str) -> bool:
         """True when the bytes are already held (staged or stored, and not found damaged by verify): the
@@ -121,6 +126,7 @@ class Uploads:
         fmt = sniff_staged_format(self._store, staged.key, staged.size)
         crash_point("upload.before_file_row")
         replaced: list[str] = []
+        repair_job: int | None = None
         try:
             with self._session() as s, unique_conflicts("file uploaded concurrently"):
                 held = s.get(FileObject, staged.sha256, with_for_update=True)
@@ -128,6 +134,7 @@ class Uploads:
                     if not damage.unheld(s, [staged.sha256]):
                         return False
                     replaced = self._repair(s, held, staged)
+                    repair_job = jobs.queue_repair(s, staged.sha256)
                 else:
                     s.add(
                         FileObject(
@@ -142,13 +149,15 @@ class Uploads:
             return False
         for key in replaced:  # a damaged staged copy, now that no row names it
             self._store.delete(key)
+        if repair_job is not None and self._enqueue is not None:
+            self._enqueue(repair_job)
         return True
 
     @staticmethod
     def _repair(s: Session, file: FileObject, staged: StagedUpload) -> list[str]:
         """A new upload of a damaged file's bytes (proven by their hash) becomes its staged copy: reads
-        and dedup use it at once, and the ingest the next commit queues re-encodes the stored form
-        (workers/jobs/ingest.py). A damaged staged copy is simply replaced; returns its key, to delete."""
+        and dedup use it at once, and the ingest queued with it re-encodes the stored form
+        (workers/jobs/repair.py). A damaged staged copy is simply replaced; returns its key, to delete."""
         old = file.staging_key
         file.staging_key, file.staging_sums, file.claimed_at = staged.key, staged.block_sums, utcnow()
         if file.state == FileState.STORED:

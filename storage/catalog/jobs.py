@@ -55,6 +55,20 @@ def queue_ingest(session: Session, repo_id: int, added: Sequence[tuple[str, str]
     return job_ids
 
 
+def queue_repair(session: Session, sha256: str) -> int | None:
+    """A job for a damaged file whose bytes were just uploaded again (no repository: none is needed to
+    repair it); None when one is unfinished already."""
+    pending = session.scalar(
+        select(IngestJob.id).where(IngestJob.file_sha256 == sha256, IngestJob.state.in_(UNFINISHED))
+    )
+    if pending is not None:
+        return None
+    job = IngestJob(file_sha256=sha256, repo_id=None, path=None, state=JobState.QUEUED)
+    session.add(job)
+    session.flush()
+    return job.id
+
+
 def get_job(session: Session, job_id: int) -> JobView | None:
     job = session.get(IngestJob, job_id)
     return _view(job) if job else None
