@@ -58,7 +58,7 @@ def repair_file(
     with ctx.session() as s:
         repaired = files.record_written(s, written, max_depth=ctx.settings.max_chain_depth)
         files.drop_staging(s, sha256)
-    crash_point("repair.after_catalog_commit")
+    crash_point("ingest.after_catalog_commit")  # as at ingest: committed, staging not yet deleted
     ctx.store.delete(staging_key)
     still = recheck(ctx)
     log.info("repaired %d tensors of %s; still damaged: %s", len(repaired), sha256, still or "none")
