@@ -22,7 +22,16 @@ from huggingface_hub import HfApi, hf_hub_download
 from sqlalchemy import func, select
 
 from storage.app.hub import Hub
-from storage.catalog.models import DamagedFile, DamagedTensor, FileObject, FileSegment, Frame, Tensor
+from storage.catalog.models import (
+    DamagedFile,
+    DamagedTensor,
+    FileObject,
+    FileSegment,
+    Frame,
+    Tensor,
+    XetDedupChunk,
+    XetXorbSpan,
+)
 from storage.settings import load_settings
 from tests.models import finetune, make_weights, to_safetensors
 from tests.reliability.figures import Figures
@@ -91,6 +100,14 @@ def fresh_hub(tmp_path: Path) -> Hub:
     return Hub.from_settings(load_settings(data_dir=tmp_path / "hub", **SETTINGS))  # type: ignore[arg-type]
 
 
+def base_chunks(service: RunningService, base_sha: str) -> list[str]:
+    """Chunk hashes the global dedup query can find in xorbs that only the base file holds (Xet)."""
+    with service.hub.session() as s:
+        xorbs = set(s.scalars(select(XetXorbSpan.xorb_hash).where(XetXorbSpan.file_sha256 == base_sha)))
+        others = set(s.scalars(select(XetXorbSpan.xorb_hash).where(XetXorbSpan.file_sha256 != base_sha)))
+        return list(s.scalars(select(XetDedupChunk.chunk_hash).where(XetDedupChunk.xorb_hash.in_(xorbs - others))))
+
+
 def stream(url: str) -> tuple[int, bytes, bool]:
     """(status, bytes received, whether the body arrived complete)."""
     received = bytearray()
@@ -117,6 +134,8 @@ def test_a_damaged_file_is_repaired_by_pushing_it_again(transport: str, tmp_path
             push(service, repo_id, data)
         with service.hub.session() as s:
             assert s.get(FileObject, child_sha).base_sha256 == base_sha  # type: ignore[union-attr]
+        offered = base_chunks(service, base_sha)
+        assert (transport == "lfs") or (offered and all(service.hub.xet.dedup_answer(c) for c in offered))
         damaged_tensor = damage_a_base_frame(service, base_sha)
 
     found = admin_verify(tmp_path / "hub")
@@ -154,6 +173,9 @@ def test_a_damaged_file_is_repaired_by_pushing_it_again(transport: str, tmp_path
         ).json()
         assert "upload" in batch["objects"][0]["actions"]
 
+        # Xet's global dedup no longer offers the xorbs whose chunks only the damaged file holds.
+        assert not any(service.hub.xet.dedup_answer(c) for c in offered)
+
         before = service.counters()
         push(service, BASE, base)  # the same bytes, the same path: the operator's repair
         after = service.counters()
@@ -162,6 +184,7 @@ def test_a_damaged_file_is_repaired_by_pushing_it_again(transport: str, tmp_path
         else:
             assert after["xet_files_staged"] == before["xet_files_staged"] + 1
             assert after["xet_xorb_bytes"] > before["xet_xorb_bytes"]
+            assert after["xet_xorbs_already_held"] == before["xet_xorbs_already_held"]  # each was taken
         with service.hub.session() as s:
             assert s.scalar(select(func.count()).select_from(DamagedFile)) == 0
             assert s.scalar(select(func.count()).select_from(DamagedTensor)) == 0
