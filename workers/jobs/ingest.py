@@ -89,14 +89,14 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
     started = time.monotonic()
     with ctx.session() as s:
         snapshot = files.snapshot(s, sha256)
-    # A stored file with a staged copy was found damaged and pushed again: repair it from the copy.
-    repairing = snapshot.state == FileState.STORED
     if snapshot.staging_key is None:
         done = IngestResult(sha256, snapshot.state)
         if snapshot.state == FileState.STORED and parses_tensors(snapshot.kind):
             # A retry after a crash between the catalog commit and the rebase: the rebase is still owed.
             done.rebased = lineage.rebase_dependents(ctx, sha256, repo_id=repo_id)
         return done
+    # A stored file with a staged copy was found damaged and pushed again: it is repaired from the copy.
+    repairing = snapshot.state == FileState.STORED
     key, size = snapshot.staging_key, snapshot.size
     layout = _layout(ctx, sha256, key, snapshot.kind, size)
     segments = layout.segments
