@@ -18,6 +18,7 @@ from storage.app.staging import read_staged_layout, staged_reader
 from storage.app.views import FileAddition
 from storage.catalog import jobs
 from storage.catalog.models import DamagedFile, DamagedTensor, FileObject, FileSegment, Frame
+from storage.core.errors import FileDamaged
 from storage.core.formats.safetensors import FORMAT_ID as SAFETENSORS
 from storage.objectstore import ObjectStore
 from tests.hubs import ingest_all, make_hub, push, read_all
@@ -134,3 +135,19 @@ def test_verify_drops_the_record_of_a_file_that_reads_back_whole(hub: Hub) -> No
     assert not hub.has_file(sha(data))
     assert verify(hub).ok
     assert hub.has_file(sha(data))
+
+
+def test_a_commit_naming_a_damaged_file_without_uploading_it_again_is_refused(hub: Hub) -> None:
+    data = to_safetensors(make_weights(9), "BF16")
+    ingest_all(hub, push(hub, "o/m", {"model.safetensors": data}))
+    damage_tensor(hub, sha(data), "embeddings.weight")
+    hub = fresh(hub)
+    assert not verify(hub).ok
+    hub.create_repo("o/copy")
+    ingest_all(hub, unfinished(hub))
+    with pytest.raises(FileDamaged, match="upload its bytes again"):
+        hub.commit("o/copy", "main", message="copy", additions=[FileAddition("model.safetensors", sha(data))])
+    hub.upload([data], expected_sha256=sha(data), expected_size=len(data))  # the repair's bytes are held
+    hub.commit("o/copy", "main", message="copy", additions=[FileAddition("model.safetensors", sha(data))])
+    ingest_all(hub, unfinished(hub))
+    assert verify(fresh(hub)).ok
