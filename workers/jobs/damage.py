@@ -8,6 +8,7 @@ damage: anything else (the store unreachable) is no verdict and propagates.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 from storage.catalog import damage, files, plans
 from storage.catalog.models import FileState
@@ -50,18 +51,20 @@ def tensor_error(ctx: JobContext, tensor_id: str) -> str | None:
     return None
 
 
-def recheck(ctx: JobContext) -> list[str]:
-    """After a repair: drop the damage records of every tensor that decodes again and of every damaged
-    file that reads back byte-exact (those delta-coded against what was repaired, too). Returns the files
-    still damaged. Costs a read of the damaged data only, which is little unless much is damaged."""
+def recheck(ctx: JobContext, repaired: set[str], *, files_too: Iterable[str] = ()) -> list[str]:
+    """After tensors were re-encoded: drop the damage records of those of them, and of the tensors
+    delta-coded against them, that decode again, and of every damaged file holding any of them (and of
+    `files_too`) that now reads back byte-exact. Only what the repair touched is read again. Returns the
+    files among those that are still damaged."""
     with ctx.session() as s:
-        recorded = damage.damaged_tensors(s)
-        suspects = damage.damaged_files(s)
+        touched = repaired | damage.dependents(s, repaired)
+        recorded = damage.damaged_tensors(s, touched)
+        suspects = damage.damaged_among(s, damage.files_holding(s, touched) | set(files_too))
     healthy = {t for t in recorded if tensor_error(ctx, t) is None}
     with ctx.session() as s:
         damage.clear_tensors(s, healthy)
     still: list[str] = []
-    for sha in suspects:
+    for sha in sorted(suspects):
         error, _ = file_error(ctx, sha)
         with ctx.session() as s:
             if error is None:

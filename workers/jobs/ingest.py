@@ -140,7 +140,7 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
     ctx.store.delete(key)
     crash_point("ingest.after_staging_delete")
     if repaired:  # it held bytes of damaged tensors, coded again: whatever they broke may read again
-        result.still_damaged = recheck(ctx)
+        result.still_damaged = recheck(ctx, repaired)
     if layout.tensors is not None:
         result.rebased = lineage.rebase_dependents(ctx, sha256, repo_id=repo_id)
         if base is None:

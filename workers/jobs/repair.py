@@ -4,8 +4,8 @@ pushed bytes (docs/reliability.md, "Repairing damaged data").
 The upload staged the bytes (proven by their SHA-256) next to the stored form; here every damaged tensor
 of the file is coded again, plain, and swapped in (objects first, catalog second, staging deleted last,
 as at ingest). Tensors delta-coded against a repaired one decode again without being touched: a delta is
-against the base's bytes, which are the same. Then every damaged file is checked and what now rebuilds
-byte-exact loses its damage record.
+against the base's bytes, which are the same. Then the damaged files holding what was re-encoded (or
+delta-coded against it) are read again, and what now rebuilds byte-exact loses its damage record.
 """
 
 from __future__ import annotations
@@ -60,6 +60,6 @@ def repair_file(
         files.drop_staging(s, sha256)
     crash_point("ingest.after_catalog_commit")  # as at ingest: committed, staging not yet deleted
     ctx.store.delete(staging_key)
-    still = recheck(ctx)
+    still = recheck(ctx, repaired, files_too=[sha256])
     log.info("repaired %d tensors of %s; still damaged: %s", len(repaired), sha256, still or "none")
     return Repaired(len(repaired), sum(f.object_length for t in written.tensors for f in t.frames), tuple(still))
