@@ -94,6 +94,8 @@ def _repair(s: Session, sha: str, where: tuple[tuple[str, str], ...], broken: di
     file = s.get(FileObject, sha)
     if file is not None and file.state != FileState.STORED:
         return f"its staged upload is damaged: push {_named(where)} again (the same bytes) to stage it anew"
+    if file is not None and file.staging_key is not None:
+        return "its bytes were pushed again and are served from that copy; the queued repair re-encodes them"
     mine = damage.own_tensors(s, sha) & broken.keys()
     if not mine:
         return (f"no stored tensor is damaged, yet the file does not rebuild: push {_named(where)} again; "

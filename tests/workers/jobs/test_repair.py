@@ -151,3 +151,19 @@ def test_a_commit_naming_a_damaged_file_without_uploading_it_again_is_refused(hu
     hub.commit("o/copy", "main", message="copy", additions=[FileAddition("model.safetensors", sha(data))])
     ingest_all(hub, unfinished(hub))
     assert verify(fresh(hub)).ok
+
+
+def test_verify_says_a_repair_is_under_way_until_its_job_has_run(hub: Hub) -> None:
+    data = to_safetensors(make_weights(13), "BF16")
+    ingest_all(hub, push(hub, "o/m", {"model.safetensors": data}))
+    damage_tensor(hub, sha(data), "layer.1.attn.weight")
+    hub = fresh(hub)
+    assert verify(hub).problems[0].repair.startswith("push o/m/model.safetensors again")
+    hub.upload([data], expected_sha256=sha(data), expected_size=len(data))  # no queue: the job waits
+    assert read_all(hub, sha(data)) == data  # from the pushed copy
+    pending = verify(fresh(hub))
+    assert [p.repair for p in pending.problems] == [
+        "its bytes were pushed again and are served from that copy; the queued repair re-encodes them"
+    ]
+    ingest_all(hub, unfinished(hub))
+    assert verify(fresh(hub)).ok
