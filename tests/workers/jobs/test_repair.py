@@ -8,6 +8,7 @@ deduplicated against or delta-coded against damaged data.
 from __future__ import annotations
 
 import hashlib
+import random
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,13 @@ from sqlalchemy import func, select
 from storage.app.hub import Hub
 from storage.app.staging import read_staged_layout, staged_reader
 from storage.app.views import FileAddition
-from storage.catalog import jobs
-from storage.catalog.models import DamagedFile, DamagedTensor, FileObject, FileSegment, Frame
+from storage.catalog import jobs, repos
+from storage.catalog.models import DamagedFile, DamagedTensor, FileObject, FileSegment, Frame, Tensor
 from storage.core.errors import FileDamaged
 from storage.core.formats.safetensors import FORMAT_ID as SAFETENSORS
 from storage.objectstore import ObjectStore
 from tests.hubs import ingest_all, make_hub, push, read_all
-from tests.models import make_weights, to_safetensors
+from tests.models import finetune, make_weights, to_safetensors
 from workers.jobs import lineage
 from workers.jobs.ingest import run_ingest
 from workers.jobs.verify import verify
@@ -166,4 +167,33 @@ def test_verify_says_a_repair_is_under_way_until_its_job_has_run(hub: Hub) -> No
         "its bytes were pushed again and are served from that copy; the queued repair re-encodes them"
     ]
     ingest_all(hub, unfinished(hub))
+    assert verify(fresh(hub)).ok
+
+
+def test_a_sampled_verify_finds_the_files_delta_coded_against_what_it_found_damaged(hub: Hub) -> None:
+    weights = make_weights(21)
+    base, child = to_safetensors(weights, "BF16"), to_safetensors(finetune(weights, 22), "BF16")
+    ingest_all(hub, push(hub, "o/base", {"model.safetensors": base}))
+    ingest_all(hub, push(hub, "o/child", {"model.safetensors": child}))
+    with hub.session() as s:
+        assert s.get(FileObject, sha(child)).base_sha256 == sha(base)  # type: ignore[union-attr]
+        mine = select(FileSegment.tensor_id).where(FileSegment.file_sha256 == sha(base))
+        used = s.scalars(select(Tensor.base_tensor_id).where(Tensor.base_tensor_id.in_(mine))).first()
+        name = s.scalar(select(FileSegment.name).where(FileSegment.tensor_id == used))
+    assert name is not None
+    damage_tensor(hub, sha(base), name)
+    with hub.session() as s:
+        shas = repos.all_file_shas(s)
+    seed = next(n for n in range(1000) if random.Random(n).sample(shas, 1) == [sha(base)])
+    report = verify(fresh(hub), sample=1, seed=seed)
+    assert report.checked == 1
+    found = {p.sha256: p for p in report.problems}
+    assert set(found) == {sha(base), sha(child)}
+    assert found[sha(child)].error == "holds a damaged tensor (found while verifying other files)"
+    assert not hub.has_file(sha(child))
+    # Pushing the base again repairs both.
+    hub.upload([base], expected_sha256=sha(base), expected_size=len(base))
+    results = [run_ingest(hub, job_id) for job_id in unfinished(hub)]
+    assert [r.still_damaged for r in results if r is not None] == [[]]
+    assert read_all(fresh(hub), sha(child)) == child
     assert verify(fresh(hub)).ok
