@@ -3,7 +3,8 @@ pushed bytes (docs/reliability.md, "Repairing damaged data").
 
 The upload staged the bytes (proven by their SHA-256) next to the stored form; here every damaged tensor
 of the file is coded again, plain, and swapped in (objects first, catalog second, staging deleted last,
-as at ingest). Tensors delta-coded against a repaired one decode again without being touched: a delta is
+as at ingest; the staged copy goes only once the rebuilt file verifies, so the file stays held and
+served throughout). Tensors delta-coded against a repaired one decode again without being touched: a delta is
 against the base's bytes, which are the same. Then the damaged files holding what was re-encoded (or
 delta-coded against it) are read again, and what now rebuilds byte-exact loses its damage record.
 """
@@ -57,9 +58,16 @@ def repair_file(
         )
     with ctx.session() as s:
         repaired = files.record_written(s, written, max_depth=ctx.settings.max_chain_depth)
-        files.drop_staging(s, sha256)
     crash_point("ingest.after_catalog_commit")  # as at ingest: committed, staging not yet deleted
-    ctx.store.delete(staging_key)
+    # Checked while the pushed copy still serves the file and keeps it held (so the push's commit lands:
+    # a damaged file without its copy is refused by commits).
     still = recheck(ctx, repaired, files_too=[sha256])
+    if sha256 in still:
+        # The stored form still does not rebuild: the verified copy keeps serving it; verify keeps naming it.
+        log.error("repair of %s re-encoded %d tensors but the file still does not rebuild", sha256, len(repaired))
+    else:
+        with ctx.session() as s:
+            files.drop_staging(s, sha256)
+        ctx.store.delete(staging_key)
     log.info("repaired %d tensors of %s; still damaged: %s", len(repaired), sha256, still or "none")
     return Repaired(len(repaired), sum(f.object_length for t in written.tensors for f in t.frames), tuple(still))
