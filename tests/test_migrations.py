@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 from storage.catalog.db import alembic_config, downgrade, make_engine, upgrade
 from storage.catalog.models import Base
@@ -89,5 +90,30 @@ def test_alembic_commands_run_on_a_url_alone(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_0010_damage_adds_empty_damage_tables_that_follow_their_files(database_url: str) -> None:
+    """On a catalog holding a file: nothing is damaged after the upgrade; a damage record goes with its
+    file (CASCADE, as GC deletes files in bulk); the downgrade drops only the damage tables."""
+    upgrade(database_url, "0009_mirror")
+    engine = make_engine(database_url)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    try:
+        with engine.begin() as c:
+            c.execute(text("INSERT INTO file_objects (sha256, size, kind, state, created_at) "
+                           "VALUES (:s, 3, 'blob', 'stored', :t)"), {"s": "e" * 64, "t": now})
+        upgrade(database_url)
+        with engine.begin() as c:
+            assert c.execute(text("SELECT count(*) FROM damaged_files")).scalar() == 0
+            c.execute(text("INSERT INTO damaged_files (sha256, error, found_at) VALUES (:s, 'x', :t)"),
+                      {"s": "e" * 64, "t": now})
+        with engine.begin() as c:
+            c.execute(text("DELETE FROM file_objects"))
+            assert c.execute(text("SELECT count(*) FROM damaged_files")).scalar() == 0
+        downgrade(database_url, "0009_mirror")
+        tables = set(inspect(engine).get_table_names())
+        assert "file_objects" in tables and not {"damaged_files", "damaged_tensors"} & tables
     finally:
         engine.dispose()

@@ -62,7 +62,8 @@ def families(data_dir: Path | None) -> None:
 @click.option("--sample", type=click.IntRange(min=1), default=None, help="Check N files chosen at random.")
 @data_dir_option
 def verify(sample: int | None, data_dir: Path | None) -> None:
-    """Rebuild stored files and check their SHA-256; exits non-zero naming every file that fails."""
+    """Rebuild stored files and check their SHA-256; exits non-zero naming every file that fails and
+    what repairs it (damaged files are recorded, and count as not held until a push repairs them)."""
     from workers.jobs.verify import verify as run_verify
 
     with admin_hub(settings_for(data_dir)) as hub, console.status("verifying stored files"):
@@ -72,12 +73,14 @@ def verify(sample: int | None, data_dir: Path | None) -> None:
         console.print("all files read back byte-exact")
         return
     table = Table(title="Problems", title_justify="left")
-    for column in ("repository", "path", "sha256", "error"):
+    for column in ("repository", "path", "sha256", "error", "repair"):
         table.add_column(column, overflow="fold")
     for problem in result.problems:
         for repo_id, path in problem.locations or (("-", "-"),):
-            table.add_row(repo_id, path, problem.sha256, problem.error)
+            table.add_row(repo_id, path, problem.sha256, problem.error, problem.repair)
     console.print(table)
+    console.print("Damaged files count as not held until repaired: a push of the same bytes uploads and "
+                  "re-encodes them (docs/reliability.md, \"Repairing damaged data\").")
     raise VerifyFailed(count=len(result.problems))
 
 

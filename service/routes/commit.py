@@ -76,12 +76,14 @@ def preupload(
     changed = sum(f.size for f in body.files if (held := remote.get(f.path)) is None or held.size != f.size)
     hub.quotas.check(split_repo_id(repo_id)[0], changed)
     answers = []
+    # A damaged file (verify found it) gets no oid: the client sends it again, and that repairs it.
+    damaged = hub.unheld({remote[f.path].sha256 for f in body.files if f.path in remote})
     for file in body.files:
         mode = "regular" if file.size <= options.regular_file_max_bytes else "lfs"
         held, oid = remote.get(file.path), None
         # The oid lets the client drop unchanged files from the commit; it compares a SHA-256 for LFS
         # files and a git blob id for inline ones (computed here only for files small enough to inline).
-        if held is not None and held.size == file.size:
+        if held is not None and held.size == file.size and held.sha256 not in damaged:
             oid = held.sha256 if mode == "lfs" else git_blob_sha1(b"".join(hub.read(held.sha256)))
         answers.append({"path": file.path, "uploadMode": mode, "shouldIgnore": False, "oid": oid})
     return {"files": answers}

@@ -10,7 +10,7 @@ from storage.app.views import CommitInfo, FileAddition, commit_info
 from storage.catalog import jobs, repos
 from storage.catalog.models import FileObject, RefKind, RepoType
 from storage.core.declared import base_from_config, base_from_model_card
-from storage.core.errors import EntryNotFound, FileNotStored, InvalidInput, RevisionNotFound
+from storage.core.errors import EntryNotFound, FileDamaged, FileNotStored, InvalidInput, RevisionNotFound
 from storage.core.faults import crash_point
 from storage.core.formats.registry import parses_tensors
 from storage.core.gitobjects import GitBlob, blob_id
@@ -49,7 +49,8 @@ class Commits:
         declared_base: str | None = None,
         repo_type: str = RepoType.MODEL,
     ) -> CommitInfo:
-        """A new commit on an existing `branch`. Every added sha256 must be held already.
+        """A new commit on an existing `branch`. Every added sha256 must be held already (a file verify
+        found damaged is not, until its bytes are uploaded again: FileDamaged).
 
         As on the Hub, a branch is made by create_branch, never by a commit: a commit to a branch that
         does not exist is RevisionNotFound, and one to a tag is refused. The one exception is "main" of
@@ -64,6 +65,9 @@ class Commits:
             check_path(path.rstrip("/") if path.endswith("/") else path)
         if parent_oid is not None and not is_commit_oid(parent_oid):
             raise InvalidInput(detail=f"parent commit {parent_oid!r} is not a 40-hex commit id")
+        damaged = self._uploads.unheld([check_sha256(a.sha256) for a in additions])
+        if damaged:  # the upload was asked for (the file is not held) and did not come
+            raise FileDamaged(sha256=min(damaged))
         declared_base = declared_base or self._declared_base(additions)
         added_blobs = {a.path: self._git_blob(a) for a in additions}
         crash_point("commit.before_transaction")

@@ -100,6 +100,7 @@ class HubApi(Protocol):
 
     # Uploads and commits (storage/app/uploads.py, commits.py)
     def has_file(self, sha256: str) -> bool: ...
+    def unheld(self, sha256s: Iterable[str]) -> set[str]: ...
     def upload(
         self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None
     ) -> FileInfo: ...
@@ -158,7 +159,7 @@ class Hub:
         self.store = store or open_store(settings)
         self.reader = Reader(self.store, self.sessions, cache_bytes=FRAME_CACHE_BYTES)
         self.queue = queue_for(self) if queue_for is not None else queue
-        self.uploads = Uploads(settings, self.session, self.store)
+        self.uploads = Uploads(settings, self.session, self.store, self._enqueue)
         self.repositories = Repositories(self.session, self.uploads, self._enqueue)
         self.refs = Refs(self.session)
         self.reads = Reads(self.session, self.store, self.reader)
@@ -292,6 +293,9 @@ class Hub:
 
     def has_file(self, sha256: str) -> bool:
         return self.uploads.has_file(sha256)
+
+    def unheld(self, sha256s: Iterable[str]) -> set[str]:
+        return self.uploads.unheld(sha256s)
 
     def upload(
         self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None

@@ -28,13 +28,15 @@ class Reads:
             file = s.get(FileObject, check_sha256(sha256))
             if file is None:
                 raise FileNotStored(sha256=sha256)
-            state, staging_key, size, sums = file.state, file.staging_key, file.size, file.staging_sums
+            staging_key, size, sums = file.staging_key, file.size, file.staging_sums
         if start < 0 or (end is not None and end < start):
             raise InvalidInput(detail=f"invalid byte range [{start}, {end})")
         # Like a slice: a range running past the end is cut at the end (the HTTP layer answers 416).
         end = size if end is None else min(end, size)
         start = min(start, end)
-        if state != FileState.STORED and staging_key is not None:
+        # A stored file has a staged copy only while ingest repairs it (it was found damaged and pushed
+        # again): the copy is the verified one.
+        if staging_key is not None:
             try:
                 return self._read_staged(sha256, staging_key, size, sums, start, end)
             except ObjectNotFound:

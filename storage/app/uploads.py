@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from storage.app.ports import Sessions
 from storage.app.staging import StagedUpload, read_staged_layout, sniff_staged_format, stage, verify_staged
 from storage.app.views import FileInfo, file_info
-from storage.catalog import jobs
+from storage.catalog import damage, jobs
 from storage.catalog.db import unique_conflicts
 from storage.catalog.models import FileObject, FileState, utcnow
 from storage.core.errors import Conflict, FileNotStored, InvalidInput
@@ -31,23 +31,35 @@ class _ClaimLost(Exception):
 
 
 class Uploads:
-    def __init__(self, settings: Settings, sessions: Sessions, store: ObjectStore) -> None:
+    def __init__(
+        self, settings: Settings, sessions: Sessions, store: ObjectStore,
+        enqueue: Callable[[int], None] | None = None,
+    ) -> None:
         self._settings = settings
         self._session = sessions
         self._store = store
+        # Repairs are queued as the bytes arrive: a client may skip the commit of an unchanged file.
+        self._enqueue = enqueue
 
     def has_file(self, sha256: str) -> bool:
-        """True when the bytes are already held (staged or stored): the upload can be skipped.
+        """True when the bytes are already held (staged or stored, and not found damaged by verify): the
+        upload can be skipped.
 
         A yes is a promise to the uploader, who will commit without sending the bytes: it restarts the
         file's GC grace period (claimed_at), so an unreferenced file outlives the commit that needs it.
         """
         with self._session() as s:
             file = s.get(FileObject, check_sha256(sha256))
-            if file is None:
-                return False
+            if file is None or damage.unheld(s, [sha256]):
+                return False  # a damaged file is not held: an upload of its bytes repairs it
             file.claimed_at = utcnow()
             return True
+
+    def unheld(self, sha256s: Iterable[str]) -> set[str]:
+        """Those of the files (named by a tree, say) whose bytes the hub cannot produce: found damaged by
+        verify and not yet pushed again. Read-only, unlike `has_file`."""
+        with self._session() as s:
+            return damage.unheld(s, sha256s)
 
     def file_info(self, sha256: str) -> FileInfo:
         with self._session() as s:
@@ -113,22 +125,46 @@ class Uploads:
         # header (68 MB for 1M tensors) is parsed by ingest, off the request path.
         fmt = sniff_staged_format(self._store, staged.key, staged.size)
         crash_point("upload.before_file_row")
+        replaced: list[str] = []
+        repair_job: int | None = None
         try:
             with self._session() as s, unique_conflicts("file uploaded concurrently"):
-                if s.get(FileObject, staged.sha256) is not None:
-                    return False
-                s.add(
-                    FileObject(
-                        sha256=staged.sha256, size=staged.size, kind=fmt.format_id,
-                        state=FileState.STAGED, staging_key=staged.key, staging_sums=staged.block_sums,
+                held = s.get(FileObject, staged.sha256, with_for_update=True)
+                if held is not None:
+                    if not damage.unheld(s, [staged.sha256]):
+                        return False
+                    replaced = self._repair(s, held, staged)
+                    repair_job = jobs.queue_repair(s, staged.sha256)
+                else:
+                    s.add(
+                        FileObject(
+                            sha256=staged.sha256, size=staged.size, kind=fmt.format_id,
+                            state=FileState.STAGED, staging_key=staged.key, staging_sums=staged.block_sums,
+                        )
                     )
-                )
-                s.flush()
+                    s.flush()
                 if claim is not None and not claim(s, staged.sha256):
-                    raise _ClaimLost  # rolls the file row back with whatever the claim wrote
-                return True
+                    raise _ClaimLost  # rolls the file row back (or its repair) with whatever the claim wrote
         except Conflict:
             return False
+        for key in replaced:  # a damaged staged copy, now that no row names it
+            self._store.delete(key)
+        if repair_job is not None and self._enqueue is not None:
+            self._enqueue(repair_job)
+        return True
+
+    @staticmethod
+    def _repair(s: Session, file: FileObject, staged: StagedUpload) -> list[str]:
+        """A new upload of a damaged file's bytes (proven by their hash) becomes its staged copy: reads
+        and dedup use it at once, and the ingest queued with it re-encodes the stored form
+        (workers/jobs/repair.py). A damaged staged copy is simply replaced; returns its key, to delete."""
+        old = file.staging_key
+        file.staging_key, file.staging_sums, file.claimed_at = staged.key, staged.block_sums, utcnow()
+        if file.state == FileState.STORED:
+            return []
+        file.state, file.error = FileState.STAGED, None
+        damage.clear_file(s, file.sha256)
+        return [old] if old is not None else []
 
     def check_safetensors(self, file: FileObject) -> None:
         """A commit names `file` at a .safetensors path: its bytes must parse (SafetensorsError, a 400).

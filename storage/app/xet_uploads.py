@@ -244,7 +244,7 @@ class XetUploads:
                 row = catalog.xorb(s, xorb_hex)
                 if row is None:
                     return None
-                cache[digest] = _load(row, catalog.spans(s, xorb_hex))
+                cache[digest] = _load(row, catalog.held_spans(s, xorb_hex))
         return cache[digest]
 
     def _plan(self, xorbs: dict[bytes, _Xorb], entry: FileEntry) -> _Plan:
@@ -323,7 +323,7 @@ class XetUploads:
             with self._session() as s:
                 row = catalog.xorb(s, xorb.hex)
                 xorb.raw_key = row.raw_key if row is not None else None
-                xorb.spans = catalog.spans(s, xorb.hex)
+                xorb.spans = catalog.held_spans(s, xorb.hex)
             return None
         xorb.raw_key = None
         return StagedFile(plan.file_hash, info.sha256, plan.size, written=True)
@@ -399,7 +399,7 @@ class XetUploads:
                     raise
                 # Another shard's files took over these chunks and dropped the copy: read them there.
                 with self._session() as s:
-                    xorb.spans = catalog.spans(s, xorb.hex)
+                    xorb.spans = catalog.held_spans(s, xorb.hex)
                 xorb.raw_key = None
         chunk = term.start
         while chunk < term.end:

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy.exc
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
+from storage.catalog import damage
 from storage.catalog.db import batches, is_unique_violation
 from storage.catalog.models import (
+    DamagedFile,
     Family,
     FileObject,
     FileSegment,
@@ -84,6 +86,7 @@ def family_members(
         FileObject.state == FileState.STORED,
         FileObject.sha256 != exclude,
     )
+    query = query.where(~exists().where(DamagedFile.sha256 == FileObject.sha256))  # never a damaged base
     if stored_after is not None:
         query = query.where(FileObject.stored_at >= stored_after)
     rows = session.scalars(query.order_by(FileObject.stored_at.desc()).limit(limit))
@@ -108,14 +111,21 @@ def files_declaring(session: Session, fingerprint: str, declared: str) -> list[F
     return [snapshot(session, sha) for sha in rows]
 
 
-def record_written(session: Session, written: Written) -> None:
-    """Store objects, then tensors and their frames, skipping what a concurrent ingest recorded first."""
+def record_written(session: Session, written: Written, *, max_depth: int | None = None) -> set[str]:
+    """Store objects, then tensors and their frames, skipping what a concurrent ingest recorded first.
+
+    With `max_depth`, a tensor stored already but recorded damaged takes the new encoding (its dependents
+    decode again: they need its bytes, which are the same); returns the ids so re-encoded."""
+    damaged = damage.damaged_tensors(session, [t.id for t in written.tensors]) if max_depth is not None else set()
+    repaired: set[str] = set()
     for obj in written.objects:
         if session.get(StoreObject, obj.key) is None:
             session.add(StoreObject(key=obj.key, size=obj.size, kind=obj.kind))
     session.flush()
     for t in written.tensors:
         if session.get(Tensor, t.id) is not None:
+            if t.id in damaged and max_depth is not None and replace_encoding(session, t, max_depth=max_depth):
+                repaired.add(t.id)
             continue  # stored meanwhile by another file's ingest; our frames become garbage for GC
         try:
             # A savepoint: a concurrent ingest may insert the same tensor between the check and here.
@@ -136,6 +146,13 @@ def record_written(session: Session, written: Written) -> None:
             if not is_unique_violation(exc):
                 raise
     session.flush()
+    return repaired
+
+
+def drop_staging(session: Session, sha256: str) -> None:
+    """A repaired stored file no longer needs the staged copy it was repaired from (deleted next)."""
+    session.execute(update(FileObject).where(FileObject.sha256 == sha256, FileObject.state == FileState.STORED)
+                    .values(staging_key=None, staging_sums=None))
 
 
 def mark_stored(

@@ -32,7 +32,7 @@ def _view(job: IngestJob) -> JobView:
 
 
 def queue_ingest(session: Session, repo_id: int, added: Sequence[tuple[str, str]]) -> list[int]:
-    """A job for each added file that is not stored yet and has no unfinished job."""
+    """A job for each added file that is not stored yet (or awaits repair) and has no unfinished job."""
     job_ids: list[int] = []
     seen: set[str] = set()
     for path, sha256 in added:
@@ -40,7 +40,8 @@ def queue_ingest(session: Session, repo_id: int, added: Sequence[tuple[str, str]
             continue
         seen.add(sha256)
         file = session.get(FileObject, sha256)
-        if file is None or file.state == FileState.STORED:
+        # A stored file with a staged copy is a damaged file pushed again: its ingest repairs it.
+        if file is None or (file.state == FileState.STORED and file.staging_key is None):
             continue
         pending = session.scalar(
             select(IngestJob.id).where(IngestJob.file_sha256 == sha256, IngestJob.state.in_(UNFINISHED))
@@ -54,6 +55,20 @@ def queue_ingest(session: Session, repo_id: int, added: Sequence[tuple[str, str]
         session.flush()
         job_ids.append(job.id)
     return job_ids
+
+
+def queue_repair(session: Session, sha256: str) -> int | None:
+    """A job for a damaged file whose bytes were just uploaded again (no repository: none is needed to
+    repair it); None when one is unfinished already."""
+    pending = session.scalar(
+        select(IngestJob.id).where(IngestJob.file_sha256 == sha256, IngestJob.state.in_(UNFINISHED))
+    )
+    if pending is not None:
+        return None
+    job = IngestJob(file_sha256=sha256, repo_id=None, path=None, state=JobState.QUEUED)
+    session.add(job)
+    session.flush()
+    return job.id
 
 
 def get_job(session: Session, job_id: int) -> JobView | None:

@@ -508,6 +508,33 @@ class MirrorClaim(Base):
     sha256: Mapped[str | None] = mapped_column(CHAR(64))
 
 
+class DamagedFile(Base):
+    """A file `verify` could not rebuild byte-exact (docs/reliability.md, "Repairing damaged data").
+
+    While the row exists the file counts as not held: an upload of its bytes is asked for and accepted
+    (LFS batch, preupload, Xet), and ingest re-encodes what is damaged. The row goes once the rebuilt
+    file verifies; a later `verify` that reads the file whole also drops it."""
+
+    __tablename__ = "damaged_files"
+
+    sha256: Mapped[str] = mapped_column(ForeignKey("file_objects.sha256", ondelete="CASCADE"), primary_key=True)
+    # What reading it failed with, as verify saw it.
+    error: Mapped[str] = mapped_column(Text)
+    found_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DamagedTensor(Base):
+    """A stored tensor whose frames no longer decode to its bytes: its own frames are damaged, or it is
+    delta-coded (directly or through others) against such a tensor. Never a dedup hit nor a delta base;
+    ingest of any file holding its bytes re-encodes it."""
+
+    __tablename__ = "damaged_tensors"
+
+    tensor_id: Mapped[str] = mapped_column(ForeignKey("tensors.id", ondelete="CASCADE"), primary_key=True)
+    error: Mapped[str] = mapped_column(Text)
+    found_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class MetricCounter(Base):
     """A monotonic count kept by whichever process did the work (an ingest worker, GC, the API), so
     /metrics shows the whole fleet from one table (storage/catalog/counters.py). ``label`` is one label

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from storage.catalog.models import Commit, FileObject, FileSegment, FileState, Tensor, TreeEntry
+from storage.catalog.models import Commit, DamagedFile, FileObject, FileSegment, FileState, Tensor, TreeEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +111,8 @@ def files_declaring(session: Session, declared: str) -> list[str]:
                 FileObject.declared_base == declared,
                 FileObject.state == FileState.STORED,
                 FileObject.fingerprint.is_not(None),
+                # A damaged file cannot be read to be rebased; a push of its bytes repairs it first.
+                ~exists().where(DamagedFile.sha256 == FileObject.sha256),
             ).order_by(FileObject.sha256)
         )
     )

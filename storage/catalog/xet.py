@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 if TYPE_CHECKING:
     from sqlalchemy.engine import CursorResult
 
+from storage.catalog import damage
 from storage.catalog.db import is_unique_violation
 from storage.catalog.models import Base, FileObject, XetDedupChunk, XetFile, XetXorb, XetXorbSpan, utcnow
 from storage.core.keys import XORB_PREFIX
@@ -54,6 +55,14 @@ def spans(session: Session, xorb_hash: str) -> list[Span]:
         select(XetXorbSpan).where(XetXorbSpan.xorb_hash == xorb_hash).order_by(XetXorbSpan.chunk_start)
     )
     return [Span(r.chunk_start, r.chunk_end, r.file_sha256, r.file_offset) for r in rows]
+
+
+def held_spans(session: Session, xorb_hash: str) -> list[Span]:
+    """The xorb's spans in files whose bytes the hub can produce: a span in a damaged file (verify found
+    it) holds nothing, so the xorb is not held through it and a client is asked to send it again."""
+    found = spans(session, xorb_hash)
+    unheld = damage.unheld(session, {s.file_sha256 for s in found})
+    return [s for s in found if s.file_sha256 not in unheld]
 
 
 def add_spans(session: Session, xorb_hash: str, new: Sequence[Span]) -> None:

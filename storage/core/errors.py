@@ -134,6 +134,10 @@ class FileNotStored(NotFound):
     """no file with sha256 {sha256} is stored"""
 
 
+class FileDamaged(FileNotStored):
+    """file {sha256} is damaged in storage (admin verify found it): upload its bytes again, then commit"""
+
+
 class InvalidRepoName(InvalidInput):
     """invalid repository name {repo_id!r}: {reason}"""
 

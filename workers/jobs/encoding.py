@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from storage.catalog import files
+from storage.catalog import damage, files
 from storage.catalog.plans import FramePlan, TensorPlan
 from storage.core import casts
 from storage.core.dtypes import DTYPES, DType
@@ -102,16 +102,21 @@ class ObjectWriter:
 def plan_tensors(
     ctx: JobContext, segments: Sequence[Segment], digests: Sequence[str], base: BaseTensors | None
 ) -> list[TensorJob]:
-    """The segments whose bytes are not stored yet, each with the base tensor to delta against."""
+    """The segments whose bytes are not stored yet, each with the base tensor to delta against.
+
+    A tensor recorded damaged counts as not stored, and is coded plain: its dependents keep their depth
+    bound whatever base it had. No tensor is coded against a damaged one."""
     with ctx.session() as s:
-        stored = files.existing_tensors(s, digests)
+        broken = damage.damaged_tensors(s)
+        stored = files.existing_tensors(s, digests) - broken
     jobs: list[TensorJob] = []
     planned: set[str] = set()
     for segment, digest in zip(segments, digests, strict=True):
         if digest in stored or digest in planned:
             continue
         planned.add(digest)
-        found = base.for_segment(segment, ctx.settings.max_chain_depth) if base else None
+        usable = base is not None and digest not in broken
+        found = base.for_segment(segment, ctx.settings.max_chain_depth, avoid=broken) if base and usable else None
         if found is None:
             jobs.append(TensorJob(segment, digest, None, None))
         else:
@@ -130,9 +135,14 @@ class BaseTensors:
     by_name: dict[str, TensorPlan]
     plans: dict[str, TensorPlan]
 
-    def for_segment(self, segment: Segment, max_depth: int) -> tuple[TensorPlan, int] | None:
-        """The base tensor for `segment` and how many of its leading bytes the base covers."""
+    def for_segment(
+        self, segment: Segment, max_depth: int, avoid: frozenset[str] | set[str] = frozenset()
+    ) -> tuple[TensorPlan, int] | None:
+        """The base tensor for `segment` and how many of its leading bytes the base covers; None when
+        the candidate's chain passes through a tensor in `avoid` (damaged ones)."""
         candidate = self.by_name.get(segment.name or "")
+        if candidate is not None and avoid and self._chain_meets(candidate, avoid):
+            return None
         # A dtype that predicts ours and a shape sharing whole rows, or no delta; a chain at its bound
         # hands over to its base.
         while candidate is not None:
@@ -143,6 +153,15 @@ class BaseTensors:
                 return candidate, shared
             candidate = self.plans.get(candidate.base_id) if candidate.base_id else None
         return None
+
+
+    def _chain_meets(self, candidate: TensorPlan, avoid: frozenset[str] | set[str]) -> bool:
+        current: TensorPlan | None = candidate
+        while current is not None:
+            if current.id in avoid:
+                return True
+            current = self.plans.get(current.base_id) if current.base_id else None
+        return False
 
 
 def encode_windows(

@@ -21,8 +21,9 @@ from storage.core.formats.blob import FORMAT_ID as BLOB
 from storage.core.formats.registry import parses_tensors
 from storage.core.segments import hash_segments
 from workers import retry
-from workers.jobs import encoding, lineage
+from workers.jobs import encoding, lineage, repair
 from workers.jobs.context import JobContext
+from workers.jobs.damage import recheck
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class IngestResult:
     encoded_bytes: int = 0
     base_sha256: str | None = None
     rebased: list[str] = field(default_factory=list)
+    # After a repair: damaged files that still do not rebuild.
+    still_damaged: list[str] = field(default_factory=list)
 
 
 def run_ingest(ctx: JobContext, job_id: int, *, final_attempt: bool | None = None) -> IngestResult | None:
@@ -87,17 +90,23 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
     started = time.monotonic()
     with ctx.session() as s:
         snapshot = files.snapshot(s, sha256)
-    if snapshot.state == FileState.STORED or snapshot.staging_key is None:
+    if snapshot.staging_key is None:
         done = IngestResult(sha256, snapshot.state)
         if snapshot.state == FileState.STORED and parses_tensors(snapshot.kind):
             # A retry after a crash between the catalog commit and the rebase: the rebase is still owed.
             done.rebased = lineage.rebase_dependents(ctx, sha256, repo_id=repo_id)
         return done
+    # A stored file with a staged copy was found damaged and pushed again: it is repaired from the copy.
+    repairing = snapshot.state == FileState.STORED
     key, size = snapshot.staging_key, snapshot.size
     layout = _layout(ctx, sha256, key, snapshot.kind, size)
     segments = layout.segments
     digests = hash_segments(ctx.store.iter_range(key, 0, size), segments, size, sha256)
     crash_point("ingest.after_hashing")
+    if repairing:
+        fixed = repair.repair_file(ctx, sha256, key, segments, digests, started=started)
+        return IngestResult(sha256, FileState.STORED, new_tensors=fixed.tensors, encoded_bytes=fixed.encoded_bytes,
+                            still_damaged=list(fixed.still_damaged))
 
     base = None
     chosen_at = utcnow()
@@ -126,10 +135,13 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
             "retrying with fresh objects"
         )
     with ctx.session() as s:
-        lineage.commit_file(s, sha256, segments, digests, written, layout=layout, base=base)
+        repaired = lineage.commit_file(s, sha256, segments, digests, written, layout=layout, base=base,
+                                       max_depth=ctx.settings.max_chain_depth)
     crash_point("ingest.after_catalog_commit")
     ctx.store.delete(key)
     crash_point("ingest.after_staging_delete")
+    if repaired:  # it held bytes of damaged tensors, coded again: whatever they broke may read again
+        result.still_damaged = recheck(ctx, repaired)
     if layout.tensors is not None:
         result.rebased = lineage.rebase_dependents(ctx, sha256, repo_id=repo_id)
         if base is None:

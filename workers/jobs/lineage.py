@@ -71,8 +71,11 @@ def commit_file(
     *,
     layout: FileLayout,
     base: BaseTensors | None,
-) -> None:
-    files.record_written(session, written)
+    max_depth: int | None = None,
+) -> set[str]:
+    """Record what ingest wrote and mark the file stored; with `max_depth`, damaged tensors it coded again
+    take their new encoding (returned)."""
+    repaired = files.record_written(session, written, max_depth=max_depth)
     crash_point("ingest.before_mark_stored")
     files.mark_stored(
         session,
@@ -82,6 +85,7 @@ def commit_file(
         base_sha256=base.sha256 if base else None,
     )
     crash_point("ingest.before_catalog_commit")
+    return repaired
 
 
 def settle(ctx: JobContext, sha256: str, *, repo_id: int | None, chosen_at: datetime) -> str | None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from storage.catalog import plans, relatives, repos
+from storage.catalog import damage, plans, relatives, repos
 from storage.catalog.files import FileSnapshot, family_members, snapshot
 from storage.catalog.plans import TensorPlan
 from storage.core.dtypes import DTYPES, DType
@@ -124,10 +124,12 @@ def candidate_models(
         for model in found:
             for _, sha in model.weights:
                 snaps.setdefault(sha, snapshot(s, sha))
+        # Never measured, never a base: a damaged model's bytes cannot be read (a push repairs it).
+        damaged = damage.damaged_among(s, snaps)
     out: list[list[str]] = []
     for model in found:
         shas = _indexed(ctx, model)
-        if not shas or shas in out or sha256 in shas:
+        if not shas or shas in out or sha256 in shas or damaged.intersection(shas):
             continue
         # A file that names this repository as its base will be rebased onto us: never the other way round.
         if me is not None and any(snaps[x].declared_base == me for x in shas if x in snaps):

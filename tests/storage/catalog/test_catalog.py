@@ -25,6 +25,8 @@ from storage.catalog.models import (
     Base,
     Commit,
     CommitAlias,
+    DamagedFile,
+    DamagedTensor,
     Family,
     FileObject,
     FileSegment,
@@ -169,6 +171,8 @@ def one_of_each(session: Session) -> list[Base]:
         XetFile(file_hash="c" * 64, sha256=FILE, size=BIG, created_at=WHEN),
         MirrorRevision(repo_id=repo.id, revision="main", commit_oid=COMMIT, fetched_at=WHEN),
         MirrorClaim(key="sha256:" + FILE, owner="api-1", claimed_at=WHEN, sha256=FILE),
+        DamagedFile(sha256=BASE_FILE, error="frame 0 of tensor … does not match its checksum", found_at=WHEN),
+        DamagedTensor(tensor_id=BASE_TENSOR, error="frame 0 of tensor … does not match its checksum", found_at=WHEN),
         MetricCounter(name="ingest_job_duration_seconds_bucket", label="+Inf", value=float(BIG)),
     ]
     for row in rows[2:]:

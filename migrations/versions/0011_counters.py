@@ -1,7 +1,7 @@
 """Counters of work done (ingest jobs, their durations, GC runs and bytes freed), shared by every process.
 
-Revision ID: 0010_counters
-Revises: 0009_mirror
+Revision ID: 0011_counters
+Revises: 0010_damage
 Create Date: 2026-12-02
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_counters"
-down_revision: str | None = "0009_mirror"
+revision: str = "0011_counters"
+down_revision: str | None = "0010_damage"
 branch_labels: str | None = None
 depends_on: str | None = None
 
