@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from storage.catalog import files, plans, relatives
+from storage.catalog import files, plans, relatives, sketches
 from storage.catalog.files import Written
 from storage.core.dtypes import DTYPES
 from storage.core.families import TensorShape, fingerprint, match_tensors
@@ -30,7 +30,7 @@ from workers.jobs.encoding import (
     encode_windows,
     shared_prefix,
 )
-from workers.jobs.relatives import Measured, candidate_models, load_model, measure
+from workers.jobs.relatives import Measured, Sketch, candidate_models, load_model, measure, take_sketch
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -46,20 +46,38 @@ def choose_base(
     *,
     repo_id: int | None,
     stored_after: datetime | None = None,
+    sketch: Sketch | None = None,
 ) -> BaseTensors | None:
     """The nearest stored relative model, if one measurably helps. `stored_after` limits the candidates
-    to models with files stored since then (settling looks only at what it could not see before)."""
+    to models with files stored since then (settling looks only at what it could not see before).
+
+    A candidate whose chains are already `max_chain_depth` deep would hand our tensors over to its own
+    bases, so the measured bytes would not be what we get: any open candidate that helps ranks first."""
     tensors = layout.tensors or ()
+    if sketch is None:
+        sketch = take_sketch(tensors, read)
     with ctx.session() as s:
         me = files.repo_name(s, repo_id)
         declared = files.snapshot(s, sha256).declared_base if stored_after is None else None
-    best: Measured | None = None
-    for shas in candidate_models(ctx, sha256, tensors, declared=declared, me=me, stored_after=stored_after):
+    best: tuple[bool, float, Measured] | None = None
+    candidates = candidate_models(ctx, sha256, tensors, declared=declared, me=me, stored_after=stored_after,
+                                  sketch=sketch)  # fmt: skip
+    for shas in candidates:
         measured = measure(ctx, tensors, read, load_model(ctx, shas))
         log.info("base candidate %s for %s costs %s", shas, sha256, f"{measured.cost:.3f}" if measured else "-")
-        if measured is not None and (best is None or measured.cost < best.cost):
-            best = measured
-    return best.base if best else None
+        if measured is None:
+            continue
+        rank = (full_chains(measured.base, ctx.settings.max_chain_depth), measured.cost, measured)
+        if best is None or rank[:2] < best[:2]:
+            best = rank
+    return best[2].base if best else None
+
+
+def full_chains(base: BaseTensors, max_depth: int) -> bool:
+    """Whether most of the bytes the base would cover lie in tensors whose chains are already full."""
+    total = sum(p.nbytes for p in base.by_name.values())
+    full = sum(p.nbytes for p in base.by_name.values() if p.chain_depth + 1 > max_depth)
+    return total > 0 and 2 * full > total
 
 
 def commit_file(
@@ -71,6 +89,7 @@ def commit_file(
     *,
     layout: FileLayout,
     base: BaseTensors | None,
+    sketch: Sketch | None = None,
 ) -> None:
     files.record_written(session, written)
     crash_point("ingest.before_mark_stored")
@@ -81,6 +100,8 @@ def commit_file(
         fingerprint=fingerprint(layout.tensors) if layout.tensors is not None else None,
         base_sha256=base.sha256 if base else None,
     )
+    if sketch is not None:
+        sketches.record_sketch(session, sha256, *sketch)
     crash_point("ingest.before_catalog_commit")
 
 
