@@ -6,7 +6,8 @@ time: one indexed query of a few KB per stored relative, ranked in numpy by the 
 The family lock is a lease row, not a held transaction, so it works the same on SQLite (one writer,
 where a transaction held through an encode would stall every other commit) and PostgreSQL, and across
 processes: whoever inserts the row ingests; the others wait for it to go. A lease older than
-`stale_before` belongs to an ingest that died and is taken over.
+`stale_before` (its holder renews it while it works) belongs to an ingest that died and is taken over,
+and so is one held by an earlier attempt at the same file.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ def take_family(session: Session, fingerprint: str, owner: str, *, stale_before:
         return True
     if row.owner == owner:
         return True
-    if row.taken_at >= stale_before:
+    # An owner is "<file sha256>:<attempt>": a later attempt at the same file takes over at once.
+    same_file = row.owner.split(":", 1)[0] == owner.split(":", 1)[0]
+    if row.taken_at >= stale_before and not same_file:
         return False
     taken = session.execute(
         update(FamilyIngest)
@@ -93,6 +96,11 @@ def take_family(session: Session, fingerprint: str, owner: str, *, stale_before:
         .values(owner=owner, taken_at=utcnow())
     )  # fmt: skip
     return cast("CursorResult[Any]", taken).rowcount == 1
+
+
+def renew_family(session: Session, fingerprint: str, owner: str) -> None:
+    session.execute(update(FamilyIngest).where(FamilyIngest.fingerprint == fingerprint, FamilyIngest.owner == owner)
+                    .values(taken_at=utcnow()))  # fmt: skip
 
 
 def release_family(session: Session, fingerprint: str, owner: str) -> None:

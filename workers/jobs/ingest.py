@@ -98,7 +98,7 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
     crash_point("ingest.after_hashing")
 
     # Relatives wait for each other from choosing the base to the catalog commit (workers/jobs/family_lock.py).
-    family = family_lease(ctx, fingerprint(layout.tensors)) if layout.tensors is not None else nullcontext()
+    family = family_lease(ctx, fingerprint(layout.tensors), sha256) if layout.tensors is not None else nullcontext()
     with family:
         with ctx.session() as s:
             snapshot = files.snapshot(s, sha256)

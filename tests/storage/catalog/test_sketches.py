@@ -42,18 +42,33 @@ def test_one_owner_holds_a_family_lease_until_it_releases_it_or_goes_stale(migra
     sessions = session_factory(migrated_engine)
     fresh = utcnow() - timedelta(minutes=30)
     with sessions.begin() as s:
-        assert sketches.take_family(s, FAMILY, "first", stale_before=fresh)
+        assert sketches.take_family(s, FAMILY, "f1:first", stale_before=fresh)
     with sessions.begin() as s:
-        assert sketches.take_family(s, FAMILY, "first", stale_before=fresh)  # already its own
-        assert not sketches.take_family(s, FAMILY, "second", stale_before=fresh)
-        assert sketches.take_family(s, "e" * 64, "second", stale_before=fresh)  # another family is free
+        assert sketches.take_family(s, FAMILY, "f1:first", stale_before=fresh)  # already its own
+        assert not sketches.take_family(s, FAMILY, "f2:second", stale_before=fresh)
+        assert sketches.take_family(s, "e" * 64, "f2:second", stale_before=fresh)  # another family is free
     with sessions.begin() as s:
-        sketches.release_family(s, FAMILY, "second")  # not its lease: nothing happens
-        assert not sketches.take_family(s, FAMILY, "second", stale_before=fresh)
-        sketches.release_family(s, FAMILY, "first")
+        sketches.release_family(s, FAMILY, "f2:second")  # not its lease: nothing happens
+        assert not sketches.take_family(s, FAMILY, "f2:second", stale_before=fresh)
+        sketches.release_family(s, FAMILY, "f1:first")
     with sessions.begin() as s:
-        assert sketches.take_family(s, FAMILY, "second", stale_before=fresh)
+        assert sketches.take_family(s, FAMILY, "f2:second", stale_before=fresh)
     with sessions.begin() as s:  # the holder stopped: once its lease is older than the bound, it is taken over
-        assert sketches.take_family(s, FAMILY, "third", stale_before=utcnow() + timedelta(seconds=1))
+        assert sketches.take_family(s, FAMILY, "f3:third", stale_before=utcnow() + timedelta(seconds=1))
     with sessions.begin() as s:
-        assert not sketches.take_family(s, FAMILY, "second", stale_before=fresh)
+        assert not sketches.take_family(s, FAMILY, "f2:second", stale_before=fresh)
+
+
+def test_a_later_attempt_at_the_same_file_takes_over_at_once_and_renewal_keeps_others_out(
+    migrated_engine: Engine,
+) -> None:
+    sessions = session_factory(migrated_engine)
+    fresh = utcnow() - timedelta(seconds=30)
+    with sessions.begin() as s:
+        assert sketches.take_family(s, FAMILY, "file1:attempt1", stale_before=fresh)
+    with sessions.begin() as s:
+        assert sketches.take_family(s, FAMILY, "file1:attempt2", stale_before=fresh)
+    with sessions.begin() as s:
+        sketches.renew_family(s, FAMILY, "file1:attempt2")
+        # Renewed just now: not stale even for a bound a moment ago.
+        assert not sketches.take_family(s, FAMILY, "file2:x", stale_before=utcnow() - timedelta(seconds=1))

@@ -107,8 +107,8 @@ def test_a_parent_is_nearer_than_its_parent_its_siblings_and_strangers() -> None
     sibling = moved(root, 2)
     grandchild = moved(child, 3)
     stranger = to_bf16_bits(rng.standard_normal(root.size).astype(np.float32) * 0.05)
-    sketch = {k: read_values(plan, tensors, v.tobytes()) for k, v in
-              {"root": root, "child": child, "sibling": sibling, "grandchild": grandchild, "stranger": stranger}.items()}  # fmt: skip
+    models = {"root": root, "child": child, "sibling": sibling, "grandchild": grandchild, "stranger": stranger}
+    sketch = {k: read_values(plan, tensors, v.tobytes()) for k, v in models.items()}
     names = ["root", "sibling", "child", "stranger"]
     apart = distances(sketch["grandchild"], [sketch[n] for n in names])
     assert [names[i] for i in np.argsort(apart)] == ["child", "root", "sibling", "stranger"]
