@@ -49,6 +49,17 @@ def sketches_with_layout(
     return [(sha, bytes(sketch)) for sha, sketch in session.execute(query)]
 
 
+def sketches_and_bases(session: Session, layout: str, *, exclude: str) -> list[tuple[str, bytes, str | None]]:
+    """(sha256, sketch, base sha256) of the stored files whose sketch has this layout, in sha256 order."""
+    query = (
+        select(FileSketch.file_sha256, FileSketch.sketch, FileObject.base_sha256)
+        .join(FileObject, FileObject.sha256 == FileSketch.file_sha256)
+        .where(FileSketch.layout == layout, FileObject.state == FileState.STORED, FileObject.sha256 != exclude)
+        .order_by(FileSketch.file_sha256)
+    )
+    return [(sha, bytes(sketch), base) for sha, sketch, base in session.execute(query)]
+
+
 def chain_depths(session: Session, shas: Sequence[str]) -> dict[str, int]:
     """The deepest chain among each file's tensors (0: all coded alone or deduplicated against roots)."""
     if not shas:

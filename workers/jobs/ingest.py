@@ -142,6 +142,9 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
         result.rebased = lineage.rebase_dependents(ctx, sha256, repo_id=repo_id)
         if base is None:
             result.base_sha256 = lineage.settle(ctx, sha256, repo_id=repo_id, chosen_at=chosen_at)
+        if sketch is not None:
+            adopted = lineage.adopt_relatives(ctx, sha256, sketch, base=result.base_sha256)
+            result.rebased += [sha for sha in adopted if sha not in result.rebased]
     log.info("stored %s: %s", sha256, result)
     return result
 

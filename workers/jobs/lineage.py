@@ -30,7 +30,7 @@ from workers.jobs.encoding import (
     encode_windows,
     shared_prefix,
 )
-from workers.jobs.relatives import Measured, Sketch, candidate_models, load_model, measure, take_sketch
+from workers.jobs.relatives import Measured, Sketch, adoptable, candidate_models, load_model, measure, take_sketch
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -52,14 +52,21 @@ def choose_base(
     to models with files stored since then (settling looks only at what it could not see before).
 
     A candidate whose chains are already `max_chain_depth` deep would hand our tensors over to its own
-    bases, so the measured bytes would not be what we get: any open candidate that helps ranks first."""
+    bases, so the measured bytes would not be what we get: any open candidate that helps ranks first.
+    Relatives we are much nearer to than to their own bases (our children, pushed before us) are adopted
+    after we are stored (`adopt_relatives`), so they are not our base: we take the best other candidate,
+    or, when that is clearly worse than an adoptee and would already sit in a chain, are stored plain
+    (re-rooted: the family's chains restart from us, instead of growing through our children)."""
     tensors = layout.tensors or ()
     if sketch is None:
         sketch = take_sketch(tensors, read)
     with ctx.session() as s:
         me = files.repo_name(s, repo_id)
         declared = files.snapshot(s, sha256).declared_base if stored_after is None else None
+        adoptees = set(adoptable(s, sha256, sketch, base=None)) if sketch and stored_after is None else set()
+    max_depth = ctx.settings.max_chain_depth
     best: tuple[bool, float, Measured] | None = None
+    best_adoptee: Measured | None = None
     candidates = candidate_models(ctx, sha256, tensors, declared=declared, me=me, stored_after=stored_after,
                                   sketch=sketch)  # fmt: skip
     for shas in candidates:
@@ -67,10 +74,27 @@ def choose_base(
         log.info("base candidate %s for %s costs %s", shas, sha256, f"{measured.cost:.3f}" if measured else "-")
         if measured is None:
             continue
-        rank = (full_chains(measured.base, ctx.settings.max_chain_depth), measured.cost, measured)
+        if measured.base.sha256 in adoptees:
+            if best_adoptee is None or measured.cost < best_adoptee.cost:
+                best_adoptee = measured
+            continue
+        rank = (full_chains(measured.base, max_depth), measured.cost, measured)
         if best is None or rank[:2] < best[:2]:
             best = rank
+    reroot = best_adoptee is not None and (best is None or best[1] > REROOT_COST * best_adoptee.cost)
+    if reroot and (best is None or chain_depth(best[2].base) >= 1):
+        return None
     return best[2].base if best else None
+
+
+# A newcomer is re-rooted when its best base costs this much more than coding against one of its
+# adoptees would (a parent arriving after its children finds its own relatives 2 generations away:
+# ~1.45x on the synthetic lineage; its own parent, 1 generation away, ~1.0x).
+REROOT_COST = 1.2
+
+
+def chain_depth(base: BaseTensors) -> int:
+    return max((p.chain_depth for p in base.by_name.values()), default=0)
 
 
 def full_chains(base: BaseTensors, max_depth: int) -> bool:
@@ -135,6 +159,14 @@ def rebase_dependents(ctx: JobContext, sha256: str, *, repo_id: int | None) -> l
         dependents = relatives.files_declaring(s, me) if me else []
         dependents = [d for d in dependents if files.snapshot(s, d).base_sha256 != sha256]
     return [dep for dep in dependents if dep != sha256 and rebase_file(ctx, dep, sha256)]
+
+
+def adopt_relatives(ctx: JobContext, sha256: str, sketch: Sketch, *, base: str | None) -> list[str]:
+    """Re-encode stored relatives against the new file where it is nearer than their base (its children
+    pushed before it); each tensor is swapped only where it codes smaller (`rebase_file`)."""
+    with ctx.session() as s:
+        near = adoptable(s, sha256, sketch, base=base)
+    return [sha for sha in near if rebase_file(ctx, sha, sha256)]
 
 
 def rebase_file(ctx: JobContext, sha256: str, onto: str) -> bool:

@@ -49,6 +49,12 @@ MAX_CANDIDATES = 8
 NEAREST = 4
 NEAREST_POOL = 16
 RECENT = 2
+# A stored relative is re-encoded against a newcomer (adopted) when the newcomer is this much nearer by
+# sketch than its current base: a parent pushed after its children (on the synthetic lineage a child sits
+# ~1.7 from its parent and ~3.2 from its grandparent or a sibling). At most ADOPT per ingest, nearest
+# first: each costs about one ingest of that file.
+ADOPT_MARGIN = 0.8
+ADOPT = 4
 # The new file's largest tensors whose byte sizes find candidates by content.
 SIZE_PROBES = 8
 # A shard index larger than this is not read (real ones are a few hundred KiB at most).
@@ -131,6 +137,31 @@ def nearest_relatives(
     depths = sketches.chain_depths(session, pool)
     open_ = [sha for sha in pool if depths.get(sha, 0) < max_depth]
     return (open_ or pool)[:NEAREST]
+
+
+def adoptable(session: Session, sha256: str, sketch: Sketch, *, base: str | None) -> list[str]:
+    """Stored relatives that would likely code smaller against `sha256` than against their current base,
+    because we sit between the two (their parent, pushed after them), nearest first (never our own
+    base: it cannot be coded against us)."""
+    layout, values = sketch
+    rows = [r for r in sketches.sketches_and_bases(session, layout, exclude=sha256) if len(r[1]) == len(values)]
+    if not rows:
+        return []
+    by_sha = {sha: v for sha, v, _ in rows}
+    to_new = distances(values, [v for _, v, _ in rows])
+    out: list[str] = []
+    for i in sorted(range(len(rows)), key=lambda i: (to_new[i], rows[i][0]))[:NEAREST_POOL]:
+        sha, mine, current = rows[i]
+        if current is None or current == sha256 or sha == base or current not in by_sha:
+            continue
+        # Nearer to it than its base, and between the two (a parent, not a closer child): a child would
+        # gain what its relative loses.
+        to_base = distances(mine, [by_sha[current]])[0]
+        if to_new[i] < ADOPT_MARGIN * to_base and distances(values, [by_sha[current]])[0] < ADOPT_MARGIN * to_base:
+            out.append(sha)
+        if len(out) == ADOPT:
+            break
+    return out
 
 
 def candidate_models(
