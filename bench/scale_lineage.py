@@ -17,6 +17,7 @@ import hashlib
 import json
 import random
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +124,9 @@ def run(hub: Hub, order: list[Node], blobs: dict[int, bytes], *, declare: bool) 
     """Push and ingest each node in `order`; the ingest seconds of each."""
     seconds = []
     nodes_by_id = {n.id: n for n in order}
-    for node in order:
+    for k, node in enumerate(order):
+        if k % 100 == 0:
+            print(f"{'declared' if declare else 'random'}: {k}/{len(order)} pushed", file=sys.stderr, flush=True)
         declared = repo(nodes_by_id[node.parent]) if (declare and node.parent is not None) else None
         jobs = push(hub, repo(node), {"model.safetensors": blobs[node.id]}, declared_base=declared)
         started = time.perf_counter()
@@ -155,6 +158,7 @@ def bench_lineage(corpus: Path, work: Path, *, descendants: int, layers: int, ro
         "ingest_s_total": sum(seconds),
     }  # fmt: skip
     hub.close()
+    print_lineage(out, descendants=descendants, layers=layers, rows=rows)  # in case the reference run is cut short
     if reference:
         ref_hub = new_hub(work / "declared")
         run(ref_hub, nodes, blobs, declare=True)  # tree order: every parent is stored before its children

@@ -34,29 +34,19 @@ def file_sketch(session: Session, sha256: str) -> tuple[str, bytes] | None:
     return (row.layout, row.sketch) if row is not None else None
 
 
-def sketches_with_layout(
+def sketches_and_bases(
     session: Session, layout: str, *, exclude: str, stored_after: datetime | None = None
-) -> list[tuple[str, bytes]]:
-    """(sha256, sketch) of the stored files whose sketch has this layout, in sha256 order."""
-    query = (
-        select(FileSketch.file_sha256, FileSketch.sketch)
-        .join(FileObject, FileObject.sha256 == FileSketch.file_sha256)
-        .where(FileSketch.layout == layout, FileObject.state == FileState.STORED, FileObject.sha256 != exclude)
-        .order_by(FileSketch.file_sha256)
-    )
-    if stored_after is not None:
-        query = query.where(FileObject.stored_at >= stored_after)
-    return [(sha, bytes(sketch)) for sha, sketch in session.execute(query)]
-
-
-def sketches_and_bases(session: Session, layout: str, *, exclude: str) -> list[tuple[str, bytes, str | None]]:
-    """(sha256, sketch, base sha256) of the stored files whose sketch has this layout, in sha256 order."""
+) -> list[tuple[str, bytes, str | None]]:
+    """(sha256, sketch, base sha256) of the stored files whose sketch has this layout (stored after
+    `stored_after`), in sha256 order."""
     query = (
         select(FileSketch.file_sha256, FileSketch.sketch, FileObject.base_sha256)
         .join(FileObject, FileObject.sha256 == FileSketch.file_sha256)
         .where(FileSketch.layout == layout, FileObject.state == FileState.STORED, FileObject.sha256 != exclude)
         .order_by(FileSketch.file_sha256)
     )
+    if stored_after is not None:
+        query = query.where(FileObject.stored_at >= stored_after)
     return [(sha, bytes(sketch), base) for sha, sketch, base in session.execute(query)]
 
 

@@ -111,4 +111,6 @@ def distances(sketch: bytes, others: Sequence[bytes]) -> npt.NDArray[np.float64]
         return np.zeros(0)
     mine = _ordered(np.frombuffer(sketch, "<f4"))
     stacked = _ordered(np.frombuffer(b"".join(others), "<f4").reshape(len(others), -1))
-    return np.asarray(np.log2(1.0 + np.abs(stacked - mine)).mean(axis=1), dtype=np.float64)
+    # float32 is plenty for a ranking and halves the pass over a 1,000-member family.
+    apart = np.abs(stacked - mine).astype(np.float32)
+    return np.asarray(np.log2(apart + np.float32(1)).mean(axis=1, dtype=np.float64), dtype=np.float64)

@@ -26,7 +26,7 @@ from workers import retry
 from workers.jobs import encoding, lineage
 from workers.jobs.context import JobContext
 from workers.jobs.family_lock import family_lease
-from workers.jobs.relatives import take_sketch
+from workers.jobs.neighbours import neighbours, take_sketch
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +105,13 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
         if snapshot.state == FileState.STORED:  # a second delivery of the job, done while we waited
             return _already_stored(ctx, snapshot, repo_id)
         started = time.monotonic()  # objects are written from here on: GC's grace counts from here
-        base, sketch = None, None
+        base, sketch, near = None, None, None
         chosen_at = utcnow()
         if layout.tensors is not None:
             read = staged_reader(ctx.store, key)
             sketch = take_sketch(layout.tensors, read)
-            base = lineage.choose_base(ctx, sha256, layout, read, repo_id=repo_id, sketch=sketch)
+            near = neighbours(ctx, sha256, sketch) if sketch else None
+            base = lineage.choose_base(ctx, sha256, layout, read, repo_id=repo_id, near=near)
         crash_point("ingest.after_choose_base")
         plan = encoding.plan_tensors(ctx, segments, digests, base)
         written = encoding.encode_and_write(ctx, key, plan)
@@ -142,8 +143,8 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
         result.rebased = lineage.rebase_dependents(ctx, sha256, repo_id=repo_id)
         if base is None:
             result.base_sha256 = lineage.settle(ctx, sha256, repo_id=repo_id, chosen_at=chosen_at)
-        if sketch is not None:
-            adopted = lineage.adopt_relatives(ctx, sha256, sketch, base=result.base_sha256)
+        if near is not None:
+            adopted = lineage.adopt_relatives(ctx, sha256, near, base=result.base_sha256)
             result.rebased += [sha for sha in adopted if sha not in result.rebased]
     log.info("stored %s: %s", sha256, result)
     return result

@@ -30,7 +30,8 @@ from workers.jobs.encoding import (
     encode_windows,
     shared_prefix,
 )
-from workers.jobs.relatives import Measured, Sketch, adoptable, candidate_models, load_model, measure, take_sketch
+from workers.jobs.neighbours import Neighbours, Sketch, adoptable, nearest, neighbours, take_sketch
+from workers.jobs.relatives import Measured, candidate_models, load_model, measure
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -46,7 +47,7 @@ def choose_base(
     *,
     repo_id: int | None,
     stored_after: datetime | None = None,
-    sketch: Sketch | None = None,
+    near: Neighbours | None = None,
 ) -> BaseTensors | None:
     """The nearest stored relative model, if one measurably helps. `stored_after` limits the candidates
     to models with files stored since then (settling looks only at what it could not see before).
@@ -58,17 +59,19 @@ def choose_base(
     or, when that is clearly worse than an adoptee and would already sit in a chain, are stored plain
     (re-rooted: the family's chains restart from us, instead of growing through our children)."""
     tensors = layout.tensors or ()
-    if sketch is None:
+    if near is None:
         sketch = take_sketch(tensors, read)
+        near = neighbours(ctx, sha256, sketch, stored_after=stored_after) if sketch else None
     with ctx.session() as s:
         me = files.repo_name(s, repo_id)
         declared = files.snapshot(s, sha256).declared_base if stored_after is None else None
-        adoptees = set(adoptable(s, sha256, sketch, base=None)) if sketch and stored_after is None else set()
+    adoptees = set(adoptable(near, sha256, base=None)) if near and stored_after is None else set()
+    closest = nearest(ctx, near, exclude=tuple(adoptees)) if near else []
     max_depth = ctx.settings.max_chain_depth
     best: tuple[bool, float, Measured] | None = None
     best_adoptee: Measured | None = None
     candidates = candidate_models(ctx, sha256, tensors, declared=declared, me=me, stored_after=stored_after,
-                                  sketch=sketch)  # fmt: skip
+                                  nearest=closest)  # fmt: skip
     for shas in candidates:
         measured = measure(ctx, tensors, read, load_model(ctx, shas))
         log.info("base candidate %s for %s costs %s", shas, sha256, f"{measured.cost:.3f}" if measured else "-")
@@ -167,12 +170,11 @@ def rebase_dependents(ctx: JobContext, sha256: str, *, repo_id: int | None) -> l
     return [dep for dep in dependents if dep != sha256 and rebase_file(ctx, dep, sha256)]
 
 
-def adopt_relatives(ctx: JobContext, sha256: str, sketch: Sketch, *, base: str | None) -> list[str]:
-    """Re-encode stored relatives against the new file where it is nearer than their base (its children
-    pushed before it); each tensor is swapped only where it codes smaller (`rebase_file`)."""
-    with ctx.session() as s:
-        near = adoptable(s, sha256, sketch, base=base)
-    return [sha for sha in near if rebase_file(ctx, sha, sha256)]
+def adopt_relatives(ctx: JobContext, sha256: str, near: Neighbours, *, base: str | None) -> list[str]:
+    """Re-encode stored relatives against the new file where it sits between them and their bases (its
+    children pushed before it); each tensor is swapped only where it codes smaller (`rebase_file`).
+    `near` is from before the commit: the family's lease kept other relatives from arriving since."""
+    return [sha for sha in adoptable(near, sha256, base=base) if rebase_file(ctx, sha, sha256)]
 
 
 def rebase_file(ctx: JobContext, sha256: str, onto: str) -> bool:

@@ -15,7 +15,6 @@ import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from storage.catalog import plans, relatives, repos, sketches
 from storage.catalog.files import FileSnapshot, family_members, snapshot
@@ -33,28 +32,16 @@ from storage.core.families import (
 )
 from storage.core.formats.base import ReadRange, TensorEntry
 from storage.core.segments import HEADER_SEGMENT
-from storage.core.sketches import distances, plan_sketch, sketch_values
 from workers.jobs.context import JobContext
 from workers.jobs.encoding import BaseTensors, base_reader
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
 # Candidate models measured per ingest (the declared base's first): ~2 MiB of samples read per model.
 MAX_CANDIDATES = 8
-# Of those, the relatives nearest by sketch (among the few nearest whose chains are not full), and the
-# most recent family members (relatives stored before sketches were recorded have none).
-NEAREST = 4
-NEAREST_POOL = 16
+# Of those, besides the relatives nearest by sketch, the most recent family members (relatives stored
+# before sketches were recorded have none).
 RECENT = 2
-# A stored relative is re-encoded against a newcomer (adopted) when the newcomer is this much nearer by
-# sketch than its current base: a parent pushed after its children (on the synthetic lineage a child sits
-# ~1.7 from its parent and ~3.2 from its grandparent or a sibling). At most ADOPT per ingest, nearest
-# first: each costs about one ingest of that file.
-ADOPT_MARGIN = 0.8
-ADOPT = 4
 # The new file's largest tensors whose byte sizes find candidates by content.
 SIZE_PROBES = 8
 # A shard index larger than this is not read (real ones are a few hundred KiB at most).
@@ -108,62 +95,6 @@ def _indexed(ctx: JobContext, model: relatives.ModelFiles) -> list[str]:
     return chosen or [sha for _, sha in model.weights]
 
 
-Sketch = tuple[str, bytes]  # (layout, values): storage/core/sketches.py
-
-
-def take_sketch(tensors: Sequence[TensorEntry], read: ReadRange) -> Sketch | None:
-    """The file's sketch, read from its bytes (a few dozen small ranges), or None if it has none."""
-    plan = plan_sketch(tensors)
-    if plan is None:
-        return None
-    offsets = {t.name: t.offset for t in tensors}
-    chunks = [read(offsets[span.name] + span.start, offsets[span.name] + span.end) for span in plan.spans]
-    return plan.layout, sketch_values(plan, chunks)
-
-
-def nearest_relatives(
-    session: Session, sha256: str, sketch: Sketch, *, max_depth: int, stored_after: datetime | None
-) -> list[str]:
-    """The `NEAREST` stored files nearest to `sketch`, nearest first, skipping those whose chains are
-    already `max_depth` deep (they could only hand the new file over to their own bases) unless there
-    is no other."""
-    layout, values = sketch
-    stored = sketches.sketches_with_layout(session, layout, exclude=sha256, stored_after=stored_after)
-    rows = [(sha, v) for sha, v in stored if len(v) == len(values)]
-    if not rows:
-        return []
-    apart = distances(values, [v for _, v in rows])
-    pool = [rows[i][0] for i in sorted(range(len(rows)), key=lambda i: (apart[i], rows[i][0]))[:NEAREST_POOL]]
-    depths = sketches.chain_depths(session, pool)
-    open_ = [sha for sha in pool if depths.get(sha, 0) < max_depth]
-    return (open_ or pool)[:NEAREST]
-
-
-def adoptable(session: Session, sha256: str, sketch: Sketch, *, base: str | None) -> list[str]:
-    """Stored relatives that would likely code smaller against `sha256` than against their current base,
-    because we sit between the two (their parent, pushed after them), nearest first (never our own
-    base: it cannot be coded against us)."""
-    layout, values = sketch
-    rows = [r for r in sketches.sketches_and_bases(session, layout, exclude=sha256) if len(r[1]) == len(values)]
-    if not rows:
-        return []
-    by_sha = {sha: v for sha, v, _ in rows}
-    to_new = distances(values, [v for _, v, _ in rows])
-    out: list[str] = []
-    for i in sorted(range(len(rows)), key=lambda i: (to_new[i], rows[i][0]))[:NEAREST_POOL]:
-        sha, mine, current = rows[i]
-        if current is None or current == sha256 or sha == base or current not in by_sha:
-            continue
-        # Nearer to it than its base, and between the two (a parent, not a closer child): a child would
-        # gain what its relative loses.
-        to_base = distances(mine, [by_sha[current]])[0]
-        if to_new[i] < ADOPT_MARGIN * to_base and distances(values, [by_sha[current]])[0] < ADOPT_MARGIN * to_base:
-            out.append(sha)
-        if len(out) == ADOPT:
-            break
-    return out
-
-
 def candidate_models(
     ctx: JobContext,
     sha256: str,
@@ -172,12 +103,12 @@ def candidate_models(
     declared: str | None,
     me: str | None,
     stored_after: datetime | None,
-    sketch: Sketch | None = None,
+    nearest: Sequence[str] = (),
 ) -> list[list[str]]:
-    """File lists of the models worth measuring: the declared base repository's, then the relatives
-    nearest by sketch, the family's root, the most recent members, then those holding tensors of the
-    sizes of our largest (a cast base holds twice the bytes), most promising first; never one holding
-    this file or declaring our repository its base."""
+    """File lists of the models worth measuring: the declared base repository's, then the `nearest`
+    relatives by sketch (workers/jobs/neighbours.py), the family's root, the most recent members, then
+    those holding tensors of the sizes of our largest (a cast base holds twice the bytes), most promising
+    first; never one holding this file or declaring our repository its base."""
     largest = sorted({t.nbytes for t in tensors if t.nbytes > 0}, reverse=True)[:SIZE_PROBES]
     sizes = largest + [2 * n for n in largest]
     found: list[relatives.ModelFiles] = []
@@ -190,12 +121,10 @@ def candidate_models(
                 head = None
             if head is not None:
                 found += [relatives.directory_files(s, head.oid, d) for d in relatives.model_directories(s, head.oid)]
-        near = nearest_relatives(s, sha256, sketch, max_depth=ctx.settings.max_chain_depth,
-                                 stored_after=stored_after) if sketch else []  # fmt: skip
         root = sketches.family_root(s, family) if stored_after is None else None
         members = family_members(s, family, exclude=sha256, limit=RECENT, stored_after=stored_after)
         by_size = relatives.files_with_sizes(s, sizes, exclude=sha256, limit=MAX_CANDIDATES, stored_after=stored_after)
-        for sha in [*near, *([root] if root and root != sha256 else []), *[m.sha256 for m in members], *by_size]:
+        for sha in [*nearest, *([root] if root and root != sha256 else []), *[m.sha256 for m in members], *by_size]:
             found.append(relatives.model_of(s, sha))
         snaps: dict[str, FileSnapshot] = {}
         for model in found:

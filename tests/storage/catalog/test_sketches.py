@@ -29,9 +29,10 @@ def test_sketches_are_found_by_layout_among_stored_files_only(catalog_session: S
     sketches.record_sketch(s, two, LAYOUT, b"two")
     sketches.record_sketch(s, three, OTHER, b"three")
     sketches.record_sketch(s, staged, LAYOUT, b"staged")
-    assert sketches.sketches_with_layout(s, LAYOUT, exclude=two) == [(one, b"one")]
-    assert sketches.sketches_with_layout(s, LAYOUT, exclude="") == [(one, b"one"), (two, b"two")]
-    assert sketches.sketches_with_layout(s, LAYOUT, exclude="", stored_after=utcnow() + timedelta(seconds=5)) == []
+    assert sketches.sketches_and_bases(s, LAYOUT, exclude=two) == [(one, b"one", None)]
+    assert sketches.sketches_and_bases(s, LAYOUT, exclude="") == [(one, b"one", None), (two, b"two", None)]
+    later = utcnow() + timedelta(seconds=5)
+    assert sketches.sketches_and_bases(s, LAYOUT, exclude="", stored_after=later) == []
     assert sketches.file_sketch(s, three) == (OTHER, b"three")
     assert sketches.file_sketch(s, f"{9:064x}") is None
     s.execute(delete(FileObject).where(FileObject.sha256 == one))  # a collected file takes its sketch along
