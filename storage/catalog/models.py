@@ -545,3 +545,28 @@ class MetricCounter(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     label: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
     value: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class FileSketch(Base):
+    """A stored weight file's sketch (storage/core/sketches.py): sampled element values that rank its
+    relatives as candidate bases. Files with equal `layout` sampled the same elements of the same tensors."""
+
+    __tablename__ = "file_sketches"
+
+    file_sha256: Mapped[str] = mapped_column(
+        ForeignKey("file_objects.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    layout: Mapped[str] = sha256_column(index=True)
+    sketch: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class FamilyIngest(Base):
+    """One family's ingest in progress: the row is the lock that makes relatives ingested at the same time
+    wait for each other (so the later one sees the earlier as a candidate base). ``taken_at`` bounds it:
+    a holder that died leaves a row the next ingest takes over once it is older than the lease."""
+
+    __tablename__ = "family_ingests"
+
+    fingerprint: Mapped[str] = sha256_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    taken_at: Mapped[datetime] = mapped_column(default=utcnow)

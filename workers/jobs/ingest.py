@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from storage.app.staging import read_staged_layout, sniff_staged_format, staged_reader
 from storage.catalog import files, jobs
 from storage.catalog.models import FileState, utcnow
 from storage.core.errors import DeltahubError, IngestAbandoned, InvalidInput
+from storage.core.families import fingerprint
 from storage.core.faults import crash_point
 from storage.core.formats.base import FileLayout
 from storage.core.formats.blob import FORMAT_ID as BLOB
@@ -24,6 +26,8 @@ from workers import retry
 from workers.jobs import encoding, lineage, repair
 from workers.jobs.context import JobContext
 from workers.jobs.damage import recheck
+from workers.jobs.family_lock import family_lease
+from workers.jobs.neighbours import neighbours, take_sketch
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +91,13 @@ def _layout(ctx: JobContext, sha256: str, key: str, kind: str, size: int) -> Fil
 
 
 def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> IngestResult:
-    started = time.monotonic()
     with ctx.session() as s:
         snapshot = files.snapshot(s, sha256)
     if snapshot.staging_key is None:
-        done = IngestResult(sha256, snapshot.state)
-        if snapshot.state == FileState.STORED and parses_tensors(snapshot.kind):
-            # A retry after a crash between the catalog commit and the rebase: the rebase is still owed.
-            done.rebased = lineage.rebase_dependents(ctx, sha256, repo_id=repo_id)
-        return done
+        return _already_stored(ctx, snapshot, repo_id)
     # A stored file with a staged copy was found damaged and pushed again: it is repaired from the copy.
     repairing = snapshot.state == FileState.STORED
+    started = time.monotonic()
     key, size = snapshot.staging_key, snapshot.size
     layout = _layout(ctx, sha256, key, snapshot.kind, size)
     segments = layout.segments
@@ -108,36 +108,47 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
         return IngestResult(sha256, FileState.STORED, new_tensors=fixed.tensors, encoded_bytes=fixed.encoded_bytes,
                             still_damaged=list(fixed.still_damaged))
 
-    base = None
-    chosen_at = utcnow()
-    if layout.tensors is not None:
-        base = lineage.choose_base(ctx, sha256, layout, staged_reader(ctx.store, key), repo_id=repo_id)
-    crash_point("ingest.after_choose_base")
-    plan = encoding.plan_tensors(ctx, segments, digests, base)
-    written = encoding.encode_and_write(ctx, key, plan)
-    result = IngestResult(
-        sha256,
-        FileState.STORED,
-        new_tensors=len(written.tensors),
-        deduplicated_tensors=len(segments) - len(written.tensors),
-        delta_tensors=sum(1 for t in written.tensors if t.base_id),
-        raw_bytes=sum(t.nbytes for t in written.tensors),
-        encoded_bytes=sum(f.object_length for t in written.tensors for f in t.frames),
-        base_sha256=base.sha256 if base else None,
-    )
-    elapsed = time.monotonic() - started
-    if elapsed > ctx.settings.gc_grace_seconds / 2:
-        # GC may collect objects older than the grace period that the catalog does not know yet:
-        # ours, if we committed now. Give up this attempt; the retry writes fresh objects.
-        raise IngestAbandoned(
-            detail=f"ingest of {sha256} ran {elapsed:.0f} s, more than half the GC grace period "
-            f"({ctx.settings.gc_grace_seconds} s), so objects it wrote may already be collectable; "
-            "retrying with fresh objects"
+    # Relatives wait for each other from choosing the base to the catalog commit (workers/jobs/family_lock.py).
+    family = family_lease(ctx, fingerprint(layout.tensors), sha256) if layout.tensors is not None else nullcontext()
+    with family:
+        with ctx.session() as s:
+            snapshot = files.snapshot(s, sha256)
+        if snapshot.state == FileState.STORED:  # a second delivery of the job, done while we waited
+            return _already_stored(ctx, snapshot, repo_id)
+        started = time.monotonic()  # objects are written from here on: GC's grace counts from here
+        base, sketch, near = None, None, None
+        chosen_at = utcnow()
+        if layout.tensors is not None:
+            read = staged_reader(ctx.store, key)
+            sketch = take_sketch(layout.tensors, read)
+            near = neighbours(ctx, sha256, sketch) if sketch else None
+            base = lineage.choose_base(ctx, sha256, layout, read, repo_id=repo_id, near=near)
+        crash_point("ingest.after_choose_base")
+        plan = encoding.plan_tensors(ctx, segments, digests, base)
+        written = encoding.encode_and_write(ctx, key, plan)
+        result = IngestResult(
+            sha256,
+            FileState.STORED,
+            new_tensors=len(written.tensors),
+            deduplicated_tensors=len(segments) - len(written.tensors),
+            delta_tensors=sum(1 for t in written.tensors if t.base_id),
+            raw_bytes=sum(t.nbytes for t in written.tensors),
+            encoded_bytes=sum(f.object_length for t in written.tensors for f in t.frames),
+            base_sha256=base.sha256 if base else None,
         )
-    with ctx.session() as s:
-        repaired = lineage.commit_file(s, sha256, segments, digests, written, layout=layout, base=base,
-                                       max_depth=ctx.settings.max_chain_depth)
-    crash_point("ingest.after_catalog_commit")
+        elapsed = time.monotonic() - started
+        if elapsed > ctx.settings.gc_grace_seconds / 2:
+            # GC may collect objects older than the grace period that the catalog does not know yet:
+            # ours, if we committed now. Give up this attempt; the retry writes fresh objects.
+            raise IngestAbandoned(
+                detail=f"ingest of {sha256} ran {elapsed:.0f} s, more than half the GC grace period "
+                f"({ctx.settings.gc_grace_seconds} s), so objects it wrote may already be collectable; "
+                "retrying with fresh objects"
+            )
+        with ctx.session() as s:
+            repaired = lineage.commit_file(s, sha256, segments, digests, written, layout=layout, base=base,
+                                           sketch=sketch, max_depth=ctx.settings.max_chain_depth)
+        crash_point("ingest.after_catalog_commit")
     ctx.store.delete(key)
     crash_point("ingest.after_staging_delete")
     if repaired:  # it held bytes of damaged tensors, coded again: whatever they broke may read again
@@ -146,5 +157,16 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
         result.rebased = lineage.rebase_dependents(ctx, sha256, repo_id=repo_id)
         if base is None:
             result.base_sha256 = lineage.settle(ctx, sha256, repo_id=repo_id, chosen_at=chosen_at)
+        if near is not None:
+            adopted = lineage.adopt_relatives(ctx, sha256, near, base=result.base_sha256)
+            result.rebased += [sha for sha in adopted if sha not in result.rebased]
     log.info("stored %s: %s", sha256, result)
     return result
+
+
+def _already_stored(ctx: JobContext, snapshot: files.FileSnapshot, repo_id: int | None) -> IngestResult:
+    done = IngestResult(snapshot.sha256, snapshot.state)
+    if snapshot.state == FileState.STORED and parses_tensors(snapshot.kind):
+        # A retry after a crash between the catalog commit and the rebase: the rebase is still owed.
+        done.rebased = lineage.rebase_dependents(ctx, snapshot.sha256, repo_id=repo_id)
+    return done

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from storage.catalog import files, plans, relatives
+from storage.catalog import files, plans, relatives, sketches
 from storage.catalog.files import Written
 from storage.core.dtypes import DTYPES
 from storage.core.families import TensorShape, fingerprint, match_tensors
@@ -30,6 +30,7 @@ from workers.jobs.encoding import (
     encode_windows,
     shared_prefix,
 )
+from workers.jobs.neighbours import Neighbours, Sketch, adoptable, nearest, neighbours, take_sketch
 from workers.jobs.relatives import Measured, candidate_models, load_model, measure
 
 if TYPE_CHECKING:
@@ -46,20 +47,70 @@ def choose_base(
     *,
     repo_id: int | None,
     stored_after: datetime | None = None,
+    near: Neighbours | None = None,
 ) -> BaseTensors | None:
     """The nearest stored relative model, if one measurably helps. `stored_after` limits the candidates
-    to models with files stored since then (settling looks only at what it could not see before)."""
+    to models with files stored since then (settling looks only at what it could not see before).
+
+    A candidate whose chains are already `max_chain_depth` deep would hand our tensors over to its own
+    bases, so the measured bytes would not be what we get: any open candidate that helps ranks first.
+    Relatives we are much nearer to than to their own bases (our children, pushed before us) are adopted
+    after we are stored (`adopt_relatives`), so they are not our base: we take the best other candidate,
+    or, when that is clearly worse than an adoptee and would already sit in a chain, are stored plain
+    (re-rooted: the family's chains restart from us, instead of growing through our children)."""
     tensors = layout.tensors or ()
+    if near is None:
+        sketch = take_sketch(tensors, read)
+        near = neighbours(ctx, sha256, sketch, stored_after=stored_after) if sketch else None
     with ctx.session() as s:
         me = files.repo_name(s, repo_id)
         declared = files.snapshot(s, sha256).declared_base if stored_after is None else None
-    best: Measured | None = None
-    for shas in candidate_models(ctx, sha256, tensors, declared=declared, me=me, stored_after=stored_after):
+    adoptees = set(adoptable(near, sha256, base=None)) if near and stored_after is None else set()
+    closest = nearest(ctx, near, exclude=tuple(adoptees)) if near else []
+    max_depth = ctx.settings.max_chain_depth
+    best: tuple[bool, float, Measured] | None = None
+    best_adoptee: Measured | None = None
+    candidates = candidate_models(ctx, sha256, tensors, declared=declared, me=me, stored_after=stored_after,
+                                  nearest=closest)  # fmt: skip
+    for shas in candidates:
         measured = measure(ctx, tensors, read, load_model(ctx, shas))
         log.info("base candidate %s for %s costs %s", shas, sha256, f"{measured.cost:.3f}" if measured else "-")
-        if measured is not None and (best is None or measured.cost < best.cost):
-            best = measured
-    return best.base if best else None
+        if measured is None:
+            continue
+        if measured.base.sha256 in adoptees:
+            if best_adoptee is None or measured.cost < best_adoptee.cost:
+                best_adoptee = measured
+            continue
+        # Near-equal bytes go to the shallower base: chains stay open for the relatives still to come.
+        cost = measured.cost * (1 + DEPTH_PENALTY * chain_depth(measured.base))
+        rank = (full_chains(measured.base, max_depth), cost, measured)
+        if best is None or rank[:2] < best[:2]:
+            best = rank
+    reroot = best_adoptee is not None and (best is None or best[1] > REROOT_COST * best_adoptee.cost)
+    if reroot and (best is None or chain_depth(best[2].base) >= 1):
+        return None
+    return best[2].base if best else None
+
+
+# Per level of the base's chain, what a base may cost more and still be preferred to a deeper one: a
+# parent and a child of a file code alike (measured within ~2% of each other on the synthetic lineage),
+# a grandparent or sibling ~45% worse.
+DEPTH_PENALTY = 0.03
+# A newcomer is re-rooted when its best base costs this much more than coding against one of its
+# adoptees would (a parent arriving after its children finds its own relatives 2 generations away:
+# ~1.45x on the synthetic lineage; its own parent, 1 generation away, ~1.0x).
+REROOT_COST = 1.2
+
+
+def chain_depth(base: BaseTensors) -> int:
+    return max((p.chain_depth for p in base.by_name.values()), default=0)
+
+
+def full_chains(base: BaseTensors, max_depth: int) -> bool:
+    """Whether most of the bytes the base would cover lie in tensors whose chains are already full."""
+    total = sum(p.nbytes for p in base.by_name.values())
+    full = sum(p.nbytes for p in base.by_name.values() if p.chain_depth + 1 > max_depth)
+    return total > 0 and 2 * full > total
 
 
 def commit_file(
@@ -71,10 +122,11 @@ def commit_file(
     *,
     layout: FileLayout,
     base: BaseTensors | None,
+    sketch: Sketch | None = None,
     max_depth: int | None = None,
 ) -> set[str]:
-    """Record what ingest wrote and mark the file stored; with `max_depth`, damaged tensors it coded again
-    take their new encoding (returned)."""
+    """Record what ingest wrote, its sketch, and mark the file stored; with `max_depth`, damaged tensors
+    it coded again take their new encoding (returned)."""
     repaired = files.record_written(session, written, max_depth=max_depth)
     crash_point("ingest.before_mark_stored")
     files.mark_stored(
@@ -84,6 +136,8 @@ def commit_file(
         fingerprint=fingerprint(layout.tensors) if layout.tensors is not None else None,
         base_sha256=base.sha256 if base else None,
     )
+    if sketch is not None:
+        sketches.record_sketch(session, sha256, *sketch)
     crash_point("ingest.before_catalog_commit")
     return repaired
 
@@ -118,6 +172,13 @@ def rebase_dependents(ctx: JobContext, sha256: str, *, repo_id: int | None) -> l
         dependents = relatives.files_declaring(s, me) if me else []
         dependents = [d for d in dependents if files.snapshot(s, d).base_sha256 != sha256]
     return [dep for dep in dependents if dep != sha256 and rebase_file(ctx, dep, sha256)]
+
+
+def adopt_relatives(ctx: JobContext, sha256: str, near: Neighbours, *, base: str | None) -> list[str]:
+    """Re-encode stored relatives against the new file where it sits between them and their bases (its
+    children pushed before it); each tensor is swapped only where it codes smaller (`rebase_file`).
+    `near` is from before the commit: the family's lease kept other relatives from arriving since."""
+    return [sha for sha in adoptable(near, sha256, base=base) if rebase_file(ctx, sha, sha256)]
 
 
 def rebase_file(ctx: JobContext, sha256: str, onto: str) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from storage.catalog import damage, plans, relatives, repos
+from storage.catalog import damage, plans, relatives, repos, sketches
 from storage.catalog.files import FileSnapshot, family_members, snapshot
 from storage.catalog.plans import TensorPlan
 from storage.core.dtypes import DTYPES, DType
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # Candidate models measured per ingest (the declared base's first): ~2 MiB of samples read per model.
 MAX_CANDIDATES = 8
+# Of those, besides the relatives nearest by sketch, the most recent family members (relatives stored
+# before sketches were recorded have none).
+RECENT = 2
 # The new file's largest tensors whose byte sizes find candidates by content.
 SIZE_PROBES = 8
 # A shard index larger than this is not read (real ones are a few hundred KiB at most).
@@ -100,13 +103,16 @@ def candidate_models(
     declared: str | None,
     me: str | None,
     stored_after: datetime | None,
+    nearest: Sequence[str] = (),
 ) -> list[list[str]]:
-    """File lists of the models worth measuring: the declared base repository's, then those sharing the
-    fingerprint, then those holding tensors of the sizes of our largest (a cast base holds twice the
-    bytes), most promising first; never one holding this file or declaring our repository its base."""
+    """File lists of the models worth measuring: the declared base repository's, then the `nearest`
+    relatives by sketch (workers/jobs/neighbours.py), the family's root, the most recent members, then
+    those holding tensors of the sizes of our largest (a cast base holds twice the bytes), most promising
+    first; never one holding this file or declaring our repository its base."""
     largest = sorted({t.nbytes for t in tensors if t.nbytes > 0}, reverse=True)[:SIZE_PROBES]
     sizes = largest + [2 * n for n in largest]
     found: list[relatives.ModelFiles] = []
+    family = fingerprint(tensors)
     with ctx.session() as s:
         if declared:
             try:
@@ -115,10 +121,10 @@ def candidate_models(
                 head = None
             if head is not None:
                 found += [relatives.directory_files(s, head.oid, d) for d in relatives.model_directories(s, head.oid)]
-        members = family_members(s, fingerprint(tensors), exclude=sha256, limit=MAX_CANDIDATES,
-                                 stored_after=stored_after)  # fmt: skip
+        root = sketches.family_root(s, family) if stored_after is None else None
+        members = family_members(s, family, exclude=sha256, limit=RECENT, stored_after=stored_after)
         by_size = relatives.files_with_sizes(s, sizes, exclude=sha256, limit=MAX_CANDIDATES, stored_after=stored_after)
-        for sha in [m.sha256 for m in members] + by_size:
+        for sha in [*nearest, *([root] if root and root != sha256 else []), *[m.sha256 for m in members], *by_size]:
             found.append(relatives.model_of(s, sha))
         snaps: dict[str, FileSnapshot] = {}
         for model in found:
