@@ -28,8 +28,10 @@ from storage.catalog.models import (
     DamagedFile,
     DamagedTensor,
     Family,
+    FamilyIngest,
     FileObject,
     FileSegment,
+    FileSketch,
     Frame,
     IngestJob,
     Membership,
@@ -174,6 +176,8 @@ def one_of_each(session: Session) -> list[Base]:
         DamagedFile(sha256=BASE_FILE, error="frame 0 of tensor … does not match its checksum", found_at=WHEN),
         DamagedTensor(tensor_id=BASE_TENSOR, error="frame 0 of tensor … does not match its checksum", found_at=WHEN),
         MetricCounter(name="ingest_job_duration_seconds_bucket", label="+Inf", value=float(BIG)),
+        FileSketch(file_sha256=FILE, layout="d" * 64, sketch=bytes(6144)),
+        FamilyIngest(fingerprint="e" * 64, owner="worker-1", taken_at=WHEN),
     ]
     for row in rows[2:]:
         session.add(row)
