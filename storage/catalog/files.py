@@ -22,6 +22,7 @@ from storage.catalog.models import (
     Tensor,
     utcnow,
 )
+from storage.catalog import plans
 from storage.catalog.plans import TensorPlan
 from storage.core.errors import FileNotStored
 
@@ -230,6 +231,8 @@ def replace_encoding(session: Session, new: TensorPlan, *, max_depth: int) -> bo
             dep = session.get(Tensor, dep_id)
             if dep is not None:
                 dep.chain_depth = dep_depth + shift
+    # Files holding this tensor, or one coded against it, read through the old encoding: new plans.
+    plans.bump_plan_versions(session, [new.id, *(dep_id for dep_id, _ in dependents)])
     session.flush()
     return True
 
