@@ -10,6 +10,7 @@ import sqlalchemy.exc
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from storage.catalog import plans
 from storage.catalog.db import batches, is_unique_violation
 from storage.catalog.models import (
     Family,
@@ -22,7 +23,6 @@ from storage.catalog.models import (
     Tensor,
     utcnow,
 )
-from storage.catalog import plans
 from storage.catalog.plans import TensorPlan
 from storage.core.errors import FileNotStored
 
