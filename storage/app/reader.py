@@ -37,8 +37,11 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
 # Frames decoded ahead of the one being streamed: enough to overlap a GET with a decode on 2 cores
-# while holding at most (READ_AHEAD + 1) × frame_bytes of decoded data per reader.
+# while holding at most (READ_AHEAD + 1) × max(frame_bytes, GROUP_BYTES) of decoded data per reader.
 READ_AHEAD = 4
+# Slices of small frames (a file of many small tensors) are decoded and sent together, up to this many
+# bytes: one pool task and one write per group, not one per 64-byte tensor.
+GROUP_BYTES = 1 << 20
 # Plans cached per process: a plan costs ~160 bytes per segment and per frame (a 100,000-tensor file
 # ~35 MB; a typical checkpoint of a few hundred tensors ~100 KB).
 PLAN_CACHE_ENTRIES = 4096
@@ -108,7 +111,7 @@ class Reader:
             if plan is None:
                 whole = start == 0 and end == head.size
                 plan = self._whole_plan(s, head) if whole else plans.range_plan(s, head, start, end)
-        return self._ordered(self._pieces(plan, start, end))
+        return self._ordered(self._groups(plan, start, end))
 
     def _whole_plan(self, s: Session, head: plans.FileHead) -> plans.FilePlan:
         cached = self.plans.get(head.plan_key)
@@ -146,7 +149,20 @@ class Reader:
 
         return read
 
-    def _pieces(self, plan: plans.FilePlan, start: int, end: int) -> Iterator[Callable[[], bytes]]:
+    def _groups(self, plan: plans.FilePlan, start: int, end: int) -> Iterator[Callable[[], bytes]]:
+        """The pieces of [start, end), consecutive small ones joined into one of up to GROUP_BYTES."""
+        group: list[Callable[[], bytes]] = []
+        size = 0
+        for piece, length in self._pieces(plan, start, end):
+            if group and size + length > GROUP_BYTES:
+                yield _joined(group)
+                group, size = [], 0
+            group.append(piece)
+            size += length
+        if group:
+            yield _joined(group)
+
+    def _pieces(self, plan: plans.FilePlan, start: int, end: int) -> Iterator[tuple[Callable[[], bytes], int]]:
         """One callable per frame slice covering [start, end), in file order. The slices must tile the
         range exactly: a segment or frame missing from the catalog is damage, never a short body."""
         at = start
@@ -159,7 +175,7 @@ class Reader:
                 if seg.offset + frame.raw_offset + a != at:
                     raise _gap(plan, at)
                 at += b - a
-                yield _slice_of(self._frame, plan.tensors, tensor, frame, a, b)
+                yield _slice_of(self._frame, plan.tensors, tensor, frame, a, b), b - a
         if at != end:
             raise _gap(plan, at)
 
@@ -232,6 +248,12 @@ def _slice_of(
         return raw if (a, b) == (0, len(raw)) else raw[a:b]
 
     return piece
+
+
+def _joined(pieces: list[Callable[[], bytes]]) -> Callable[[], bytes]:
+    if len(pieces) == 1:
+        return pieces[0]
+    return lambda: b"".join(piece() for piece in pieces)
 
 
 def _gap(plan: plans.FilePlan, at: int) -> IntegrityError:
