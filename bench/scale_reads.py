@@ -8,10 +8,10 @@ another checkout's code, reads the very same stored data), then starts deltahub'
 SQLite, bench/transfer_server.py), `python3 -m http.server` and nginx (Debian's, on 127.0.0.1 with a
 temporary config) on the same files and times curl against each, interleaved, median of --runs:
 
-- full read MB/s of the 10-tensor file: cold (each run on a freshly started deltahub server, so nothing
-  is planned or decoded yet) and warm (the same server again);
-- time to first byte of a whole-file GET at 10 / 2,370 / 100,000 tensors (warm server, first request to
-  each file made before timing);
+- cold: on a freshly started deltahub server each run (nothing planned or decoded yet), full read MB/s
+  of the 10-tensor file and time to first byte of the 2,370-tensor file;
+- warm (one server, each file read once before timing): full read MB/s of the 10-tensor file, and time
+  to first byte of a whole-file GET at 10 / 2,370 / 100,000 tensors;
 - a 100-byte range at a random offset of the 100,000-tensor file, and a 1 MiB range at a random offset
   of the ≥ 1 GB file (a new offset each run; cold: nothing of that range decoded before).
 
@@ -217,18 +217,25 @@ def measure(servers: Servers, static: Path, runs: int, seed: int) -> dict[str, d
     def add(server: str, what: str, value: float) -> None:
         samples[server].setdefault(what, []).append(value)
 
-    for _ in range(runs):
+    for _ in range(runs):  # cold: a freshly started deltahub server, nothing planned or decoded yet
         servers.restart_deltahub()
         _, total, got = curl(servers.urls["deltahub"].format(name="t10"))
         assert got == size["t10"]
-        add("deltahub", "cold MB/s", size["t10"] / total / MB)
+        add("deltahub", "cold MB/s, 10 tensors", size["t10"] / total / MB)
+        ttfb, _, _ = curl(servers.urls["deltahub"].format(name="t2370"))
+        add("deltahub", "cold TTFB 2,370 tensors", ttfb * 1e3)
         for name in names:
             if name != "deltahub":
                 _, total, _ = curl(servers.urls[name].format(name="t10"))
-                add(name, "cold MB/s", size["t10"] / total / MB)
-        for name in names:  # the same files again: warm
+                add(name, "cold MB/s, 10 tensors", size["t10"] / total / MB)
+                ttfb, _, _ = curl(servers.urls[name].format(name="t2370"))
+                add(name, "cold TTFB 2,370 tensors", ttfb * 1e3)
+    for stem in ("t10", "t2370", "t100k"):  # warm: each file read once on this server first
+        curl(servers.urls["deltahub"].format(name=stem))
+    for _ in range(runs):
+        for name in names:
             ttfb, total, _ = curl(servers.urls[name].format(name="t10"))
-            add(name, "warm MB/s", size["t10"] / total / MB)
+            add(name, "warm MB/s, 10 tensors", size["t10"] / total / MB)
             add(name, "TTFB 10 tensors", ttfb * 1e3)
         for stem, label in (("t2370", "TTFB 2,370 tensors"), ("t100k", "TTFB 100,000 tensors")):
             for name in names:
@@ -236,7 +243,7 @@ def measure(servers: Servers, static: Path, runs: int, seed: int) -> dict[str, d
                 add(name, label, ttfb * 1e3)
         for stem, length, label in (("t100k", 100, "100 B range, 100,000 tensors"),
                                     ("big", 1 << 20, f"1 MiB range, {size['big'] / 1e9:.2f} GB")):  # fmt: skip
-            start = rng.randrange(0, size[stem] - length)
+            start = rng.randrange(0, size[stem] - length)  # a new offset each run: its frames not decoded yet
             for name in RANGES & set(names):
                 _, total, got = curl(servers.urls[name].format(name=stem), (start, start + length))
                 assert got == length

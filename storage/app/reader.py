@@ -42,6 +42,8 @@ READ_AHEAD = 4
 # Slices of small frames (a file of many small tensors) are decoded and sent together, up to this many
 # bytes: one pool task and one write per group, not one per 64-byte tensor.
 GROUP_BYTES = 1 << 20
+# The first group is smaller: the first byte waits only for it.
+FIRST_GROUP_BYTES = 64 << 10
 # Plans cached per process: a plan costs ~160 bytes per segment and per frame (a 100,000-tensor file
 # ~35 MB; a typical checkpoint of a few hundred tensors ~100 KB).
 PLAN_CACHE_ENTRIES = 4096
@@ -152,11 +154,11 @@ class Reader:
     def _groups(self, plan: plans.FilePlan, start: int, end: int) -> Iterator[Callable[[], bytes]]:
         """The pieces of [start, end), consecutive small ones joined into one of up to GROUP_BYTES."""
         group: list[Callable[[], bytes]] = []
-        size = 0
+        size, limit = 0, FIRST_GROUP_BYTES
         for piece, length in self._pieces(plan, start, end):
-            if group and size + length > GROUP_BYTES:
+            if group and size + length > limit:
                 yield _joined(group)
-                group, size = [], 0
+                group, size, limit = [], 0, GROUP_BYTES
             group.append(piece)
             size += length
         if group:
