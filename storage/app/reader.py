@@ -44,8 +44,8 @@ READ_AHEAD = 4
 GROUP_BYTES = 1 << 20
 # The first group is smaller: the first byte waits only for it.
 FIRST_GROUP_BYTES = 64 << 10
-# Plans cached per process: a plan costs ~160 bytes per segment and per frame (a 100,000-tensor file
-# ~35 MB; a typical checkpoint of a few hundred tensors ~100 KB).
+# Plans cached per process, counted as FilePlan.weight: ~560 bytes per tensor (its segment, plan and
+# frame), so a 100,000-tensor file ~56 MB, a checkpoint of a few hundred tensors ~200 KB.
 PLAN_CACHE_ENTRIES = 4096
 PLAN_CACHE_BYTES = 128 << 20
 
