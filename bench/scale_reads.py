@@ -9,9 +9,9 @@ SQLite, bench/transfer_server.py), `python3 -m http.server` and nginx (Debian's,
 temporary config) on the same files and times curl against each, interleaved, median of --runs:
 
 - cold: on a freshly started deltahub server each run (nothing planned or decoded yet), full read MB/s
-  of the 10-tensor file and time to first byte of the 2,370-tensor file;
+  of the 10-tensor file and time to the first body byte of the 2,370-tensor file;
 - warm (one server, each file read once before timing): full read MB/s of the 10-tensor file, and time
-  to first byte of a whole-file GET at 10 / 2,370 / 100,000 tensors;
+  to the first body byte (http.client) of a whole-file GET at 10 / 2,370 / 100,000 tensors;
 - a 100-byte range at a random offset of the 100,000-tensor file, and a 1 MiB range at a random offset
   of the ≥ 1 GB file (a new offset each run; cold: nothing of that range decoded before).
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import json
 import os
 import random
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,6 +190,25 @@ def curl(url: str, byte_range: tuple[int, int] | None = None) -> tuple[float, fl
     return float(fields[0]), float(fields[1]), int(fields[2])
 
 
+def first_byte(url: str) -> float:
+    """Seconds from sending a whole-file GET to the first byte of its body (not of its headers: a
+    streamed response sends headers before it has any body), then the rest is read and dropped."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=300)
+    try:
+        started = time.perf_counter()
+        connection.request("GET", parts.path)
+        response = connection.getresponse()
+        if response.status != 200 or not response.read(1):
+            raise RuntimeError(f"{url}: HTTP {response.status}")
+        elapsed = time.perf_counter() - started
+        while response.read(1 << 20):
+            pass
+        return elapsed
+    finally:
+        connection.close()
+
+
 def check_exact(url: str, path: Path, byte_range: tuple[int, int] | None = None) -> None:
     args = ["curl", "-sf", url] + (["-r", f"{byte_range[0]}-{byte_range[1] - 1}"] if byte_range else [])
     body = subprocess.run(args, check=True, capture_output=True).stdout
@@ -222,25 +243,22 @@ def measure(servers: Servers, static: Path, runs: int, seed: int) -> dict[str, d
         _, total, got = curl(servers.urls["deltahub"].format(name="t10"))
         assert got == size["t10"]
         add("deltahub", "cold MB/s, 10 tensors", size["t10"] / total / MB)
-        ttfb, _, _ = curl(servers.urls["deltahub"].format(name="t2370"))
-        add("deltahub", "cold TTFB 2,370 tensors", ttfb * 1e3)
+        add("deltahub", "cold TTFB 2,370 tensors", first_byte(servers.urls["deltahub"].format(name="t2370")) * 1e3)
         for name in names:
             if name != "deltahub":
                 _, total, _ = curl(servers.urls[name].format(name="t10"))
                 add(name, "cold MB/s, 10 tensors", size["t10"] / total / MB)
-                ttfb, _, _ = curl(servers.urls[name].format(name="t2370"))
-                add(name, "cold TTFB 2,370 tensors", ttfb * 1e3)
+                add(name, "cold TTFB 2,370 tensors", first_byte(servers.urls[name].format(name="t2370")) * 1e3)
     for stem in ("t10", "t2370", "t100k"):  # warm: each file read once on this server first
         curl(servers.urls["deltahub"].format(name=stem))
     for _ in range(runs):
         for name in names:
-            ttfb, total, _ = curl(servers.urls[name].format(name="t10"))
+            _, total, _ = curl(servers.urls[name].format(name="t10"))
             add(name, "warm MB/s, 10 tensors", size["t10"] / total / MB)
-            add(name, "TTFB 10 tensors", ttfb * 1e3)
+            add(name, "TTFB 10 tensors", first_byte(servers.urls[name].format(name="t10")) * 1e3)
         for stem, label in (("t2370", "TTFB 2,370 tensors"), ("t100k", "TTFB 100,000 tensors")):
             for name in names:
-                ttfb, _, _ = curl(servers.urls[name].format(name=stem))
-                add(name, label, ttfb * 1e3)
+                add(name, label, first_byte(servers.urls[name].format(name=stem)) * 1e3)
         for stem, length, label in (("t100k", 100, "100 B range, 100,000 tensors"),
                                     ("big", 1 << 20, f"1 MiB range, {size['big'] / 1e9:.2f} GB")):  # fmt: skip
             start = rng.randrange(0, size[stem] - length)  # a new offset each run: its frames not decoded yet

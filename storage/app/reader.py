@@ -44,8 +44,8 @@ READ_AHEAD = 4
 GROUP_BYTES = 1 << 20
 # The first group is smaller: the first byte waits only for it.
 FIRST_GROUP_BYTES = 64 << 10
-# Plans cached per process, counted as FilePlan.weight: ~560 bytes per tensor (its segment, plan and
-# frame), so a 100,000-tensor file ~56 MB, a checkpoint of a few hundred tensors ~200 KB.
+# Plans cached per process, counted as FilePlan.weight: ~950 bytes per tensor (its segment, plan and
+# frame), so a 100,000-tensor file ~95 MB, a checkpoint of a few hundred tensors ~300 KB.
 PLAN_CACHE_ENTRIES = 4096
 PLAN_CACHE_BYTES = 128 << 20
 
@@ -182,12 +182,13 @@ class Reader:
             raise _gap(plan, at)
 
     def _ordered(self, pieces: Iterator[Callable[[], bytes]]) -> Iterator[bytes]:
-        """Run pieces on the pool, at most READ_AHEAD ahead of the consumer, yielding in order."""
+        """Run pieces on the pool, at most READ_AHEAD ahead of the consumer, yielding in order (and as
+        soon as the oldest is done: the first byte does not wait for the read-ahead to fill)."""
         pending: list[Future[bytes]] = []
         try:
             for piece in pieces:
                 pending.append(self._pool.submit(piece))
-                if len(pending) > READ_AHEAD:
+                while pending and (len(pending) > READ_AHEAD or pending[0].done()):
                     yield pending.pop(0).result()
             while pending:
                 yield pending.pop(0).result()
