@@ -153,7 +153,11 @@ class Servers:
             self.processes["nginx"] = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")])
             self.urls["nginx"] = f"http://127.0.0.1:{port}/{{name}}.safetensors"
             wait_up(f"http://127.0.0.1:{port}/t10.safetensors", self.processes["nginx"])
-        self.start_deltahub()
+        try:
+            self.start_deltahub()
+        except BaseException:
+            self.stop_all()  # a deltahub that does not start must not leave the static servers running
+            raise
 
     def start_deltahub(self) -> None:
         port = free_port()
