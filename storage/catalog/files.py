@@ -10,7 +10,7 @@ import sqlalchemy.exc
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from storage.catalog import damage
+from storage.catalog import damage, plans
 from storage.catalog.db import batches, is_unique_violation
 from storage.catalog.models import (
     DamagedFile,
@@ -247,6 +247,8 @@ def replace_encoding(session: Session, new: TensorPlan, *, max_depth: int) -> bo
             dep = session.get(Tensor, dep_id)
             if dep is not None:
                 dep.chain_depth = dep_depth + shift
+    # Files holding this tensor, or one coded against it, read through the old encoding: new plans.
+    plans.bump_plan_versions(session, [new.id, *(dep_id for dep_id, _ in dependents)])
     session.flush()
     return True
 

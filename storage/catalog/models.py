@@ -27,6 +27,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -254,13 +255,20 @@ class FileObject(Base):
     # CRC-32 of each 1 MiB block of the staged bytes (storage/core/blocksums.py): reads from staging
     # check them. None once ingest has stored the file, and for uploads staged by an earlier release.
     staging_sums: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Bumped whenever a tensor this file reads through is re-encoded (storage/catalog/files.py
+    # `replace_encoding`): read plans cached in process are keyed by it (storage/app/reader.py).
+    plan_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class FileSegment(Base):
     """One run of a file's bytes (the header, a tensor, or the bytes between tensors), in file order."""
 
     __tablename__ = "file_segments"
-    __table_args__ = (CheckConstraint('"offset" >= 0 AND length >= 0', name="extent_nonnegative"),)
+    __table_args__ = (
+        CheckConstraint('"offset" >= 0 AND length >= 0', name="extent_nonnegative"),
+        # A range read loads the segments it touches, found by offset (storage/catalog/plans.py).
+        Index("ix_file_segments_file_sha256_offset", "file_sha256", "offset"),
+    )
 
     file_sha256: Mapped[str] = mapped_column(
         ForeignKey("file_objects.sha256", ondelete="CASCADE"), primary_key=True

@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from service.app import create_app
 from storage.app.hub import Hub
+from storage.app.reader import FrameCache
 from storage.app.views import FileAddition
 from storage.catalog import jobs
 from storage.catalog.models import FileObject as FileObjectRow
@@ -246,3 +247,57 @@ def test_a_flipped_byte_in_a_staged_file_is_never_served(tmp_path: Path, hf_clie
     finally:
         hub.engine.dispose()
     figures.add(bad_inputs=1)
+
+
+def _flip(hub: Hub, sha: str) -> tuple[int, int]:
+    """Flip one payload byte of a frame only `sha` uses; returns the file bytes that frame rebuilds."""
+    key, position = _victim_object(hub, sha)
+    blob = bytearray(hub.store.get(key))
+    blob[position] ^= 0x40
+    hub.store.put(key, bytes(blob))
+    return _damaged_range(hub, sha, key, position)
+
+
+def test_a_flipped_byte_is_caught_through_a_plan_cached_before_the_damage(stored: Stored) -> None:
+    """Whole reads are not hashed again (the frames' CRCs check every byte): a server whose plan of
+    the file was cached before the damage, with no decoded frame left, still cuts the body short."""
+    sha = hashlib.sha256(stored.victim).hexdigest()
+    hub = stored.fresh_hub()
+    assert b"".join(hub.read(sha)) == stored.victim  # plans the file and caches the plan
+    start, end = _flip(hub, sha)
+    hub.reader.cache = FrameCache(hub.reader.cache.max_bytes)
+    with running(create_app(hub, hub.settings, TOKENS, options=TEST_OPTIONS)) as url:
+        resolve = f"{url}/{VICTIM}/resolve/main/model.safetensors"
+        status, body, complete = _download(resolve)
+        assert not (status == 200 and complete), "a damaged file was served whole"
+        assert body == stored.victim[: len(body)] and len(body) <= start
+        status, body, complete = _download_range(resolve, start, end)
+        assert not (status == 206 and complete) and body == stored.victim[start : start + len(body)]
+
+
+def test_a_flipped_byte_is_caught_by_a_range_read_with_no_cached_plan(stored: Stored) -> None:
+    """A range read on a fresh server plans only the segments it touches: their frames are checked too."""
+    sha = hashlib.sha256(stored.victim).hexdigest()
+    start, end = _flip(stored.hub, sha)
+    hub = stored.fresh_hub()
+    with pytest.raises(IntegrityError):
+        b"".join(hub.read(sha, start + 1, end - 1))
+    assert len(hub.reader.plans) == 0  # it went through the range plan
+    assert b"".join(hub.read(sha, 0, start)) == stored.victim[:start]
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "range"])
+def test_a_segment_missing_from_the_catalog_is_never_served_as_a_short_body(stored: Stored, whole: bool) -> None:
+    """With no whole-file hash at the end, the pieces of a read must tile it: a gap is an error."""
+    sha = hashlib.sha256(stored.victim).hexdigest()
+    with stored.hub.session() as s:
+        segment = s.scalars(select(FileSegment).where(FileSegment.file_sha256 == sha, FileSegment.seq == 2)).one()
+        gap = (segment.offset, segment.offset + segment.length)
+        s.delete(segment)
+    hub = stored.fresh_hub()
+    start, end = (0, len(stored.victim)) if whole else (gap[0] - 10, gap[1] + 10)
+    received = bytearray()
+    with pytest.raises(IntegrityError, match=f"no frame for byte {gap[0]} of file {sha}"):
+        for chunk in hub.read(sha, start, end):
+            received += chunk
+    assert bytes(received) == stored.victim[start : start + len(received)] and start + len(received) <= gap[0]
