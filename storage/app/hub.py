@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from storage.app.browse import Browse
 from storage.app.commits import Commits
+from storage.app.grants import FileHolders, Grants
 from storage.app.mirror import Mirror, MirrorStatus
 from storage.app.ports import IngestQueue
 from storage.app.quotas import Quotas
@@ -112,6 +113,10 @@ class HubApi(Protocol):
         repo_type: str = "model",
     ) -> CommitInfo: ...
 
+    # Who holds a file by right (storage/app/grants.py): repositories naming it, uploads recorded for one
+    def file_holders(self, sha256: str) -> FileHolders: ...
+    def grant_uploads(self, repo_id: str, sha256s: Iterable[str], *, repo_type: str = "model") -> None: ...
+
     # Reads (storage/app/reads.py)
     def file_info(self, sha256: str) -> FileInfo: ...
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
@@ -163,6 +168,7 @@ class Hub:
         self.browse = Browse(self.session, self.reads.read)
         self.mirror = Mirror(settings, self.session, self.uploads, open_upstream(settings), self._enqueue)
         self.quotas = Quotas(self.session)
+        self.grants = Grants(self.session)
 
     @classmethod
     def from_settings(
@@ -307,6 +313,14 @@ class Hub:
             repo_id, branch, message=message, additions=additions, deletions=deletions,
             parent_oid=parent_oid, author=author, declared_base=declared_base, repo_type=repo_type,
         )
+
+    # Who holds a file by right
+
+    def file_holders(self, sha256: str) -> FileHolders:
+        return self.grants.holders(sha256)
+
+    def grant_uploads(self, repo_id: str, sha256s: Iterable[str], *, repo_type: str = "model") -> None:
+        self.grants.grant(repo_id, sha256s, repo_type=repo_type)
 
     # Reads
 
