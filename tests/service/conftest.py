@@ -57,13 +57,14 @@ def _free_port() -> int:
 
 
 def start_service(
-    tmp_path: Path, options: ServiceOptions, *, ingest: bool = False, settings: dict[str, object] | None = None
+    tmp_path: Path, options: ServiceOptions, *, ingest: bool = False, settings: dict[str, object] | None = None,
+    tokens: StaticTokenStore = TOKENS,
 ) -> Iterator[RunningService]:
     """Serve a new hub; with `ingest`, commits are ingested by the embedded worker, as `deltahub serve` does.
-    `settings` overrides fields of the hub's settings (the mirror's upstream, ...)."""
+    `settings` overrides fields of the hub's settings (the mirror's upstream, ...); `tokens` the callers."""
     settings_ = load_settings(data_dir=tmp_path / "hub", **(settings or {}))
     hub = open_hub(settings_) if ingest else Hub.from_settings(settings_, migrate=True)
-    app = create_app(hub, hub.settings, TOKENS, options=options)
+    app = create_app(hub, hub.settings, tokens, options=options)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
