@@ -165,6 +165,21 @@ class Policy:
                             f"{_token_note(writer)}")
         return writer
 
+    def may_name_file(self, hub: HubApi, caller: TokenInfo | None, sha256: str) -> bool:
+        """Whether the caller may use a held file by its hash alone (commit it, be told "held" for it,
+        learn its state): they may read a repository that names it (public ones included), or its bytes
+        were uploaded for a repository they may write (the one committed to among them), or they are a
+        hub administrator (a fine-grained token of one: what its scopes let it read or write).
+        Knowing a SHA-256 is not possession: everyone else is answered as for a file never uploaded."""
+        if caller is None:
+            return False
+        if caller.hub_admin and caller.scopes is None:
+            return True
+        holders = hub.file_holders(sha256)
+        if any(self.may_read(caller, r.repo_id, private=r.private) for r in holders.naming):
+            return True
+        return any(self.may_write(caller, r.repo_id) for r in holders.granted)
+
     def require_hub_admin(self, caller: TokenInfo | None) -> TokenInfo:
         if caller is None:
             raise Unauthorized(detail="this needs a hub administrator's token")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from service.auth import TokenInfo
 from service.commit_payload import CommitHeader, Deletion, InlineFile, LfsFile, Operation, parse_line
 from service.deps import BaseUrlDep, HubDep, OptionsDep, RepoIdDep, RepoTypeDep, RevisionDep, StateDep, WritableRepoDep
 from service.errors import NotSupported
@@ -17,7 +18,7 @@ from service.policy import Rule, policy
 from service.streams import ndjson_lines
 from storage.app.hub import HubApi
 from storage.app.views import FileAddition, FileInfo
-from storage.core.errors import InvalidInput, RevisionNotFound, UploadMismatch
+from storage.core.errors import FileNotStored, InvalidInput, RevisionNotFound, UploadMismatch
 from storage.core.faults import crash_point
 from storage.core.names import split_repo_id
 
@@ -124,7 +125,7 @@ async def commit(
         if isinstance(item, CommitHeader):
             header = item
         else:
-            await _apply(state, item, additions, deletions)
+            await _apply(state, writer, item, additions, deletions)
     if header is None:
         raise InvalidInput(detail="empty commit payload: line 1 must be the header")
 
@@ -155,7 +156,9 @@ async def commit(
     }
 
 
-async def _apply(state: StateDep, op: Operation, additions: list[FileAddition], deletions: list[str]) -> None:
+async def _apply(
+    state: StateDep, writer: TokenInfo, op: Operation, additions: list[FileAddition], deletions: list[str]
+) -> None:
     if isinstance(op, Deletion):
         deletions.append(op.path)
     elif isinstance(op, InlineFile):
@@ -163,6 +166,11 @@ async def _apply(state: StateDep, op: Operation, additions: list[FileAddition], 
         state.counters.add(inline_files=1, inline_bytes=len(op.content))
         additions.append(FileAddition(op.path, info.sha256, lfs=False))
     elif isinstance(op, LfsFile):
+        # A hash is not possession: a file the caller may not name (no repository they may read names it,
+        # it was not uploaded for one they may write) is refused as a file never uploaded, before its
+        # size is compared, so the answer says nothing about whether the hub holds it.
+        if not await run_in_threadpool(state.policy.may_name_file, state.hub, writer, op.sha256):
+            raise FileNotStored(sha256=op.sha256)
         if op.size is not None:
             info = await run_in_threadpool(state.hub.file_info, op.sha256)
             if info.size != op.size:

@@ -127,7 +127,8 @@ async def receive_pack(request: Request, state: StateDep, repo_id: RepoIdDep, re
     assert caller is not None  # writable_repo refuses anonymous callers
     limit = state.options.git_max_pack_bytes
     body = await _body(request, limit, lambda: GitPackTooLarge(limit=limit))
-    target = PushTarget(repo_id, repo_type, caller.name)
+    target = PushTarget(repo_id, repo_type, caller.name,
+                        lambda sha256: state.policy.may_name_file(state.hub, caller, sha256))
     content = await run_in_threadpool(state.hub.git.receive_pack, target, body)
     return _service_response(RECEIVE_PACK, "result", content)
 

@@ -1,10 +1,13 @@
 """Git LFS: the batch API (uploads: dedup before transfer, signed PUTs, verify; downloads: the
 reconstructed file, ranges supported).
 
-The batch answer omits ``actions`` for every object the hub already holds, so the client sends
-nothing for it: re-uploading a known model costs one request. Objects that must travel get a signed
-URL on this service; the PUT body is streamed into the hub, never held whole. Multipart transfer is
-never offered, so every object arrives as one streamed PUT.
+The batch answer omits ``actions`` for every object the hub already holds and the caller may name
+(service/policy.py, may_name_file: a repository they may read names it, or it was uploaded for one they
+may write), so the client sends nothing for it: re-uploading a known model costs one request. Anyone
+else is asked for the bytes, as for an object the hub does not hold: the PUT checks them against the
+oid (the hub keeps its one copy) and records the upload for the repository its URL was signed for.
+Objects that must travel get a signed URL on this service; the PUT body is streamed into the hub, never
+held whole. Multipart transfer is never offered, so every object arrives as one streamed PUT.
 
 A download is answered for objects some commit of the repository names (never for content another
 repository holds), with an href on this service under the same read rule as /resolve; the caller's
@@ -15,15 +18,18 @@ from __future__ import annotations
 
 import time
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from service.deps import (
     BaseUrlDep,
     CallerDep,
     HubDep,
+    PolicyDep,
     ReadableRepoDep,
     RepoIdDep,
     RepoTypeDep,
@@ -92,6 +98,7 @@ def batch(
         return _download(request, state, caller, repo_id, repo_type, base_url, body)
     repo = state.policy.writable_repo(state.hub, repo_id, caller, repo_type=repo_type)
     namespace, name = split_repo_id(repo.repo_id)
+    signed_for = f"{repo.repo_type}:{repo.repo_id}"  # signed: the PUT grants this repository
     offered = {o.oid: o.size for o in body.objects if _object_error(o, state.options.max_upload_bytes) is None}
     state.hub.quotas.check(namespace, offered, repo=name)  # before any upload URL is handed out
     # git-lfs sends a verify without credentials unless the action carries them: the caller's own header.
@@ -103,11 +110,11 @@ def batch(
         problem = _object_error(obj, state.options.max_upload_bytes)
         if problem is not None:
             answers.append({"oid": obj.oid, "size": obj.size, "error": {"code": 422, "message": problem}})
-        elif state.hub.has_file(obj.oid):
+        elif state.policy.may_name_file(state.hub, caller, obj.oid) and state.hub.has_file(obj.oid):
             answers.append({"oid": obj.oid, "size": obj.size})
         else:
-            expires, signature = state.signer.sign(obj.oid, obj.size, time.time())
-            query = f"size={obj.size}&expires={expires}&signature={signature}"
+            expires, signature = state.signer.sign(obj.oid, obj.size, time.time(), repo=signed_for)
+            query = f"size={obj.size}&expires={expires}&repo={quote(signed_for, safe='')}&signature={signature}"
             answers.append(
                 {
                     "oid": obj.oid,
@@ -134,8 +141,9 @@ async def put_object(
     size: Annotated[int, Query(ge=0)],
     expires: Annotated[int, Query()],
     signature: Annotated[str, Query()],
+    repo: Annotated[str, Query(max_length=256)] = "",
 ) -> dict[str, Any]:
-    state.signer.check(oid, size, expires, signature, time.time())
+    state.signer.check(oid, size, expires, signature, time.time(), repo=repo)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) != size:
         raise UploadMismatch(detail=f"Content-Length {declared} differs from the {size} bytes signed for")
@@ -143,6 +151,9 @@ async def put_object(
         request.stream(), state.hub, sha256=oid, size=size, limit=state.options.max_upload_bytes,
         gate=state.uploads, client=request.client.host if request.client else "?",
     )
+    if repo:  # the bytes were checked against the oid: the repository's writers may now commit it
+        repo_type, repo_id = repo.split(":", 1)
+        await run_in_threadpool(state.hub.grant_uploads, repo_id, [info.sha256], repo_type=repo_type)
     state.counters.add(lfs_put_requests=1, lfs_put_bytes=received)
     crash_point("api.lfs_put_received")
     return {"oid": info.sha256, "size": info.size}
@@ -150,8 +161,9 @@ async def put_object(
 
 @router.post("/api/v1/lfs/verify", summary="Confirm an LFS object arrived whole")
 @policy(Rule.WRITE_TOKEN)
-def verify(hub: HubDep, writer: WriterDep, body: Annotated[Verify, Body()]) -> dict[str, Any]:
-    if not hub.has_file(body.oid):
+def verify(hub: HubDep, policy: PolicyDep, writer: WriterDep, body: Annotated[Verify, Body()]) -> dict[str, Any]:
+    # Only for a file the caller may name (they just uploaded it): to others it is a file never uploaded.
+    if not policy.may_name_file(hub, writer, body.oid) or not hub.has_file(body.oid):
         raise FileNotStored(sha256=body.oid)
     info = hub.file_info(body.oid)
     if info.size != body.size:

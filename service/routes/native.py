@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.deps import AuthenticatedDep, HubDep, HubReaderDep, PolicyDep, ReadableRepoDep, StateDep
 from service.policy import Rule, policy
+from storage.core.errors import FileNotStored
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["deltahub"])
@@ -105,11 +106,13 @@ def list_commits(
     return [Commit.model_validate(c) for c in hub.list_commits(repo.repo_id, revision)]
 
 
-@router.get("/files/{sha256}", response_model=File, summary="A stored file and its ingest state (needs a token)")
+@router.get("/files/{sha256}", response_model=File, summary="A held file and its ingest state (needs a token)")
 @policy(Rule.AUTHENTICATED)
-def file_info(hub: HubDep, _caller: AuthenticatedDep, sha256: str) -> File:
-    # Without a token anyone could probe whether some private content is held (with one, whoever knows
-    # a file's SHA-256 learns whether the hub holds it, as the LFS batch tells any writer: docs/security.md).
+def file_info(hub: HubDep, policy: PolicyDep, caller: AuthenticatedDep, sha256: str) -> File:
+    """Hub administrators, and callers who may read a repository naming the file or write one it was
+    uploaded for; everyone else gets the 404 of a hash never uploaded (docs/security-hash-reads.md)."""
+    if not policy.may_name_file(hub, caller, sha256):
+        raise FileNotStored(sha256=sha256)
     return File.model_validate(hub.file_info(sha256))
 
 

@@ -169,6 +169,11 @@ async def upload_shard(
         body = await _body(request, MAX_SHARD_BYTES, "shard")
         await run_in_threadpool(_check_quota, state, repo_id, body)
         staged = await run_in_threadpool(uploads.register_shard, body)
+        # Each file was rebuilt from chunks whose verification hashes the client proved it has, and its
+        # SHA-256 checked: the repository's writers may commit it (service/policy.py, may_name_file).
+        await run_in_threadpool(
+            lambda: state.hub.grant_uploads(repo_id, [f.sha256 for f in staged], repo_type=repo_type)
+        )
     written = sum(1 for f in staged if f.written)
     state.counters.add(xet_shards=1, xet_files_staged=written, xet_files_already_held=len(staged) - written)
     # 1: registered. The client reads success from the status alone.

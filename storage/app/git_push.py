@@ -46,6 +46,9 @@ class PushTarget:
     repo_id: str
     repo_type: str
     author: str  # the pushing user: the catalog's author column (the git lines keep the client's)
+    # Whether the pusher may name a held file by its SHA-256 (service/policy.py may_name_file): an LFS
+    # pointer proves nothing, so another tenant's private file is "not uploaded" to them.
+    may_name: Callable[[str], bool]
 
 
 @dataclass
@@ -99,7 +102,7 @@ class GitPush:
             base, chain = _new_commits(lambda oid: catalog_git.repo_holds_commit(s, repo, oid), store, new, ref)
         if head is not None and base != head:
             raise GitNonFastForward(ref=ref, new=new, head=head)
-        commits = [self._prepare(c, store, ref) for c in chain]
+        commits = [self._prepare(c, store, ref, target.may_name) for c in chain]
         self._check_quota(target, commits)  # before any byte is staged
         for commit in commits:
             for sha256, content in commit.regular.items():
@@ -132,7 +135,9 @@ class GitPush:
         for job_id in job_ids:
             self._enqueue(job_id)
 
-    def _prepare(self, commit: Commit, store: BaseObjectStore, ref: str) -> _NewCommit:
+    def _prepare(
+        self, commit: Commit, store: BaseObjectStore, ref: str, may_name: Callable[[str], bool]
+    ) -> _NewCommit:
         """The catalog form of a pushed commit; refused if it would not rebuild byte for byte."""
         out = _NewCommit(commit.id.decode())
         raw = commit.as_raw_string()
@@ -162,7 +167,8 @@ class GitPush:
             pointer = parse_pointer(content)
             if pointer is not None:
                 sha256, size = pointer
-                if not self._uploads.has_file(sha256) or self._uploads.file_info(sha256).size != size:
+                if (not may_name(sha256) or not self._uploads.has_file(sha256)
+                        or self._uploads.file_info(sha256).size != size):
                     raise GitPushRefused(ref=ref, detail=f"the LFS object of {path!r} ({sha256}) was not uploaded: "
                                                          "install git-lfs and push again")
                 out.files[path], out.blobs[path], out.sizes[sha256] = sha256, GitBlob(True, oid), size

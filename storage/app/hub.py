@@ -19,6 +19,7 @@ from storage.app.commits import Commits
 from storage.app.git_http import GitHttp
 from storage.app.git_objects import GitObjects
 from storage.app.git_push import GitPush
+from storage.app.grants import FileHolders, Grants
 from storage.app.mirror import Mirror, MirrorStatus
 from storage.app.ports import IngestQueue
 from storage.app.quotas import Quotas
@@ -118,6 +119,10 @@ class HubApi(Protocol):
         repo_type: str = "model",
     ) -> CommitInfo: ...
 
+    # Who holds a file by right (storage/app/grants.py): repositories naming it, uploads recorded for one
+    def file_holders(self, sha256: str) -> FileHolders: ...
+    def grant_uploads(self, repo_id: str, sha256s: Iterable[str], *, repo_type: str = "model") -> None: ...
+
     # Reads (storage/app/reads.py)
     def file_info(self, sha256: str) -> FileInfo: ...
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
@@ -172,6 +177,7 @@ class Hub:
         self.git = GitHttp(
             GitObjects(self.session, self.reads.read), GitPush(self.session, self.uploads, self.quotas, self._enqueue)
         )
+        self.grants = Grants(self.session)
 
     @classmethod
     def from_settings(
@@ -319,6 +325,14 @@ class Hub:
             repo_id, branch, message=message, additions=additions, deletions=deletions,
             parent_oid=parent_oid, author=author, declared_base=declared_base, repo_type=repo_type,
         )
+
+    # Who holds a file by right
+
+    def file_holders(self, sha256: str) -> FileHolders:
+        return self.grants.holders(sha256)
+
+    def grant_uploads(self, repo_id: str, sha256s: Iterable[str], *, repo_type: str = "model") -> None:
+        self.grants.grant(repo_id, sha256s, repo_type=repo_type)
 
     # Reads
 

@@ -72,11 +72,14 @@ class Uploads:
     def upload(
         self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None
     ) -> FileInfo:
-        """Stream bytes to staging, hashing as they pass; UploadMismatch when size or hash differ."""
+        """Stream bytes to staging, hashing as they pass; UploadMismatch when size or hash differ.
+
+        Bytes the hub holds already are not written again, but still hashed: an upload is proof that
+        the uploader has the file (it grants them the right to commit it), so it must be the file."""
         if expected_sha256 is not None:
             check_sha256(expected_sha256)
             if self.has_file(expected_sha256):
-                # Drain nothing: the caller's body is dropped; the bytes are already held.
+                verify_staged("", chunks, expected_sha256=expected_sha256, expected_size=expected_size)
                 return self.file_info(expected_sha256)
         staged = stage(
             self._store,

@@ -429,6 +429,21 @@ class TokenScope(Base):
     can_write: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class UploadGrant(Base):
+    """The bytes of a file were uploaded (and checked against its SHA-256) for a repository: its writers
+    may then name the file in a commit (service/policy.py, may_name_file). Without such a record, or a
+    repository the caller may read that names it, knowing a file's hash is not enough to commit it."""
+
+    __tablename__ = "upload_grants"
+
+    # CASCADE both ways: GC dropping the file, or the repository's deletion, ends the grant.
+    file_sha256: Mapped[str] = mapped_column(ForeignKey("file_objects.sha256", ondelete="CASCADE"), primary_key=True)
+    repo_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class XetXorb(Base):
     """A xorb a Xet client uploaded: its chunk list, and its bytes until files hold every chunk.
 

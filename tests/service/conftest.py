@@ -60,13 +60,15 @@ def _free_port() -> int:
 def start_service(
     tmp_path: Path, options: ServiceOptions, *, ingest: bool = False, settings: dict[str, object] | None = None,
     catalog_tokens: bool = False,
+    tokens: TokenStore = TOKENS,
 ) -> Iterator[RunningService]:
     """Serve a new hub; with `ingest`, commits are ingested by the embedded worker, as `deltahub serve` does.
-    `settings` overrides fields of the hub's settings (the mirror's upstream, ...); with `catalog_tokens`,
-    bearer tokens are checked against the hub's catalog (as `deltahub serve` does) instead of TOKENS."""
+    `settings` overrides fields of the hub's settings (the mirror's upstream, ...); `tokens` the callers,
+    or with `catalog_tokens`, bearer tokens are checked against the hub's catalog (as `deltahub serve` does)."""
     settings_ = load_settings(data_dir=tmp_path / "hub", **(settings or {}))
     hub = open_hub(settings_) if ingest else Hub.from_settings(settings_, migrate=True)
-    tokens: TokenStore = CatalogTokenStore(hub.session) if catalog_tokens else TOKENS
+    if catalog_tokens:
+        tokens = CatalogTokenStore(hub.session)
     app = create_app(hub, hub.settings, tokens, options=options)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

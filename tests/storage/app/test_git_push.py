@@ -84,7 +84,7 @@ def test_a_pushed_history_rebuilds_with_the_clients_ids(hub: Hub, history: list)
         made.append(parent)
 
     push = GitPush(hub.session, hub.uploads, hub.quotas, lambda job: None)
-    target = PushTarget(repo_id, "model", "alice")
+    target = PushTarget(repo_id, "model", "alice", lambda sha256: True)
     assert push.update_ref(target, "refs/heads/main", head, parent, sent.object_store) is None
 
     assert [c.oid for c in hub.list_commits(repo_id, "main")][: len(made)] == made[::-1]
@@ -106,7 +106,7 @@ def test_a_second_push_of_the_same_tip_changes_nothing(hub: Hub) -> None:
     hub.create_repo("org/same")
     head = hub.resolve("org/same", "main").oid
     push = GitPush(hub.session, hub.uploads, hub.quotas, lambda job: None)
-    target = PushTarget("org/same", "model", "alice")
+    target = PushTarget("org/same", "model", "alice", lambda sha256: True)
     assert push.update_ref(target, "refs/heads/main", head, head, MemoryRepo().object_store) is None
     assert hub.resolve("org/same", "main").oid == head
     refused = push.update_ref(target, "refs/heads/main", ZERO, head, MemoryRepo().object_store)
