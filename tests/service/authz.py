@@ -1,9 +1,9 @@
 """The authorization matrix: every route of the app × every kind of caller × a public and a private
 repository, with the answer the route's declared rule (service/policy.py `Rule`) demands.
 
-Shared by the embedded matrix (tests/service/test_authorization_matrix.py) and the distributed one
-(tests/integration/test_authorization_distributed.py): both build the same tenants with `make_tenants`
-and send requests with any httpx-like client.
+Used by tests/service/test_authorization_matrix.py on both deployments' adapters (SQLite + local
+directory; PostgreSQL + S3 + Celery on Redis): both build the same tenants with `make_tenants` and send
+requests with any httpx-like client.
 """
 
 from __future__ import annotations

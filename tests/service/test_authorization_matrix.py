@@ -8,17 +8,22 @@ answer exactly as a missing one to whoever may not read it.
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import URL
 
 from service.app import create_app
 from service.options import ServiceOptions
 from service.policy import Rule, declared_rule
 from service.tokens import CatalogTokenStore
 from storage.app.hub import Hub
+from storage.objectstore.s3 import S3ObjectStore
 from storage.settings import load_settings
 from tests.service.authz import (
     IDENTITIES,
@@ -35,18 +40,57 @@ from tests.service.authz import (
     undeclared,
     verdict,
 )
+from workers.celery_queue import CeleryQueue
 
 WRITE_RULES = (Rule.REPO_WRITE, Rule.NAMESPACE_WRITE, Rule.WRITE_TOKEN)
 
 
-@pytest.fixture(scope="module")
-def matrix_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hub, FastAPI, Tenants]]:
-    settings = load_settings(data_dir=tmp_path_factory.mktemp("matrix"))
-    hub = Hub.from_settings(settings, migrate=True)
+@pytest.fixture(scope="module", params=["embedded", "distributed"])
+def matrix_hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Hub, FastAPI, Tenants]]:
+    """The embedded deployment's adapters (SQLite, a local directory) and the distributed one's
+    (PostgreSQL, the S3 server, a Celery queue on Redis): the rules must not depend on them."""
+    data_dir = tmp_path_factory.mktemp("matrix")
+    if request.param == "embedded":
+        settings = load_settings(data_dir=data_dir)
+        hub = Hub.from_settings(settings, migrate=True)
+    else:
+        hub = request.getfixturevalue("distributed_matrix_hub")
+        settings = hub.settings
     tenants = make_tenants(hub)
     app = create_app(hub, settings, CatalogTokenStore(hub.session), options=ServiceOptions())
     yield hub, app, tenants
-    hub.close()
+    if request.param == "embedded":
+        hub.close()  # the distributed hub's own fixture closes it and drops its database
+
+
+@pytest.fixture(scope="module")
+def distributed_matrix_hub(
+    pg_admin_url: URL, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Hub]:
+    name = f"dh_matrix_{secrets.token_hex(6)}"
+    dsn = pg_admin_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    settings = load_settings(
+        data_dir=tmp_path_factory.mktemp("matrix-distributed"),
+        database_url=pg_admin_url.set(drivername="postgresql+psycopg", database=name).render_as_string(
+            hide_password=False),
+        store_backend="s3", s3_endpoint_url=s3_endpoint, s3_bucket=f"matrix-{secrets.token_hex(6)}",
+        s3_access_key_id="testing", s3_secret_access_key="testing",
+        broker_url=os.environ.get("DELTAHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    )
+    hub = Hub.from_settings(settings, migrate=True,
+                            queue_for=lambda h: CeleryQueue(h.settings, h.session, queue="deltahub-matrix"))
+    assert isinstance(hub.store, S3ObjectStore)
+    hub.store.create_bucket()
+    try:
+        yield hub
+    finally:
+        hub.close()
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def send(client: TestClient, call: Call) -> object:
