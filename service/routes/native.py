@@ -110,7 +110,8 @@ def list_commits(
 @policy(Rule.AUTHENTICATED)
 def file_info(hub: HubDep, policy: PolicyDep, caller: AuthenticatedDep, sha256: str) -> File:
     """Hub administrators, and callers who may read a repository naming the file or write one it was
-    uploaded for; everyone else gets the 404 of a hash never uploaded (docs/security.md, "Reads and commits by hash")."""
+    uploaded for; everyone else gets the 404 of a hash never uploaded (docs/security.md, "Reads and
+    commits by hash")."""
     if not policy.may_name_file(hub, caller, sha256):
         raise FileNotStored(sha256=sha256)
     return File.model_validate(hub.file_info(sha256))
