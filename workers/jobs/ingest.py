@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from storage.app.staging import read_staged_layout, sniff_staged_format, staged_reader
-from storage.catalog import files, jobs
+from storage.catalog import files, jobs, plans
 from storage.catalog.models import FileState, utcnow
 from storage.core.errors import DeltahubError, IngestAbandoned, InvalidInput
 from storage.core.families import fingerprint
@@ -21,7 +21,7 @@ from storage.core.faults import crash_point
 from storage.core.formats.base import FileLayout
 from storage.core.formats.blob import FORMAT_ID as BLOB
 from storage.core.formats.registry import parses_tensors
-from storage.core.segments import hash_segments
+from storage.core.segments import hash_segments, opaque
 from workers import retry
 from workers.jobs import encoding, lineage, repair
 from workers.jobs.context import JobContext
@@ -101,6 +101,11 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
     key, size = snapshot.staging_key, snapshot.size
     layout = _layout(ctx, sha256, key, snapshot.kind, size)
     segments = layout.segments
+    if repairing and snapshot.kind == BLOB:
+        # A blob's cut is ours, not its content's (blobs stored before chunking are one segment):
+        # repair it as it was stored.
+        with ctx.session() as s:
+            segments = tuple(opaque(seg.seq, seg.offset, seg.length) for seg in plans.segments(s, sha256))
     digests = hash_segments(ctx.store.iter_range(key, 0, size), segments, size, sha256)
     crash_point("ingest.after_hashing")
     if repairing:

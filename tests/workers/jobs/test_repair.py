@@ -197,3 +197,34 @@ def test_a_sampled_verify_finds_the_files_delta_coded_against_what_it_found_dama
     assert [r.still_damaged for r in results if r is not None] == [[]]
     assert read_all(fresh(hub), sha(child)) == child
     assert verify(fresh(hub)).ok
+
+
+def test_a_blob_stored_whole_before_chunking_is_repaired_as_it_was_cut(hub: Hub) -> None:
+    """Blobs of 1 MiB or more are chunked now; one stored as a single segment by an earlier release
+    parses into other segments today, and must still be repaired by pushing it again."""
+    from storage.core.formats.base import FileLayout
+    from storage.core.segments import opaque
+    from tests.hubs import ingest_with_layout
+
+    data = random.Random(4).randbytes(3 << 20)
+    hub.create_repo("o/data")
+    ingest_all(hub, unfinished(hub))
+    info = hub.upload([data])
+    hub.commit("o/data", "main", message="blob", additions=[FileAddition("shard.bin", info.sha256)])
+    (job_id,) = unfinished(hub)
+    ingest_with_layout(hub, job_id, lambda read, size: FileLayout("blob", size, (opaque(0, 0, size),), None))
+    with hub.session() as s:
+        (tensor_id,) = s.scalars(select(FileSegment.tensor_id).where(FileSegment.file_sha256 == info.sha256))
+        frame = s.scalars(select(Frame).where(Frame.tensor_id == tensor_id).order_by(Frame.seq).limit(1)).one()
+        key, position = frame.object_key, frame.object_offset + frame.object_length - 7
+    blob = bytearray(hub.store.get(key))
+    blob[position] ^= 0x40
+    hub.store.put(key, bytes(blob))
+    assert not verify(fresh(hub)).ok
+    hub.upload([data], expected_sha256=info.sha256, expected_size=len(data))
+    ingest_all(hub, unfinished(hub))
+    assert verify(fresh(hub)).ok
+    assert read_all(fresh(hub), info.sha256) == data
+    with hub.session() as s:  # still the one segment it was stored as
+        assert s.scalar(select(func.count()).select_from(FileSegment).where(
+            FileSegment.file_sha256 == info.sha256)) == 1
