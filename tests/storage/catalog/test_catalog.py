@@ -46,6 +46,7 @@ from storage.catalog.models import (
     Token,
     TokenScope,
     TreeEntry,
+    UploadGrant,
     XetDedupChunk,
     XetFile,
     XetXorb,
@@ -178,6 +179,7 @@ def one_of_each(session: Session) -> list[Base]:
         MetricCounter(name="ingest_job_duration_seconds_bucket", label="+Inf", value=float(BIG)),
         FileSketch(file_sha256=FILE, layout="d" * 64, sketch=bytes(6144)),
         FamilyIngest(fingerprint="e" * 64, owner="worker-1", taken_at=WHEN),
+        UploadGrant(file_sha256=FILE, repo_id=repo.id, created_at=WHEN),
     ]
     for row in rows[2:]:
         session.add(row)
