@@ -6,6 +6,8 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from storage.app.hub import Hub
 from storage.app.views import FileAddition
 from storage.catalog.db import upgrade
@@ -13,6 +15,20 @@ from storage.core.formats.base import FileLayout, ReadRange
 from storage.objectstore import ObjectStore
 from storage.settings import load_settings
 from workers.jobs.ingest import run_ingest
+
+BACKENDS = ["sqlite-local", "postgresql-s3"]
+
+
+def backend_hub(request: pytest.FixtureRequest, tmp_path: Path, **overrides: object) -> Hub:
+    """`make_hub` on the backend a fixture parametrised with BACKENDS names: a SQLite catalog with the
+    local store, or PostgreSQL with the S3 server."""
+    if request.param == "sqlite-local":
+        url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+        store: ObjectStore = request.getfixturevalue("local_store")
+    else:
+        url = request.getfixturevalue("pg_database_url")
+        store = request.getfixturevalue("s3_store")
+    return make_hub(tmp_path, url, store, **overrides)
 
 
 def make_hub(tmp_path: Path, database_url: str, store: ObjectStore, **overrides: object) -> Hub:

@@ -15,19 +15,12 @@ from storage.catalog import plans
 from storage.catalog.accounting import storage_report
 from storage.catalog.models import StoreObject
 from storage.core.formats.blob import CHUNKED_FROM
-from storage.objectstore import ObjectStore
-from tests.hubs import ingest_all, make_hub, push, read_all
+from tests.hubs import BACKENDS, backend_hub, ingest_all, push, read_all
 
 
-@pytest.fixture(params=["sqlite-local", "postgresql-s3"])
+@pytest.fixture(params=BACKENDS)
 def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Hub:
-    if request.param == "sqlite-local":
-        url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
-        store: ObjectStore = request.getfixturevalue("local_store")
-    else:
-        url = request.getfixturevalue("pg_database_url")
-        store = request.getfixturevalue("s3_store")
-    return make_hub(tmp_path, url, store)
+    return backend_hub(request, tmp_path)
 
 
 def _stored_bytes(hub: Hub) -> int:

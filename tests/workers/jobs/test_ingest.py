@@ -13,21 +13,15 @@ from storage.app.hub import Hub
 from storage.catalog import plans
 from storage.catalog.models import FileObject, StoreObject, Tensor
 from storage.objectstore import ObjectStore
-from tests.hubs import ingest_all, make_hub, push, read_all
+from tests.hubs import BACKENDS, backend_hub, ingest_all, make_hub, push, read_all
 from tests.models import finetune, make_weights, to_safetensors
 from workers.jobs.gc import collect_garbage
 from workers.jobs.ingest import run_ingest
 
 
-@pytest.fixture(params=["sqlite-local", "postgresql-s3"])
+@pytest.fixture(params=BACKENDS)
 def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Hub:
-    if request.param == "sqlite-local":
-        url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
-        store: ObjectStore = request.getfixturevalue("local_store")
-    else:
-        url = request.getfixturevalue("pg_database_url")
-        store = request.getfixturevalue("s3_store")
-    return make_hub(tmp_path, url, store, frame_bytes=64 << 10, pack_target_bytes=256 << 10)
+    return backend_hub(request, tmp_path, frame_bytes=64 << 10, pack_target_bytes=256 << 10)
 
 
 def sha(data: bytes) -> str:
