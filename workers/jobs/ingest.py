@@ -161,7 +161,9 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
     if layout.tensors is not None:
         result.rebased = lineage.rebase_dependents(ctx, sha256, repo_id=repo_id)
         if base is None:
-            result.base_sha256 = lineage.settle(ctx, sha256, repo_id=repo_id, chosen_at=chosen_at)
+            # After a repair, relatives refused as damaged at the choice may be whole now: look again at all.
+            since = None if repaired else chosen_at
+            result.base_sha256 = lineage.settle(ctx, sha256, repo_id=repo_id, chosen_at=since)
         if near is not None:
             adopted = lineage.adopt_relatives(ctx, sha256, near, base=result.base_sha256)
             result.rebased += [sha for sha in adopted if sha not in result.rebased]

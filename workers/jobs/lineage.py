@@ -142,11 +142,13 @@ def commit_file(
     return repaired
 
 
-def settle(ctx: JobContext, sha256: str, *, repo_id: int | None, chosen_at: datetime) -> str | None:
+def settle(ctx: JobContext, sha256: str, *, repo_id: int | None, chosen_at: datetime | None) -> str | None:
     """A file stored alone may have had relatives ingested at the same moment, invisible when its base
     was chosen: choose again among the members stored now, and rebase onto the nearest if it helps.
     (Two such files may each pick the other; the family lock and the cycle check in the swap let only
-    the first rebase happen.)"""
+    the first rebase happen.) `chosen_at` None looks at every stored relative again: after this file's
+    ingest repaired damaged tensors, relatives refused as damaged at the choice are whole now, however
+    long ago they were stored."""
     with ctx.session() as s:
         snap = files.snapshot(s, sha256)
     if snap.base_sha256 is not None or not parses_tensors(snap.kind):
@@ -159,7 +161,8 @@ def settle(ctx: JobContext, sha256: str, *, repo_id: int | None, chosen_at: date
     layout = read_layout(snap.kind, read, snap.size, max_header_bytes=ctx.settings.max_header_bytes,
                          max_tensors=ctx.settings.max_header_tensors)
     # Only members stored since our choice are new information; a second of slack covers clock steps.
-    best = choose_base(ctx, sha256, layout, read, repo_id=repo_id, stored_after=chosen_at - timedelta(seconds=1))
+    since = chosen_at - timedelta(seconds=1) if chosen_at is not None else None
+    best = choose_base(ctx, sha256, layout, read, repo_id=repo_id, stored_after=since)
     if best is not None and rebase_file(ctx, sha256, best.sha256):
         return best.sha256
     return None
