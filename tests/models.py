@@ -6,10 +6,14 @@ against the base is mostly zero in the high bits, as on real hub models.
 
 from __future__ import annotations
 
+import io
 import json
 import struct
+import tempfile
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 LAYOUT = {
     "embeddings.weight": (512, 64),
@@ -56,3 +60,57 @@ def to_safetensors(weights: dict[str, np.ndarray], dtype: str = "F32",
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)
     return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+
+
+def to_gguf(weights: dict[str, np.ndarray], *, quantized: str | None = None) -> bytes:
+    """A GGUF from the real writer: the weights as F32 and, named `quantized`, a Q8_0 copy of one."""
+    gguf = pytest.importorskip("gguf")
+    from gguf import quants
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.gguf"
+        writer = gguf.GGUFWriter(str(path), "llama")
+        for name, w in weights.items():
+            writer.add_tensor(name, w)
+        if quantized is not None:
+            q8 = gguf.GGMLQuantizationType.Q8_0
+            writer.add_tensor(quantized, quants.quantize(weights["layer.0.attn.weight"], q8), raw_dtype=q8)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return path.read_bytes()
+
+
+def to_torch(weights: dict[str, np.ndarray], *, prefix: str = "", extra: str | None = None) -> bytes:
+    """torch.save of a state dict, every name after `prefix` (a task head's `bert.`), and an `extra`
+    8-float tensor."""
+    torch = pytest.importorskip("torch")
+    state = {f"{prefix}{name}": torch.from_numpy(w.copy()) for name, w in weights.items()}
+    if extra is not None:
+        state[extra] = torch.zeros(8)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def to_onnx(weights: dict[str, np.ndarray]) -> bytes:
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        initializer=[numpy_helper.from_array(w, name) for name, w in weights.items()],
+    )  # fmt: skip
+    return bytes(helper.make_model(graph, producer_name="deltahub-test").SerializeToString())
+
+
+DATASET_ROWS = 120_000
+
+
+def dataset(rows: int, seed: int = 0) -> bytes:
+    """`rows` JSON lines; 120,000 are past the chunking threshold (storage/core/formats/blob.py CHUNKED_FROM)."""
+    rng = np.random.default_rng(seed)
+    return b"".join(b'{"id": %d, "x": %d}\n' % (i, int(v)) for i, v in enumerate(rng.integers(0, 1 << 40, rows)))

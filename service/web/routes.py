@@ -251,7 +251,7 @@ def file_page(
         request, caller, "file.html", repo=repo, kind=kind, revision=revision, head=head, entry=entry,
         tensors=tensors, how=how, detail=detail, base_link=base_link, stored_raw=stored_raw,
         download=f"/{quote(repo.repo_id, safe='/')}/resolve/{quote(head.oid)}/{quote(path, safe='/')}",
-        weights=[t for t in tensors if t.name != "__header__"] if entry.file.tensors else [],
+        weights=[t for t in tensors if t.is_tensor] if entry.file.tensors else [],
     )
 
 

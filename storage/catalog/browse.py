@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, and_, case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from storage.catalog.counters import read as read_counters
 from storage.catalog.models import (
@@ -35,8 +35,10 @@ from storage.catalog.models import (
     Tensor,
     TreeEntry,
 )
+from storage.core.formats.registry import parses_tensors
+from storage.core.segments import HEADER_SEGMENT
 
-HEADER = "__header__"
+HEADER = HEADER_SEGMENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,13 @@ class FileStorage:
     stored_bytes: int
     # Other repositories naming the same file: its bytes are held once (file dedup).
     shared_by: int
+    # Segments of a format without tensors (a chunked blob's content-defined chunks; 1 for a small blob),
+    # and how many of them another file holds too (stored once: chunk dedup). 0 for a tensor format.
+    chunks: int = 0
+    shared_chunks: int = 0
+    # Bytes of a tensor file that are no tensor (headers, pickles, zip records, padding, typed ONNX
+    # initializers): shown as one "other bytes" figure, not as rows.
+    other_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +113,9 @@ class TensorRow:
     chain_depth: int
     # Files holding this tensor: more than one means it is stored once for all (tensor dedup).
     files: int
+    # Whether the segment is a named tensor (a GGUF quantized tensor is one, stored as its bytes), not an
+    # opaque span or the header.
+    is_tensor: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +181,14 @@ def _file_tensors(shas: Sequence[str]) -> Select[str, str]:
     )
 
 
+def _is_tensor_segment() -> ColumnElement[bool]:
+    """A named segment other than the header: a tensor, whatever the format (GGUF keeps a quantized
+    tensor as its bytes under its name; opaque spans have no name)."""
+    return and_(FileSegment.name.is_not(None), FileSegment.name != HEADER_SEGMENT)
+
+
 def file_storage(session: Session, shas: Iterable[str]) -> dict[str, FileStorage]:
-    """How each file is stored, in four queries whatever their number."""
+    """How each file is stored, in five queries whatever their number."""
     wanted = sorted(set(shas))
     if not wanted:
         return {}
@@ -180,7 +198,6 @@ def file_storage(session: Session, shas: Iterable[str]) -> dict[str, FileStorage
     per_file = session.execute(
         select(
             pairs.c.file_sha256,
-            func.count(),
             func.sum(func.coalesce(enc.c.encoded, 0)),
             func.sum(case((Tensor.base_tensor_id.is_not(None), 1), else_=0)),
         )
@@ -189,7 +206,24 @@ def file_storage(session: Session, shas: Iterable[str]) -> dict[str, FileStorage
         .outerjoin(enc, enc.c.tensor_id == pairs.c.tensor_id)
         .group_by(pairs.c.file_sha256)
     ).all()
-    counts = {sha: (int(n), int(stored or 0), int(deltas or 0)) for sha, n, stored, deltas in per_file}
+    counts = {sha: (int(stored or 0), int(deltas or 0)) for sha, stored, deltas in per_file}
+    other = aliased(FileSegment)
+    held_elsewhere = exists().where(other.tensor_id == FileSegment.tensor_id,
+                                    other.file_sha256 != FileSegment.file_sha256)
+    per_segment = session.execute(
+        select(
+            FileSegment.file_sha256,
+            func.count(),
+            func.sum(case((_is_tensor_segment(), 1), else_=0)),
+            func.sum(case((or_(FileSegment.name.is_(None), FileSegment.name == HEADER_SEGMENT),
+                           FileSegment.length), else_=0)),
+            func.sum(case((held_elsewhere, 1), else_=0)),
+        )
+        .where(FileSegment.file_sha256.in_(wanted))
+        .group_by(FileSegment.file_sha256)
+    ).all()
+    segments = {sha: (int(n), int(named or 0), int(rest or 0), int(shared or 0))
+                for sha, n, named, rest, shared in per_segment}
     named = session.execute(
         select(TreeEntry.file_sha256, func.count(func.distinct(Commit.repo_id)))
         .join(Commit, Commit.oid == TreeEntry.commit_oid)
@@ -199,14 +233,19 @@ def file_storage(session: Session, shas: Iterable[str]) -> dict[str, FileStorage
     repos_naming = {sha: int(n) for sha, n in named}
     out: dict[str, FileStorage] = {}
     for sha, f in files.items():
-        n, stored, deltas = counts.get(sha, (0, 0, 0))
+        stored, deltas = counts.get(sha, (0, 0))
+        n, tensors, other_bytes, shared = segments.get(sha, (0, 0, 0, 0))
         if f.state != FileState.STORED:
             stored = f.size  # served from staging, as uploaded
+        # The format registry says whether the kind lists tensors: a tensor file counts its named
+        # segments, any other file its chunks.
+        tensor_format = parses_tensors(f.kind)
         out[sha] = FileStorage(
             sha, f.size, f.kind, f.state, f.error, f.family_id, f.base_sha256,
-            # The header is a segment too; people count tensors.
-            max(n - 1, 0) if f.kind == "safetensors" else 0, deltas, stored,
+            tensors if tensor_format else 0, deltas, stored,
             max(repos_naming.get(sha, 1) - 1, 0),
+            0 if tensor_format else n, 0 if tensor_format else shared,
+            other_bytes if tensor_format else 0,
         )
     return out
 
@@ -288,7 +327,7 @@ def file_tensors(session: Session, sha256: str) -> list[TensorRow]:
         .subquery()
     )
     rows = session.execute(
-        select(FileSegment.name, Tensor, func.coalesce(enc.c.encoded, 0), holders.c.files)
+        select(FileSegment.name, Tensor, func.coalesce(enc.c.encoded, 0), holders.c.files, _is_tensor_segment())
         .join(Tensor, Tensor.id == FileSegment.tensor_id)
         .outerjoin(enc, enc.c.tensor_id == Tensor.id)
         .join(holders, holders.c.tensor_id == Tensor.id)
@@ -299,22 +338,49 @@ def file_tensors(session: Session, sha256: str) -> list[TensorRow]:
         # Each frame names its own codec in its header (the catalog keeps no summary): here the coding
         # family, from the catalog alone.
         TensorRow(name or "(bytes)", t.dtype, tuple(t.shape), t.nbytes, int(stored),
-                  "delta" if t.base_tensor_id else "plain", t.base_tensor_id, t.chain_depth, int(files))
-        for name, t, stored, files in rows
+                  "delta" if t.base_tensor_id else "plain", t.base_tensor_id, t.chain_depth, int(files),
+                  bool(is_tensor))
+        for name, t, stored, files, is_tensor in rows
     ]
 
 
+def _family_members() -> Select[tuple[int, str]]:
+    """(family id, file sha256) for every family: each chain of recorded delta edges (files.base_sha256)
+    is drawn in the family of its root, the first file of the chain that a fingerprint placed in one.
+
+    A fingerprint is one file kind's exact tensor names and shapes, so a GGUF or torch checkpoint coded
+    against a safetensors base, or a task head whose tensors carry a `bert.` prefix, may have another
+    fingerprint (its own family) or none, while ingest did record which base it is coded against: the
+    edges decide where a file shows, so it shows once, under its base. One recursive query for every
+    family (UNION also stops it at a cycle, which ingest never records)."""
+    base = aliased(FileObject)
+    seed = (
+        select(FileObject.family_id.label("family_id"), FileObject.sha256.label("sha256"))
+        .outerjoin(base, base.sha256 == FileObject.base_sha256)
+        .where(FileObject.family_id.is_not(None), base.family_id.is_(None))
+        .cte("family_closure", recursive=True)
+    )
+    child = aliased(FileObject)
+    closure = seed.union(
+        select(seed.c.family_id, child.sha256).join(child, child.base_sha256 == seed.c.sha256)
+    )
+    return select(closure.c.family_id, closure.c.sha256)
+
+
 def families(session: Session) -> list[FamilySummary]:
-    members = select(
-        FileObject.family_id, func.count().label("n"), func.sum(FileObject.size).label("size")
-    ).group_by(FileObject.family_id).subquery()
+    closure = _family_members().subquery()
+    members = (
+        select(closure.c.family_id, func.count().label("n"), func.sum(FileObject.size).label("size"))
+        .join(FileObject, FileObject.sha256 == closure.c.sha256)
+        .group_by(closure.c.family_id)
+        .subquery()
+    )
     rows = session.execute(
         select(Family, members.c.n, members.c.size).join(members, members.c.family_id == Family.id).order_by(Family.id)
     ).all()
     shas_by_family: dict[int, list[str]] = defaultdict(list)
-    grouped = select(FileObject.family_id, FileObject.sha256).where(FileObject.family_id.is_not(None))
-    for fid, sha in session.execute(grouped):
-        shas_by_family[int(fid or 0)].append(sha)
+    for fid, sha in session.execute(select(closure.c.family_id, closure.c.sha256)):
+        shas_by_family[int(fid)].append(sha)
     storage = file_storage(session, [s for shas in shas_by_family.values() for s in shas])
     return [
         FamilySummary(fam.id, fam.name, fam.fingerprint, fam.root_sha256, int(n), int(size or 0),
@@ -327,7 +393,11 @@ def family(session: Session, family_id: int) -> tuple[FamilySummary, list[Family
     summary = next((f for f in families(session) if f.id == family_id), None)
     if summary is None:
         return None
-    files = list(session.scalars(select(FileObject).where(FileObject.family_id == family_id)))
+    closure = _family_members().subquery()
+    files = list(session.scalars(
+        select(FileObject).join(closure, closure.c.sha256 == FileObject.sha256)
+        .where(closure.c.family_id == family_id)
+    ))
     shas = [f.sha256 for f in files]
     storage = file_storage(session, shas)
     tensors_of: dict[str, set[str]] = defaultdict(set)

@@ -10,15 +10,16 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from storage.app.hub import Hub
 from storage.app.views import FileAddition
-from tests.models import finetune, make_weights, to_safetensors
+from tests.models import DATASET_ROWS, dataset, finetune, make_weights, to_gguf, to_onnx, to_safetensors, to_torch
 from tests.service.conftest import TEST_OPTIONS, WRITE_TOKEN, RunningService, start_service
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,6 +39,11 @@ A card with a [bad link](javascript:alert(1)), an <img src=x onerror="alert(2)">
 | attn | 4096 |
 """
 HOSTILE_PATH = "notes/<script>alert(5)</script>.txt"
+# Tensor names come from the files people push: a GGUF's and a pickle's, shown on the file page.
+HOSTILE_GGUF_TENSOR = "<script>alert(8)</script>"
+HOSTILE_TORCH_TENSOR = 'bert.<img src=x onerror="alert(9)">'
+# The other formats' files, each coded against org/base-model's safetensors (repo -> path).
+FORMAT_FILES = {"org/base-gguf": "model.gguf", "org/base-torch": "pytorch_model.bin", "org/base-onnx": "model.onnx"}
 HOSTILE_MESSAGE = 'add notes <img src=x onerror="alert(6)">'
 
 
@@ -85,10 +91,27 @@ def populate(hub: Hub) -> dict[str, str]:
                                  "config.json": config}, base="org/chat-ft")
     push(hub, "org/mirror", {"model.safetensors": to_safetensors(base), "config.json": config})
     push(hub, "other/unrelated", {"model.safetensors": to_safetensors(make_weights(9), dtype="BF16")})
+    push_formats(hub, base)
     push(hub, "org/base-model", {HOSTILE_PATH: b"just text\n"}, message=HOSTILE_MESSAGE)
     hub.queue.wait(120)  # type: ignore[union-attr]
     _fail_last_job(hub)
     return {"org/chat-ft": "org/base-model", "org/secret-ft": "org/base-model", "org/chat-ft-v2": "org/chat-ft"}
+
+
+def push_formats(hub: Hub, base: dict[str, np.ndarray]) -> None:
+    """A fine-tune of org/base-model in each other tensor format, declared on the base, and a chunked
+    dataset whose second version appends rows (its first version's chunks are shared)."""
+    makers: dict[str, Callable[[dict[str, np.ndarray]], bytes]] = {
+        "org/base-gguf": lambda w: to_gguf(w, quantized=HOSTILE_GGUF_TENSOR),
+        "org/base-torch": lambda w: to_torch(w, prefix="bert.", extra=HOSTILE_TORCH_TENSOR),
+        "org/base-onnx": to_onnx,
+    }
+    for seed, (repo, path) in enumerate(FORMAT_FILES.items(), start=20):
+        push(hub, repo, {path: makers[repo](finetune(base, seed))}, base="org/base-model")
+    v1 = dataset(DATASET_ROWS)
+    push(hub, "org/dataset", {"data.jsonl": v1})
+    hub.queue.wait(120)  # type: ignore[union-attr]
+    push(hub, "org/dataset", {"data.jsonl": v1 + dataset(DATASET_ROWS // 10, seed=1)})
 
 
 FAILED_JOB_MESSAGE = "<b>frame 3</b> failed its checksum"
@@ -152,4 +175,7 @@ def browser() -> Iterator[object]:
 
 
 SCREENSHOTS_FOR_DOCS = os.environ.get("DELTAHUB_SCREENSHOTS_DIR")
-__all__ = ["FAILED_JOB_MESSAGE", "HOSTILE_CARD", "HOSTILE_MESSAGE", "HOSTILE_PATH", "WRITE_TOKEN", "WebHub"]
+__all__ = [
+    "FAILED_JOB_MESSAGE", "FORMAT_FILES", "HOSTILE_CARD", "HOSTILE_GGUF_TENSOR", "HOSTILE_MESSAGE", "HOSTILE_PATH",
+    "HOSTILE_TORCH_TENSOR", "WRITE_TOKEN", "WebHub",
+]
