@@ -32,15 +32,16 @@ def hub_time(moment: datetime) -> str:
 
 
 def tree_file(entry: TreeEntry) -> dict[str, Any]:
+    """As the Hub lists a file: an LFS file with its pointer's blob id and the `lfs` field; a file git
+    holds as a blob of its bytes (small ones, committed inline) with that blob's id and no `lfs` field,
+    so the listing says what `git clone` gets."""
     sha, size = entry.file.sha256, entry.file.size
-    pointer = lfs_pointer(sha, size)
-    return {
-        "type": "file",
-        "oid": git_blob_sha1(pointer),
-        "size": size,
-        "path": entry.path,
-        "lfs": {"oid": sha, "size": size, "pointerSize": len(pointer)},
-    }
+    listed: dict[str, Any] = {"type": "file", "oid": entry.git_oid, "size": size, "path": entry.path}
+    if entry.lfs:
+        pointer = lfs_pointer(sha, size)
+        listed["oid"] = entry.git_oid or git_blob_sha1(pointer)
+        listed["lfs"] = {"oid": sha, "size": size, "pointerSize": len(pointer)}
+    return listed
 
 
 def tree_directory(path: str, oid: str) -> dict[str, Any]:
@@ -51,13 +52,11 @@ def sibling(entry: TreeEntry, *, blobs: bool) -> dict[str, Any]:
     if not blobs:
         return {"rfilename": entry.path}
     described = tree_file(entry)
-    lfs = described["lfs"]
-    return {
-        "rfilename": entry.path,
-        "size": entry.file.size,
-        "blobId": described["oid"],
-        "lfs": {"sha256": lfs["oid"], "size": lfs["size"], "pointerSize": lfs["pointerSize"]},
-    }
+    listed: dict[str, Any] = {"rfilename": entry.path, "size": entry.file.size, "blobId": described["oid"]}
+    if "lfs" in described:
+        lfs = described["lfs"]
+        listed["lfs"] = {"sha256": lfs["oid"], "size": lfs["size"], "pointerSize": lfs["pointerSize"]}
+    return listed
 
 
 def model_info(repo: RepoInfo, commit: CommitInfo | None, entries: list[TreeEntry], *, blobs: bool) -> dict[str, Any]:

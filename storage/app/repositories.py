@@ -20,8 +20,8 @@ from storage.app.views import (
     RepoListing,
     TreeEntry,
     commit_info,
-    file_info,
     repo_info,
+    tree_entry,
 )
 from storage.catalog import jobs, repos
 from storage.catalog.models import RepoType
@@ -154,7 +154,7 @@ class Repositories:
         """Every file of the repository's commit, sorted by path (empty for another repository's commit)."""
         with self._session() as s:
             repo = repos.find_repo(s, repo_id, repo_type)
-            return [TreeEntry(path, file_info(f)) for path, f in repos.tree(s, repo, commit_oid)]
+            return [tree_entry(e, f) for e, f in repos.tree(s, repo, commit_oid)]
 
     def last_changes(
         self, repo_id: str, commit_oid: str, paths: Sequence[str], *, repo_type: str = RepoType.MODEL
@@ -168,7 +168,7 @@ class Repositories:
         """One file of the commit (EntryNotFound otherwise)."""
         with self._session() as s:
             repo = repos.find_repo(s, repo_id, repo_type)
-            return TreeEntry(path, file_info(repos.entry(s, repo, repo_id, commit_oid, path)))
+            return tree_entry(*repos.entry(s, repo, repo_id, commit_oid, path))
 
 
 def _repo_type(repo_type: str) -> RepoType:

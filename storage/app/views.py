@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Literal
 
 from storage.catalog.models import Commit, FileObject, Ref, Repository
+from storage.catalog.models import TreeEntry as TreeRow
 
 FileStateName = Literal["staged", "stored", "failed"]
 RepoTypeName = Literal["model", "dataset"]
@@ -76,6 +77,10 @@ class FileInfo:
 class TreeEntry:
     path: str
     file: FileInfo
+    # How git holds the file, as a clone sees it: an LFS pointer (True) or a blob of its bytes, and that
+    # blob's git id (None: not known to the caller, e.g. a listing built without the catalog's entry).
+    lfs: bool = True
+    git_oid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,10 @@ def ref_info(ref: Ref) -> RefInfo:
 
 def commit_info(commit: Commit) -> CommitInfo:
     return CommitInfo(commit.oid, commit.parent_oid, commit.message, commit.author, commit.created_at)
+
+
+def tree_entry(row: TreeRow, file: FileObject) -> TreeEntry:
+    return TreeEntry(row.path, file_info(file), lfs=row.lfs, git_oid=row.git_oid)
 
 
 def file_info(file: FileObject, *, ingest: str | None = None) -> FileInfo:

@@ -255,28 +255,29 @@ def history(session: Session, commit: Commit, limit: int = 1000) -> list[Commit]
     return out
 
 
-def tree(session: Session, repo: Repository, commit_oid: str) -> list[tuple[str, FileObject]]:
-    """Every file of a commit of `repo` (none for a commit of another repository)."""
+def tree(session: Session, repo: Repository, commit_oid: str) -> list[tuple[TreeEntry, FileObject]]:
+    """Every file of a commit of `repo` (none for a commit of another repository), with its entry: how
+    git holds it."""
     rows = session.execute(
-        select(TreeEntry.path, FileObject)
+        select(TreeEntry, FileObject)
         .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
         .join(Commit, Commit.oid == TreeEntry.commit_oid)
         .where(TreeEntry.commit_oid == commit_oid, Commit.repo_id == repo.id)
         .order_by(TreeEntry.path)
     )
-    return [(path, file) for path, file in rows]
+    return [(entry, file) for entry, file in rows.tuples()]
 
 
-def entry(session: Session, repo: Repository, repo_id: str, commit_oid: str, path: str) -> FileObject:
-    file = session.scalar(
-        select(FileObject)
-        .join(TreeEntry, FileObject.sha256 == TreeEntry.file_sha256)
+def entry(session: Session, repo: Repository, repo_id: str, commit_oid: str, path: str) -> tuple[TreeEntry, FileObject]:
+    found = session.execute(
+        select(TreeEntry, FileObject)
+        .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
         .join(Commit, Commit.oid == TreeEntry.commit_oid)
         .where(TreeEntry.commit_oid == commit_oid, TreeEntry.path == path, Commit.repo_id == repo.id)
-    )
-    if file is None:
+    ).tuples().first()
+    if found is None:
         raise EntryNotFound(repo_id=repo_id, revision=commit_oid, path=path)
-    return file
+    return found
 
 
 def new_commit(

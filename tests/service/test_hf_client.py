@@ -13,6 +13,7 @@ from huggingface_hub import (
     CommitOperationCopy,
     CommitOperationDelete,
     HfApi,
+    RepoFile,
     hf_hub_download,
     snapshot_download,
 )
@@ -107,8 +108,21 @@ def test_snapshot_download_and_listings(api: HfApi, service: RunningService, tmp
     assert info.id == REPO and info.sha == api.list_repo_commits(REPO)[0].commit_id
     sizes = {s.rfilename: s.size for s in info.siblings}
     assert sizes == {path: len(data) for path, data in files.items()}
-    lfs = {s.rfilename: s.lfs.sha256 for s in info.siblings}
-    assert lfs["weights/model.bin"] == hashlib.sha256(files["weights/model.bin"]).hexdigest()
+    lfs = {s.rfilename: s.lfs.sha256 for s in info.siblings if s.lfs is not None}
+    assert lfs == {"weights/model.bin": hashlib.sha256(files["weights/model.bin"]).hexdigest()}
+    # The rest git holds as blobs of their bytes, as a clone gets them: listed with that blob's id and
+    # no `lfs`, as the Hub lists them, in the tree, in paths-info and in model_info alike.
+    blob_ids = {s.rfilename: s.blob_id for s in info.siblings if s.lfs is None}
+    assert blob_ids == {path: git_blob_id(data) for path, data in files.items() if path != "weights/model.bin"}
+    listed = {t.path: (t.blob_id, t.lfs) for t in tree if isinstance(t, RepoFile)}
+    assert listed["config.json"] == (git_blob_id(files["config.json"]), None)
+    assert listed["weights/model.bin"][1] is not None and listed["weights/model.bin"][1].size == 64 * 1024
+    described = api.get_paths_info(REPO, ["README.md", "weights/model.bin"])
+    assert [(d.path, d.lfs is None) for d in described] == [("README.md", True), ("weights/model.bin", False)]
+
+
+def git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\x00" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
 def test_reupload_of_known_large_file_transfers_nothing(transport: str, api: HfApi, service: RunningService) -> None:
@@ -149,7 +163,9 @@ def test_paths_info_and_copies_by_reference(api: HfApi, service: RunningService,
         commit_message="copy",
     )
     after = service.counters()
-    assert after["lfs_put_bytes"] == before["lfs_put_bytes"] and after["inline_files"] == before["inline_files"]
+    # The LFS file is copied by its oid; a regular file the client downloads and sends inline again, as
+    # it does on the Hub (paths-info lists it without `lfs`).
+    assert after["lfs_put_bytes"] == before["lfs_put_bytes"] and after["inline_files"] == before["inline_files"] + 1
     copy = hf_hub_download(REPO, "weights/copy.bin", endpoint=service.url, cache_dir=tmp_path / "cache")
     assert Path(copy).read_bytes() == files["weights/model.bin"]
 

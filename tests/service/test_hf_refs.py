@@ -3,6 +3,7 @@ revision rules of commits, deletions of missing paths, renames and expanded tree
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -36,8 +37,11 @@ def test_a_new_repository_has_main_with_the_hubs_gitattributes(
     with pytest.raises(EntryNotFoundError):
         hf_hub_download(REPO, "README.md", endpoint=service.url, cache_dir=tmp_path / "c")
     # Stored through the upload path: a held file like any other, shared by every repository.
-    sha = api.model_info(REPO, files_metadata=True).siblings[0].lfs.sha256
-    assert service.hub.has_file(sha)
+    # git holds it as a blob of its bytes, as on the Hub: listed with that blob's id and no `lfs`.
+    [sibling] = api.model_info(REPO, files_metadata=True).siblings
+    assert sibling.lfs is None
+    assert sibling.blob_id == hashlib.sha1(b"blob 1519\x00" + MODEL_GITATTRIBUTES, usedforsecurity=False).hexdigest()
+    assert service.hub.has_file(hashlib.sha256(MODEL_GITATTRIBUTES).hexdigest())
     api.create_repo("alice/data", repo_type="dataset")
     assert api.list_repo_files("alice/data", repo_type="dataset") == [".gitattributes"]
     got = hf_hub_download("alice/data", ".gitattributes", repo_type="dataset", endpoint=service.url,

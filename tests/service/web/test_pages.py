@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
+from selenium.common.exceptions import NoAlertPresentException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -69,8 +69,8 @@ def visit(browser: Any, web: WebHub, path: str, shot: str | None = None, *, stat
 def sign_in(browser: Any, web: WebHub, token: str) -> None:
     visit(browser, web, "/ui/signin")
     browser.find_element(By.ID, "token").send_keys(token)
-    browser.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
     # The click returns before the redirect lands: wait for the signed-in page.
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]"))
     WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".pill-user"))
     assert browser.get_cookie("deltahub_session") is not None
 
@@ -87,7 +87,9 @@ def _stale(element: Any) -> bool:
     try:
         element.is_enabled()
         return False
-    except StaleElementReferenceException:
+    except WebDriverException:
+        # Stale, or (chromedriver, when the document is swapped mid-call) "Node with given id does not
+        # belong to the document": either way the old page is gone.
         return True
 
 
