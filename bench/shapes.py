@@ -10,7 +10,14 @@ uploads are saved:
 - `added-tokens`: the backbone after `resize_token_embeddings(+N)` (the embedding grew N rows);
 - `resharded`: the backbone with `save_pretrained(max_shard_size=...)` (shards + index.json);
 - `prefix-renamed`: the backbone's state dict under `base_model.model.` (as LoRA-merge scripts save it),
-  written by `safetensors.torch.save_file`.
+  written by `safetensors.torch.save_file`;
+- `torch-bin`: the backbone's state dict as `pytorch_model.bin` written by `torch.save` (as transformers
+  before 5 wrote it; transformers 5 saves only safetensors);
+- `gguf-f32`, `gguf-f16`: the backbone written by gguf's `GGUFWriter` under llama.cpp's tensor names
+  (`gguf.get_tensor_name_map`, what llama.cpp's converter uses), the pooler dropped as it drops it, and in
+  `gguf-f16` the 2-D weights as F16 with 1-D tensors kept F32, as its converter's F16 output is;
+- `gguf-q4_0`, then `gguf-q4_0-mixed`: two quantized releases (gguf's own quantizer), the second pushed
+  after the first: it shares every tensor its mix leaves in Q4_0 bit for bit.
 
 Every file is generated into a directory the caller owns; nothing here is committed.
 """
@@ -18,9 +25,12 @@ Every file is generated into a directory the caller owns; nothing here is commit
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-SHAPES = ("base-shape", "task-head", "token-head", "added-tokens", "resharded", "prefix-renamed")
+SHAPES = ("base-shape", "task-head", "token-head", "added-tokens", "resharded", "prefix-renamed", "torch-bin",
+          "gguf-f32", "gguf-f16")
+WEIGHT_SUFFIXES = (".safetensors", ".index.json", ".bin", ".gguf", ".onnx")
 
 
 def fine_tune(base_dir: Path, *, steps: int = 3, seed: int = 0, labels: int = 3):  # type: ignore[no-untyped-def]
@@ -62,10 +72,59 @@ def build_shapes(base_dir: Path, out: Path, *, steps: int = 3, added_tokens: int
     state = {f"base_model.model.{k}": v.contiguous() for k, v in tuned.bert.state_dict().items()}
     save_file(state, dirs["prefix-renamed"] / "model.safetensors", metadata={"format": "pt"})
     (dirs["prefix-renamed"] / "config.json").write_text(json.dumps(tuned.bert.config.to_dict()))
+    dirs["torch-bin"].mkdir(parents=True, exist_ok=True)
+    torch.save(tuned.bert.state_dict(), dirs["torch-bin"] / "pytorch_model.bin")
+    backbone = {k: v.detach().numpy() for k, v in tuned.bert.state_dict().items()}
+    blocks = tuned.config.num_hidden_layers
+    for name, dtype in (("gguf-f32", "F32"), ("gguf-f16", "F16")):
+        write_gguf(backbone, dirs[name] / "model.gguf", blocks=blocks, types=lambda _, d=dtype: d)
+    for name, types in QUANTIZED.items():
+        write_gguf(backbone, out / name / "model.gguf", blocks=blocks, types=types)
+        dirs[name] = out / name
     with torch.no_grad():
         tuned.bert.resize_token_embeddings(tuned.config.vocab_size + added_tokens)
     tuned.bert.save_pretrained(dirs["added-tokens"])
     return dirs
+
+
+def _mixed(name: str) -> str:
+    """Q4_0, but the value projections and feed-forward outputs in Q8_0 (as llama.cpp's *_M mixes give
+    attn_v and ffn_down more bits than the *_S ones)."""
+    return "Q8_0" if name.split(".")[-2] in ("attn_v", "ffn_down") else "Q4_0"
+
+
+# Two quantized releases of the fine-tune, pushed in this order after the F32 base: the second shares
+# every tensor the mix leaves in Q4_0 bit for bit with the first.
+QUANTIZED = {"gguf-q4_0": lambda _: "Q4_0", "gguf-q4_0-mixed": _mixed}
+PUSHED_AFTER = {"gguf-q4_0-mixed": "gguf-q4_0"}  # a shape measured on a hub that holds the other already
+
+
+def write_gguf(state: dict, path: Path, *, blocks: int, types: Callable[[str], str]) -> None:  # type: ignore[type-arg]
+    """A BERT state dict as llama.cpp's converter writes it: its tensor names, the pooler and anything
+    the name map does not know dropped, 1-D tensors in F32 and each 2-D weight in `types(gguf name)`
+    (F32, F16, or a block type gguf's own quantizer writes: Q4_0, Q8_0)."""
+    import gguf
+    import numpy as np
+    from gguf import quants
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BERT, blocks)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(str(path), "bert")
+    writer.add_block_count(blocks)
+    for name, array in state.items():
+        mapped = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if mapped is None:
+            continue
+        kind = types(mapped) if array.ndim > 1 else "F32"
+        if kind in ("F32", "F16"):
+            writer.add_tensor(mapped, array.astype(np.float16 if kind == "F16" else np.float32))
+        else:
+            block = gguf.GGMLQuantizationType[kind]
+            writer.add_tensor(mapped, quants.quantize(array.astype(np.float32), block), raw_dtype=block)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
 
 
 def weight_files(directory: Path) -> dict[str, bytes]:

@@ -1,13 +1,13 @@
 """Storage engine benchmark on the real dev corpus (issue: storage engine acceptance).
 
-    python3 bench/storage.py --corpus DIR [--big-gb 2.1] [--runs 5]
+    python3 bench/storage.py --corpus DIR [--big-gb 2.1] [--runs 5] [--only corpus shapes reads chains big]
 
 Prints markdown tables: corpus ingest and reconstruction, physical bytes against the ZipLLM and the
 chunk-dedup (Xet-style, bench/cdc_reference.py) references computed in the same run, the upload shapes of one
-real fine-tune (task head, added tokens, resharded, prefix-renamed)
-against its base-shape upload, that unrelated runs are never delta-coded against each other, read speed of a
-delta-coded model against the same model stored plain, the read cost of deeper delta chains, and peak
-memory (RSS) while ingesting and reconstructing a file of more than 2 GB.
+real fine-tune (task head, added tokens, resharded, prefix-renamed, other containers: bench/shapes.py)
+against its base-shape upload and both references, that unrelated runs are never delta-coded against each
+other, read speed of a delta-coded model against the same model stored plain, the read cost of deeper delta
+chains, and peak memory (RSS) while ingesting and reconstructing a file of more than 2 GB.
 """
 
 from __future__ import annotations
@@ -152,24 +152,39 @@ def stored_bytes(hub: Hub) -> int:
 def bench_shapes(corpus: Path, work: Path) -> dict:
     """One real fine-tune of the MiniLM base saved in each upload shape (bench/shapes.py), each pushed
     into its own hub after the base (no declared base: the hub must find it), against the same fine-tune
-    uploaded in the base's own shape. Counts only the weight files (config files are the same few KB)."""
-    from bench.shapes import build_shapes, weight_files
+    uploaded in the base's own shape, and against both references on the same two pushes (each given the
+    base, ZipLLM with the base declared). Counts only the weight files (config files are the same few KB)."""
+    from bench.shapes import PUSHED_AFTER, WEIGHT_SUFFIXES, build_shapes, weight_files
 
     base_dir = corpus / "minilm-fp32/base"
     dirs = build_shapes(base_dir, work / "shapes")
     base = {"model.safetensors": (base_dir / "model.safetensors").read_bytes()}
     rows = {}
-    for name, directory in dirs.items():
+    def weights(name: str) -> dict[str, bytes]:
+        return {k: v for k, v in weight_files(dirs[name]).items() if k.endswith(WEIGHT_SUFFIXES)}
+
+    def references(pushed: list[str]) -> tuple[int, int]:
+        models = [("minilm/base", base_dir, list(base), None)]
+        models += [(f"tuned/{n}", dirs[n], list(weights(n)), "minilm/base") for n in pushed]
+        paths = [base_dir / "model.safetensors", *(dirs[n] / f for n in pushed for f in weights(n))]
+        return zipllm_reference(models).stored_bytes, cdc_reference(paths).stored_bytes
+
+    for name in dirs:
         hub = new_hub(work / f"shape-{name}")
         ingest_all(hub, push(hub, "minilm/base", base))
+        earlier = [PUSHED_AFTER[name]] if name in PUSHED_AFTER else []
+        for other in earlier:
+            ingest_all(hub, push(hub, f"tuned/{other}", weights(other)))
         before = stored_bytes(hub)
-        files = {k: v for k, v in weight_files(directory).items() if k.endswith((".safetensors", ".index.json"))}
+        files = weights(name)
         ingest_all(hub, push(hub, f"tuned/{name}", files))
         collect_garbage(hub, grace_seconds=0)
         shas = [hashlib.sha256(v).hexdigest() for v in files.values()]
+        (zipllm_before, cdc_before), (zipllm, cdc) = references(earlier), references([*earlier, name])
         rows[name] = {
             "logical": sum(map(len, files.values())), "stored": stored_bytes(hub) - before,
             "exact": sum(read_matches(hub, sha) for sha in shas), "files": len(shas),
+            "zipllm": zipllm - zipllm_before, "cdc": cdc - cdc_before,
         }
         hub.close()
     return rows
@@ -332,75 +347,100 @@ def bench_big(corpus: Path, work: Path, gigabytes: float) -> dict:
     return {"size": size, "ingest": ingest, "read": read}
 
 
+def report_corpus(args: argparse.Namespace, work: Path) -> None:
+    """The dev corpus against the ZipLLM and chunk-dedup references."""
+    c = bench_corpus(args.corpus, work, args.runs)
+    report, ref = c["report"], c["reference"]
+    physical = report["physical_bytes"]
+    print("## Dev corpus: ingest (a fine-tune before its base) and reconstruction\n")
+    print("| what | value |\n|---|---|")
+    print(f"| models, files (unique) | {len(c['models'])}, {c['files']} |")
+    print(f"| logical bytes | {c['logical'] / MB:.1f} MB |")
+    print(f"| ingest, one thread | {c['ingest_s']:.1f} s ({c['logical'] / c['ingest_s'] / MB:.1f} MB/s) |")
+    print(f"| files rebuilt byte-exact (SHA-256) | {c['files_exact']} / {c['files']} |")
+    print(f"| ZipLLM reference stores | {ref.stored_bytes / MB:.1f} MB ({ref.stored_bytes / c['logical']:.3f}) |")
+    print(f"| deltahub stores | {physical / MB:.1f} MB ({physical / c['logical']:.3f}) |")
+    print(f"| deltahub ÷ ZipLLM | {physical / ref.stored_bytes:.3f} (target ≤ 0.85) |")
+    chunked = c["chunks"].stored_bytes
+    print(f"| chunk-dedup (Xet-style) reference stores | {chunked / MB:.1f} MB ({chunked / c['logical']:.3f}) |")
+    print(f"| deltahub ÷ chunk-dedup reference | {physical / chunked:.3f} |")
+    for source, saved in report["savings"].items():
+        print(f"| saved by {source.replace('_', ' ')} | {saved / MB:.1f} MB |")
+    print(f"| delta edges across unrelated runs | {len(c['crossings'])} (must be 0) |")
+    for crossing in sorted(set(c["crossings"])):
+        print(f"| crossing | {crossing} |")
+    with c["hub"].session() as s:
+        bases = {f.sha256[:12]: f.base_sha256 for f in s.query(FileObject)}
+    print(f"| files stored against a base | {sum(b is not None for b in bases.values())} |")
+
+
+def report_shapes(args: argparse.Namespace, work: Path) -> None:
+    """The upload shapes of one fine-tune against its base-shape upload and both references."""
+    shapes = bench_shapes(args.corpus, work)
+    ref_bytes = shapes["base-shape"]["stored"]
+    print("\n## Upload shapes of one real MiniLM fine-tune (bench/shapes.py), each after the base, "
+          "no declared base\n")
+    print("| shape | files | logical MB | stored MB | ÷ base shape (target ≤ 1.2) | ZipLLM MB | chunk-dedup MB "
+          "| ÷ ZipLLM | ÷ chunk-dedup | byte-exact |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    totals = {k: sum(r[k] for r in shapes.values()) for k in ("files", "logical", "stored", "zipllm", "cdc")}
+    for name, r in [*shapes.items(), ("total", totals)]:
+        against_base = r["stored"] / (ref_bytes * (len(shapes) if name == "total" else 1))
+        exact = f"{r['exact']} / {r['files']}" if "exact" in r else ""
+        print(f"| {name} | {r['files']} | {r['logical'] / MB:.1f} | {r['stored'] / MB:.2f} | {against_base:.3f} | "
+              f"{r['zipllm'] / MB:.2f} | {r['cdc'] / MB:.2f} | {r['stored'] / r['zipllm']:.3f} | "
+              f"{r['stored'] / r['cdc']:.3f} | {exact} |")
+
+
+def report_reads(args: argparse.Namespace, work: Path) -> None:
+    """Read speed of a delta-coded model against the same model stored plain."""
+    d = bench_delta_vs_plain(args.corpus, work, args.runs)
+    print(f"\n## Read speed: MiniLM BF16 fine-tune ({d['size'] / MB:.1f} MB), median of {args.runs}, one reader\n")
+    print("| stored as | MB/s | vs plain |\n|---|---|---|")
+    print(f"| raw file from disk (reference) | {d['raw']:.0f} | {d['raw'] / d['plain']:.2f} |")
+    print(f"| plain (byte planes) | {d['plain']:.0f} | 1.00 |")
+    print(f"| delta against its base (depth {d['depth']}) | {d['delta']:.0f} | {d['delta'] / d['plain']:.2f} "
+          "(target ≥ 0.5) |")
+
+
+def report_chains(args: argparse.Namespace, work: Path) -> None:
+    """The read cost of deeper delta chains."""
+    print(f"\n## Delta chain depth: synthetic BF16 lineage of MiniLM, median of {args.runs}\n")
+    print("| chain depth | read MB/s | stored MB |\n|---|---|---|")
+    for depth, mbps, stored in bench_chain_depth(args.corpus, work, args.runs):
+        print(f"| {depth} | {mbps:.0f} | {stored / MB:.2f} |")
+
+
+def report_big(args: argparse.Namespace, work: Path) -> None:
+    """Peak memory while ingesting and rebuilding a file of more than 2 GB."""
+    if args.big_gb <= 0:
+        return
+    b = bench_big(args.corpus, work, args.big_gb)
+    print(f"\n## A {b['size'] / 1e9:.2f} GB safetensors file (separate processes)\n")
+    print("| step | seconds | peak RSS | result |\n|---|---|---|---|")
+    print(f"| upload + ingest | {b['ingest']['seconds']:.0f} | {b['ingest']['peak_rss_mb']:.0f} MB | "
+          f"{b['ingest']['state']} |")
+    print(f"| full reconstruction | {b['read']['seconds']:.0f} | {b['read']['peak_rss_mb']:.0f} MB "
+          f"(target < 1024) | byte-exact: {b['read']['exact']} |")
+
+
+REPORTS = {"corpus": report_corpus, "shapes": report_shapes, "reads": report_reads, "chains": report_chains,
+           "big": report_big}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=Path(os.environ.get("DELTAHUB_CORPUS", "")))
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--big-gb", type=float, default=2.1, help="0 skips the >2 GB memory check")
+    parser.add_argument("--only", choices=list(REPORTS), nargs="+", default=list(REPORTS),
+                        help="print only these tables")
     args = parser.parse_args()
     if not (args.corpus / "corpus.json").exists():
         sys.exit("--corpus DIR (or DELTAHUB_CORPUS) must name a corpus built by build_dev_corpus.py")
     with tempfile.TemporaryDirectory(prefix="deltahub-bench-") as tmp:
-        work = Path(tmp)
-        c = bench_corpus(args.corpus, work, args.runs)
-        report, ref = c["report"], c["reference"]
-        physical = report["physical_bytes"]
-        print("## Dev corpus: ingest (a fine-tune before its base) and reconstruction\n")
-        print("| what | value |\n|---|---|")
-        print(f"| models, files (unique) | {len(c['models'])}, {c['files']} |")
-        print(f"| logical bytes | {c['logical'] / MB:.1f} MB |")
-        print(f"| ingest, one thread | {c['ingest_s']:.1f} s ({c['logical'] / c['ingest_s'] / MB:.1f} MB/s) |")
-        print(f"| files rebuilt byte-exact (SHA-256) | {c['files_exact']} / {c['files']} |")
-        print(f"| ZipLLM reference stores | {ref.stored_bytes / MB:.1f} MB ({ref.stored_bytes / c['logical']:.3f}) |")
-        print(f"| deltahub stores | {physical / MB:.1f} MB ({physical / c['logical']:.3f}) |")
-        print(f"| deltahub ÷ ZipLLM | {physical / ref.stored_bytes:.3f} (target ≤ 0.85) |")
-        chunked = c["chunks"].stored_bytes
-        print(f"| chunk-dedup (Xet-style) reference stores | {chunked / MB:.1f} MB ({chunked / c['logical']:.3f}) |")
-        print(f"| deltahub ÷ chunk-dedup reference | {physical / chunked:.3f} |")
-        for source, saved in report["savings"].items():
-            print(f"| saved by {source.replace('_', ' ')} | {saved / MB:.1f} MB |")
-        print(f"| delta edges across unrelated runs | {len(c['crossings'])} (must be 0) |")
-        for crossing in sorted(set(c["crossings"])):
-            print(f"| crossing | {crossing} |")
-        with c["hub"].session() as s:
-            bases = {f.sha256[:12]: f.base_sha256 for f in s.query(FileObject)}
-        print(f"| files stored against a base | {sum(b is not None for b in bases.values())} |")
-
-        shapes = bench_shapes(args.corpus, work)
-        ref_bytes = shapes["base-shape"]["stored"]
-        print("\n## Upload shapes of one real MiniLM fine-tune (bench/shapes.py), each after the base, "
-              "no declared base\n")
-        print("| shape | files | logical MB | stored MB | ÷ base shape (target ≤ 1.2) | byte-exact |")
-        print("|---|---|---|---|---|---|")
-        for name, r in shapes.items():
-            print(f"| {name} | {r['files']} | {r['logical'] / MB:.1f} | {r['stored'] / MB:.2f} | "
-                  f"{r['stored'] / ref_bytes:.3f} | {r['exact']} / {r['files']} |")
-        total_logical = sum(r["logical"] for r in shapes.values())
-        total_stored = sum(r["stored"] for r in shapes.values())
-        print(f"| total | {sum(r['files'] for r in shapes.values())} | {total_logical / MB:.1f} | "
-              f"{total_stored / MB:.2f} | {total_stored / (ref_bytes * len(shapes)):.3f} | |")
-
-        d = bench_delta_vs_plain(args.corpus, work, args.runs)
-        print(f"\n## Read speed: MiniLM BF16 fine-tune ({d['size'] / MB:.1f} MB), median of {args.runs}, one reader\n")
-        print("| stored as | MB/s | vs plain |\n|---|---|---|")
-        print(f"| raw file from disk (reference) | {d['raw']:.0f} | {d['raw'] / d['plain']:.2f} |")
-        print(f"| plain (byte planes) | {d['plain']:.0f} | 1.00 |")
-        print(f"| delta against its base (depth {d['depth']}) | {d['delta']:.0f} | {d['delta'] / d['plain']:.2f} "
-              "(target ≥ 0.5) |")
-
-        print(f"\n## Delta chain depth: synthetic BF16 lineage of MiniLM, median of {args.runs}\n")
-        print("| chain depth | read MB/s | stored MB |\n|---|---|---|")
-        for depth, mbps, stored in bench_chain_depth(args.corpus, work, args.runs):
-            print(f"| {depth} | {mbps:.0f} | {stored / MB:.2f} |")
-
-        if args.big_gb > 0:
-            b = bench_big(args.corpus, work, args.big_gb)
-            print(f"\n## A {b['size'] / 1e9:.2f} GB safetensors file (separate processes)\n")
-            print("| step | seconds | peak RSS | result |\n|---|---|---|---|")
-            print(f"| upload + ingest | {b['ingest']['seconds']:.0f} | {b['ingest']['peak_rss_mb']:.0f} MB | "
-                  f"{b['ingest']['state']} |")
-            print(f"| full reconstruction | {b['read']['seconds']:.0f} | {b['read']['peak_rss_mb']:.0f} MB "
-                  f"(target < 1024) | byte-exact: {b['read']['exact']} |")
+        for name in args.only:
+            REPORTS[name](args, Path(tmp))
 
 
 if __name__ == "__main__":
