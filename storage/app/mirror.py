@@ -33,6 +33,7 @@ from storage.catalog import mirror as mirrored
 from storage.catalog.db import unique_conflicts
 from storage.catalog.models import RefKind, RepoType, utcnow
 from storage.core.errors import Conflict, NotFound, RepoNotFound, UploadMismatch, UpstreamMismatch, UpstreamUnavailable
+from storage.core.faults import crash_point
 from storage.core.gitobjects import GitBlob
 from storage.core.names import is_commit_oid
 from storage.core.upstream import ContentCheck, UpstreamFile, UpstreamRevision, is_mirrored
@@ -180,6 +181,7 @@ class Mirror:
             if found.kind != "commit":
                 mirrored.point_ref(s, repo, revision, RefKind(found.kind), found.commit)
             mirrored.record_lookup(s, repo, revision, found.commit)
+            crash_point("mirror.in_transaction")
         for job_id in job_ids:
             self._enqueue(job_id)
 
@@ -197,6 +199,7 @@ class Mirror:
             if state == "done" and sha256 is not None:
                 return sha256
             if state == "mine":
+                crash_point("mirror.claimed")
                 try:
                     sha256 = self._download(repo_type, repo_id, commit, file, key, owner)
                 except BaseException:
@@ -205,6 +208,7 @@ class Mirror:
                     raise
                 with self._session() as s:
                     mirrored.finish_claim(s, key, owner, sha256)
+                crash_point("mirror.fetched")
                 return sha256
             time.sleep(CLAIM_POLL_SECONDS)
 
@@ -241,6 +245,7 @@ class Mirror:
         for chunk in chunks:
             check.update(chunk)
             yield chunk
+            crash_point("mirror.mid_transfer")
             if time.monotonic() - last_beat > beat_every:
                 with self._session() as s:
                     mirrored.heartbeat(s, key, owner)

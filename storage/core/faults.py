@@ -40,6 +40,11 @@ CRASH_POINTS: tuple[str, ...] = (
     # git push (storage/app/git_push.py)
     "git.push_staged",  # the pack's regular files staged, no commit yet
     "git.push_in_transaction",  # the pushed commits, branch move and jobs written, not committed
+    # pull-through mirror (storage/app/mirror.py)
+    "mirror.claimed",  # this process holds the file's fetch claim, nothing fetched yet
+    "mirror.mid_transfer",  # after the n-th chunk of the upstream's body passed into staging
+    "mirror.fetched",  # the file staged, checked and its claim finished; no commit yet
+    "mirror.in_transaction",  # the mirrored commit, its jobs, ref and lookup written, not committed
     # ingest (workers/jobs/ingest.py, workers/jobs/encoding.py, workers/jobs/lineage.py)
     "ingest.after_start_job",
     "ingest.after_hashing",

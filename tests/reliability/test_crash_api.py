@@ -43,8 +43,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _serve(backend: Backend, port: int, log: Path, crash_at: str | None = None) -> subprocess.Popen[bytes]:
-    process = start_driver(backend, "serve", str(port), crash_at=crash_at, log=log)
+def _serve(backend: Backend, port: int, log: Path, crash_at: str | None = None,
+           **env: str) -> subprocess.Popen[bytes]:
+    process = start_driver(backend, "serve", str(port), crash_at=crash_at, log=log, **env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -19,6 +19,7 @@ from tests.reliability.figures import Figures
 from tests.reliability.harness import Backend, killed, run_driver, tail
 from tests.reliability.invariants import check_clean, check_committed, committed, footprint
 from tests.reliability.test_crash_git import GIT_POINTS
+from tests.reliability.test_crash_mirror import MIRROR_POINTS
 from workers.jobs.gc import collect_garbage
 
 # Every worker-side point, at a hit that falls in the middle of the work where a point repeats.
@@ -95,7 +96,7 @@ def survive(backend: Backend, point: str, log: Path, reference: dict[str, int], 
 
 def test_every_crash_point_is_placed_and_tested() -> None:
     api_points = {p for p in CRASH_POINTS if p.startswith("api.")}
-    tested = {p.split(":")[0] for p in WORKER_POINTS} | set(GIT_POINTS)
+    tested = {p.split(":")[0] for p in WORKER_POINTS} | set(GIT_POINTS) | set(MIRROR_POINTS)
     assert tested | api_points == set(CRASH_POINTS)
     assert len(set(CRASH_POINTS)) >= 20
     root = Path(__file__).resolve().parents[2]
