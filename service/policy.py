@@ -145,14 +145,20 @@ class Policy:
         return repo
 
     def writable_repo(
-        self, hub: HubApi, repo_id: str, caller: TokenInfo | None, *, repo_type: str = "model"
+        self, hub: HubApi, repo_id: str, caller: TokenInfo | None, *, repo_type: str = "model",
+        deleting: bool = False,
     ) -> RepoInfo:
         """The repository if the caller may write it; Forbidden when they may only read it, RepoNotFound
-        when they may not even see it."""
+        when they may not even see it. A mirrored repository is read-only (storage/app/mirror.py) but for
+        `deleting` it."""
         writer = require_writer(caller)
         repo = self.readable_repo(hub, repo_id, writer, repo_type=repo_type)
         if not self.may_write(writer, repo.repo_id):
             raise Forbidden(detail=f"{writer.name!r} may not write to {repo.repo_id!r}{_token_note(writer)}")
+        upstream = None if deleting else hub.mirrored_from(repo.repo_id, repo_type=repo_type)
+        if upstream is not None:
+            raise Forbidden(detail=f"{repo.repo_id!r} is a mirror of {upstream}: it is read-only here; "
+                                   "write to the upstream, or delete the mirrored copy")
         return repo
 
     def require_namespace_writer(self, caller: TokenInfo | None, repo_id: str) -> TokenInfo:

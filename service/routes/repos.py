@@ -78,7 +78,7 @@ def create_repo(
 @policy(Rule.NAMESPACE_WRITE)
 def delete_repo(hub: HubDep, policy: PolicyDep, writer: WriterDep, body: Annotated[RepoRef, Body()]) -> dict[str, Any]:
     kind = repo_type_of(body.type)
-    repo = policy.writable_repo(hub, _repo_id(body, writer.name), writer, repo_type=kind)
+    repo = policy.writable_repo(hub, _repo_id(body, writer.name), writer, repo_type=kind, deleting=True)
     hub.delete_repo(repo.repo_id, repo_type=kind)
     return {}
 

@@ -65,6 +65,7 @@ class HubApi(Protocol):
     def pull(
         self, repo_id: str, revision: str, *, repo_type: str = "model", may_read_private: bool = False
     ) -> MirrorStatus | None: ...
+    def mirrored_from(self, repo_id: str, *, repo_type: str = "model") -> str | None: ...
 
     # Repositories (storage/app/repositories.py)
     def create_repo(
@@ -207,6 +208,9 @@ class Hub:
         self, repo_id: str, revision: str, *, repo_type: str = "model", may_read_private: bool = False
     ) -> MirrorStatus | None:
         return self.mirror.pull(repo_id, revision, repo_type=repo_type, may_read_private=may_read_private)
+
+    def mirrored_from(self, repo_id: str, *, repo_type: str = "model") -> str | None:
+        return self.mirror.mirrored_from(repo_id, repo_type=repo_type)
 
     # Repositories
 

@@ -12,6 +12,8 @@ served; later requests are served from what is held.
   caller who could read it here, so nobody learns of it through the mirror who could not anyway.
 - Once per content: each file's fetch is claimed in the catalog under its content hash (a unique key,
   so API replicas on many machines take turns); the others wait for it and reuse the bytes.
+- Read-only: a mirrored repository takes no commits, pushes, refs, settings or moves here (the upstream
+  would move its branches over them); it may be deleted, and the next request fetches it again.
 - Checked: bytes are hashed against the upstream's LFS oid (or git blob id) as they stream into
   staging; a mismatch leaves nothing and is UpstreamMismatch (502).
 """
@@ -112,6 +114,13 @@ class Mirror:
             raise RepoNotFound(repo_id=repo_id)
         self._store(repo_id, repo_type, revision, found)
         return MirrorStatus.REFRESHED if held is _Held.EXPIRED else MirrorStatus.FETCHED
+
+    def mirrored_from(self, repo_id: str, *, repo_type: str = RepoType.MODEL) -> str | None:
+        """The upstream a repository here is a copy of (it is read-only then: the upstream would move its
+        branches over anything written here), or None for a repository made here."""
+        with self._session() as s:
+            held = mirrored.is_mirrored_repo(s, repos.find_repo(s, repo_id, repo_type))
+        return (self._settings.mirror_upstream or "an upstream hub") if held else None
 
     def _held(self, repo_id: str, repo_type: str, revision: str) -> _Held:
         with self._session() as s:

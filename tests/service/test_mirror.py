@@ -14,11 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError
 
 from storage.core.errors import RepoNotFound
 from tests.mirror_fixtures import proxy, upstream
 from tests.models import finetune, make_weights, to_safetensors
 from tests.service.conftest import READ_TOKEN, TEST_OPTIONS, WRITE_TOKEN, RunningService, start_service
+from tests.service.git_support import Git
 from tests.service.xet_support import xet_client_env
 from tests.upstream_proxy import UpstreamProxy
 
@@ -236,3 +238,39 @@ def test_a_private_upstream_repo_is_mirrored_only_for_callers_who_may_read_it(
     # Without a token the upstream shows the private repository to nobody, so the mirror cannot either.
     tokenless = make_mirror(mirror_upstream_token=None)
     assert revision(tokenless, "alice/hidden", token=READ_TOKEN).status_code == 404
+
+
+def test_a_mirrored_repository_is_read_only_but_may_be_deleted_and_fetched_again(
+    upstream: RunningService, make_mirror: MirrorFactory, tmp_path: Path
+) -> None:
+    commit = push(upstream, "alice/held", FILES)
+    mirror = make_mirror()
+    hf_hub_download("alice/held", "config.json", endpoint=mirror.url, cache_dir=tmp_path / "c")
+    api = HfApi(endpoint=mirror.url, token=WRITE_TOKEN)  # alice, who may write her own namespace
+    refusal = f"'alice/held' is a mirror of {mirror.hub.settings.mirror_upstream}: it is read-only here"
+    writes: list[Callable[[], object]] = [
+        lambda: api.upload_file(path_or_fileobj=b"local\n", path_in_repo="local.txt", repo_id="alice/held"),
+        lambda: api.create_branch("alice/held", branch="local"),
+        lambda: api.create_tag("alice/held", tag="local"),
+        lambda: api.update_repo_settings("alice/held", private=True),
+        lambda: api.move_repo("alice/held", "alice/moved"),
+    ]
+    for write in writes:
+        with pytest.raises(HfHubHTTPError) as refused:
+            write()
+        assert refused.value.response.status_code == 403 and refusal in refused.value.response.text
+    # git push too (a mirrored commit is not served to git clone: the upstream sends no commit objects).
+    git, work = Git(tmp_path / "home", mirror.url, WRITE_TOKEN), tmp_path / "work"
+    work.mkdir()
+    git.run("init", "-b", "main", cwd=work)
+    (work / "local.txt").write_text("local\n")
+    git.run("add", ".", cwd=work)
+    git.run("commit", "-m", "local", cwd=work)
+    pushed = git.run("push", f"{mirror.url}/alice/held", "main", cwd=work, check=False)
+    assert pushed.returncode != 0 and "returned error: 403" in pushed.stderr  # git shows no body here
+    assert api.model_info("alice/held").sha == commit  # nothing written
+    # Deleting the copy is allowed (an operator evicting it); the next request fetches it again.
+    api.delete_repo("alice/held")
+    again = hf_hub_download("alice/held", "config.json", endpoint=mirror.url, cache_dir=tmp_path / "c2")
+    assert Path(again).read_bytes() == FILES["config.json"]
+    assert api.model_info("alice/held").sha == commit
