@@ -37,6 +37,8 @@ class ServiceOptions:
     # A git push's pack is read whole and unpacked in memory: files over 10 MB must travel by git-lfs
     # (as on the Hub), so a pack of configs, tokenizers and cards is a few MB; 128 MiB only stops abuse.
     git_max_pack_bytes: int = 128 * MiB
+    # ... and what its objects may unpack into (zlib inflates ~1,000x; deltas name the size they rebuild).
+    git_max_unpacked_bytes: int = 512 * MiB
     # A signed upload URL outlives the slowest single PUT of a 50 GB file at ~15 MB/s.
     upload_url_ttl_seconds: int = 3600
     # Uploads run on their own threads, never the pool that serves reads: stalled bodies cannot starve
@@ -81,6 +83,7 @@ class ServiceOptions:
             max_commit_bytes=pick("max_commit_bytes", defaults.max_commit_bytes),
             max_upload_bytes=pick("max_upload_bytes", defaults.max_upload_bytes),
             git_max_pack_bytes=pick("git_max_pack_bytes", defaults.git_max_pack_bytes),
+            git_max_unpacked_bytes=pick("git_max_unpacked_bytes", defaults.git_max_unpacked_bytes),
             upload_url_ttl_seconds=pick("upload_url_ttl_seconds", defaults.upload_url_ttl_seconds),
             upload_threads=pick("upload_threads", defaults.upload_threads),
             uploads_per_client=pick("uploads_per_client", defaults.uploads_per_client),

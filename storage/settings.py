@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # A git push's pack is read whole and unpacked in memory (storage/app/git_http.py): files over 10 MB
     # travel by git-lfs, as on the Hub, so a pack of configs and tokenizers is a few MB; this stops abuse.
     git_max_pack_bytes: int = Field(default=128 * MiB, gt=0)
+    # What that pack may unpack into (storage/core/gitpack.py): zlib inflates ~1,000x and a delta names the
+    # size it rebuilds, so the compressed bound alone lets 128 MiB claim terabytes of memory.
+    git_max_unpacked_bytes: int = Field(default=512 * MiB, gt=0)
     # Frames are the unit of ranged reads and parallel decode: 4 MiB bounds a Range read's wasted decode
     # to two partial frames, while one ~100-byte catalog row per frame stays under 0.003% of the data.
     frame_bytes: int = Field(default=4 * MiB, gt=0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -129,7 +130,9 @@ async def receive_pack(request: Request, state: StateDep, repo_id: RepoIdDep, re
     body = await _body(request, limit, lambda: GitPackTooLarge(limit=limit))
     target = PushTarget(repo_id, repo_type, caller.name,
                         lambda sha256: state.policy.may_name_file(state.hub, caller, sha256))
-    content = await run_in_threadpool(state.hub.git.receive_pack, target, body)
+    content = await run_in_threadpool(
+        partial(state.hub.git.receive_pack, max_unpacked=state.options.git_max_unpacked_bytes), target, body
+    )
     return _service_response(RECEIVE_PACK, "result", content)
 
 

@@ -16,7 +16,7 @@ from typing import cast
 
 from dulwich.errors import GitProtocolError, HangupException
 from dulwich.objects import ObjectID
-from dulwich.protocol import CAPABILITY_ATOMIC, ReceivableProtocol, pkt_line
+from dulwich.protocol import CAPABILITY_ATOMIC, Protocol, ReceivableProtocol, pkt_line
 from dulwich.refs import Ref
 from dulwich.repo import MemoryRepo
 from dulwich.server import BackendRepo, DictBackend, Handler, ReceivePackHandler, UploadPackHandler
@@ -24,6 +24,7 @@ from dulwich.server import BackendRepo, DictBackend, Handler, ReceivePackHandler
 from storage.app.git_objects import GitObjects
 from storage.app.git_push import GitPush, PushTarget
 from storage.core.errors import GitPackInvalid, InvalidInput
+from storage.core.gitpack import unpacked_bytes
 
 UPLOAD_PACK, RECEIVE_PACK = "git-upload-pack", "git-receive-pack"
 SERVICES = (UPLOAD_PACK, RECEIVE_PACK)
@@ -90,12 +91,29 @@ class GitHttp:
         _run(UploadPackHandler(_backend(repo), ["/"], proto, stateless_rpc=True))
         return out.getvalue()
 
-    def receive_pack(self, target: PushTarget, body: bytes) -> bytes:
+    def receive_pack(self, target: PushTarget, body: bytes, *, max_unpacked: int) -> bytes:
+        """A push: the ref updates, then the pack (bounded to `max_unpacked` unpacked bytes before dulwich
+        unpacks it); git's report-status."""
+        _check_unpacked(body, max_unpacked)
         repo = self._objects.repository(target.repo_id, target.repo_type)
         out = BytesIO()
         proto = ReceivableProtocol(BytesIO(body).read, out.write)
         _run(_Receive(repo, proto, self._push, target))
         return out.getvalue()
+
+
+def _check_unpacked(body: bytes, limit: int) -> None:
+    """Refuse a push whose pack unpacks into more than `limit` bytes. The pack follows the command list
+    (pkt-lines up to a flush); a push that only deletes refs sends none."""
+    commands = BytesIO(body)
+    try:
+        for _ in Protocol(commands.read, BytesIO().write).read_pkt_seq():
+            pass
+    except (GitProtocolError, HangupException) as err:
+        raise InvalidInput(detail=f"git protocol: {err}") from err
+    pack = memoryview(body)[commands.tell() :]
+    if len(pack):
+        unpacked_bytes(pack, limit)
 
 
 def _backend(repo: MemoryRepo) -> DictBackend:

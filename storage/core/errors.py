@@ -192,6 +192,13 @@ commits at a time, large files through git-lfs"""
     status = 413
 
 
+class GitPackInflated(InvalidInput):
+    """git pack refused: its objects unpack into more than {limit:,} bytes (the hub's \
+DELTAHUB_GIT_MAX_UNPACKED_BYTES); push fewer commits at a time, large files through git-lfs"""
+
+    status = 413
+
+
 class GitPackInvalid(InvalidInput):
     """git pack refused: {detail}; nothing was stored"""
 

@@ -25,6 +25,7 @@ from storage.app.hub import Hub
 from storage.app.views import FileAddition
 from storage.catalog import jobs
 from storage.settings import load_settings
+from tests.gitpacks import delta_claim_pack, zlib_bomb_pack
 from tests.models import finetune, make_weights, to_safetensors
 from tests.reliability.figures import Figures
 from tests.reliability.hostile import (
@@ -84,7 +85,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         pending = jobs.unfinished_jobs(s)
     for job_id in pending:
         run_ingest(hub, job_id)
-    options = replace(TEST_OPTIONS, max_commit_bytes=MAX_COMMIT_BYTES, git_max_pack_bytes=GIT_MAX_PACK_BYTES)
+    options = replace(TEST_OPTIONS, max_commit_bytes=MAX_COMMIT_BYTES, git_max_pack_bytes=GIT_MAX_PACK_BYTES,
+                      git_max_unpacked_bytes=GIT_MAX_UNPACKED_BYTES)
     with running(create_app(hub, settings, TOKENS, options=options)) as url:
         yield Target(url, hub, kept, 1000)
     hub.engine.dispose()
@@ -100,6 +102,7 @@ def _deep(depth: int) -> bytes:
 
 
 GIT_MAX_PACK_BYTES = 1_000_000
+GIT_MAX_UNPACKED_BYTES = 8_000_000
 RECEIVE_PACK = f"/{REPO}/git-receive-pack"
 UPLOAD_PACK = f"/{REPO}/git-upload-pack"
 LIMIT_BITS = 2**63
@@ -274,15 +277,23 @@ CASES = [
          "invalid request: body.objects: List should have at most 10000 items after validation, not 10001"),
     # -- git over HTTP (service/routes/git.py): the pack is read within its bound, unpacked by dulwich --
     Case("git push: pack is not a pack", post_git(RECEIVE_PACK, push_command() + b"PACK garbage"), 400,
-         "git pack refused: Version was 543646066; nothing was stored"),
+         "git pack refused: pack version 543646066 is not 2 or 3; nothing was stored"),
     Case("git push: pack truncated", post_git(RECEIVE_PACK, push_command() + tiny_pack()[:-30]), 400,
-         "git pack refused: EOF before end of zlib stream; nothing was stored"),
+         "git pack refused: the pack ends inside an object's data; nothing was stored"),
     Case("git push: pack checksum wrong", post_git(RECEIVE_PACK, push_command() + corrupt_checksum(tiny_pack())),
          400, "git pack refused: Checksum mismatch: ", exact=False),
     Case("git push: pack over git_max_pack_bytes",
          post_git(RECEIVE_PACK, push_command() + b"P" * GIT_MAX_PACK_BYTES), 413,
          f"git pack refused: more than {GIT_MAX_PACK_BYTES:,} bytes (the hub's DELTAHUB_GIT_MAX_PACK_BYTES); "
          "push fewer commits at a time, large files through git-lfs"),
+    Case("git push: zlib bomb (a blob declaring 64 MB, 64 kB in the pack)",
+         post_git(RECEIVE_PACK, push_command() + zlib_bomb_pack(64 << 20)), 413,
+         f"git pack refused: its objects unpack into more than {GIT_MAX_UNPACKED_BYTES:,} bytes (the hub's "
+         "DELTAHUB_GIT_MAX_UNPACKED_BYTES); push fewer commits at a time, large files through git-lfs"),
+    Case("git push: delta claiming to rebuild 1 TB",
+         post_git(RECEIVE_PACK, push_command() + delta_claim_pack(1 << 40)), 413,
+         f"git pack refused: its objects unpack into more than {GIT_MAX_UNPACKED_BYTES:,} bytes (the hub's "
+         "DELTAHUB_GIT_MAX_UNPACKED_BYTES); push fewer commits at a time, large files through git-lfs"),
     Case("git push: ref update line malformed", post_git(RECEIVE_PACK, pkt(b"not a ref update\0report-status")
                                                         + pkt(None)), 400,
          "invalid input: git protocol: Invalid ref update line from client: b'not a ref update'"),
