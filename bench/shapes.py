@@ -13,6 +13,8 @@ uploads are saved:
   written by `safetensors.torch.save_file`;
 - `torch-bin`: the backbone's state dict as `pytorch_model.bin` written by `torch.save` (as transformers
   before 5 wrote it; transformers 5 saves only safetensors);
+- `safetensors-f16`: the backbone's state dict in F16 (`safetensors.torch.save_file`), the reference for
+  `gguf-f16`: its tensors are predicted from the F32 base's, rounded (cast prediction);
 - `gguf-f32`, `gguf-f16`: the backbone written by gguf's `GGUFWriter` under llama.cpp's tensor names
   (`gguf.get_tensor_name_map`, what llama.cpp's converter uses), the pooler dropped as it drops it, and in
   `gguf-f16` the 2-D weights as F16 with 1-D tensors kept F32, as its converter's F16 output is;
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 SHAPES = ("base-shape", "task-head", "token-head", "added-tokens", "resharded", "prefix-renamed", "torch-bin",
-          "gguf-f32", "gguf-f16")
+          "safetensors-f16", "gguf-f32", "gguf-f16")
 WEIGHT_SUFFIXES = (".safetensors", ".index.json", ".bin", ".gguf", ".onnx")
 
 
@@ -74,6 +76,9 @@ def build_shapes(base_dir: Path, out: Path, *, steps: int = 3, added_tokens: int
     (dirs["prefix-renamed"] / "config.json").write_text(json.dumps(tuned.bert.config.to_dict()))
     dirs["torch-bin"].mkdir(parents=True, exist_ok=True)
     torch.save(tuned.bert.state_dict(), dirs["torch-bin"] / "pytorch_model.bin")
+    dirs["safetensors-f16"].mkdir(parents=True, exist_ok=True)
+    save_file({k: v.half().contiguous() for k, v in tuned.bert.state_dict().items()},
+              dirs["safetensors-f16"] / "model.safetensors", metadata={"format": "pt"})
     backbone = {k: v.detach().numpy() for k, v in tuned.bert.state_dict().items()}
     blocks = tuned.config.num_hidden_layers
     for name, dtype in (("gguf-f32", "F32"), ("gguf-f16", "F16")):

@@ -85,8 +85,15 @@ def base_score(pairs: Sequence[tuple[bytes, bytes, DType, DType]]) -> float:
 # this many components deep, the most frequent few on each side.
 MAX_PREFIX_COMPONENTS = 2
 MAX_PREFIXES = 8
-# Same-shape candidates measured per unmatched tensor (beyond that, a shape is too common to guess).
-MAX_SHAPE_CANDIDATES = 4
+# Same-shape base tensors offered per unmatched tensor: a shape shared by more is too common to pair.
+# Converters that rename every tensor (llama.cpp's `blk.0.attn_q.weight`) leave dozens of one shape (24
+# of 384x384 in MiniLM): those are ranked by sampled values (`rank_span`, storage/core/sketches.py
+# `value_distances`) and only the nearest few measured. Tensors of a dtype that cannot be compared by
+# value are measured only when at most MAX_UNRANKED_CANDIDATES share the shape.
+MAX_SHAPE_CANDIDATES = 256
+MEASURED_SHAPE_CANDIDATES = 2
+MAX_UNRANKED_CANDIDATES = 4
+RANK_ELEMENTS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +135,16 @@ def shared_bytes(target: TensorShape, base: TensorShape) -> int:
         return 0
     row = target.nbytes // target.shape[0] if target.shape[0] else 0
     return min(target.shape[0], base.shape[0]) * row
+
+
+def rank_span(t: TensorShape) -> tuple[int, int]:
+    """Bytes [a, b) of a tensor read to rank its same-shape candidates: RANK_ELEMENTS from its middle
+    (every candidate has the same shape, so the same span of each holds the same elements)."""
+    size = t.dtype.itemsize
+    count = t.nbytes // size
+    n = min(RANK_ELEMENTS, count)
+    first = (count - n) // 2
+    return first * size, (first + n) * size
 
 
 def _prefixes(names: Sequence[str]) -> list[str]:

@@ -98,6 +98,24 @@ def sketch_values(plan: SketchPlan, chunks: Sequence[bytes]) -> bytes:
     return np.concatenate(parts).astype("<f4").tobytes()
 
 
+def value_distances(raw: bytes, dtype: str, others: Sequence[tuple[bytes, str]]) -> npt.NDArray[np.float64]:
+    """Distance, as between sketches, from the elements `raw` (of `dtype`) to each of `others`: the same
+    elements of other tensors, each of its own dtype (an F32 base of an F16 tensor is compared as it is,
+    so the cast's rounding counts as a small distance). Used to pair renamed tensors by content."""
+    if not others:
+        return np.zeros(0)
+    return distances(sketch_values_of(raw, dtype), [sketch_values_of(b, d) for b, d in others])
+
+
+def sketch_values_of(raw: bytes, dtype: str) -> bytes:
+    return _widen(raw, dtype).astype("<f4").tobytes()
+
+
+def widenable(dtype: str) -> bool:
+    """Whether elements of `dtype` can be compared by value (widened to float32)."""
+    return dtype in _WIDENED
+
+
 def _ordered(values: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
     """float32 bit patterns as integers in the order of the values (adjacent floats differ by 1)."""
     bits = values.view(np.int32).astype(np.int64)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from storage.catalog import files, plans, relatives, sketches
 from storage.catalog.files import Written
 from storage.core.dtypes import DTYPES
-from storage.core.families import TensorShape, fingerprint, match_tensors
+from storage.core.families import TensorMatch, TensorShape, fingerprint, match_tensors
 from storage.core.faults import crash_point
 from storage.core.formats.base import FileLayout, ReadRange
 from storage.core.formats.registry import parses_tensors, read_layout
@@ -31,7 +31,7 @@ from workers.jobs.encoding import (
     shared_prefix,
 )
 from workers.jobs.neighbours import Neighbours, Sketch, adoptable, nearest, neighbours, take_sketch
-from workers.jobs.relatives import Measured, candidate_models, load_model, measure
+from workers.jobs.relatives import Measured, candidate_models, load_model, measure, nearest_same_shape
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -195,7 +195,15 @@ def rebase_file(ctx: JobContext, sha256: str, onto: str) -> bool:
     base = load_model(ctx, shas)
     mine = {p.id: name for name, (_, p) in me.by_name.items()}
     targets = [TensorShape(name, DTYPES[p.dtype], p.shape) for name, (_, p) in me.by_name.items()]
-    matches, _ = match_tensors(targets, base.shapes())
+    matches, candidates = match_tensors(targets, base.shapes())
+    shapes = {t.name: t for t in targets}
+
+    def read_mine(name: str, a: int, b: int) -> bytes:
+        return ctx.reader.read_tensor(me.plans, me.by_name[name][1].id, a, b)
+
+    # Renamed tensors: the nearest of the same shape by value (swapped below only where it codes smaller).
+    nearest = nearest_same_shape(ctx, shapes, read_mine, base, candidates)
+    matches += [TensorMatch(t, names[0], "shape", shapes[t].nbytes) for t, names in sorted(nearest.items()) if names]
     max_depth = ctx.settings.max_chain_depth
     writer = ObjectWriter(ctx)
     swaps: list[PendingTensor] = []

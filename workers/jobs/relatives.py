@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+import numpy as np
 
 from storage.catalog import damage, plans, relatives, repos, sketches
 from storage.catalog.files import FileSnapshot, family_members, snapshot
@@ -23,15 +25,19 @@ from storage.core.dtypes import DTYPES, DType
 from storage.core.errors import InvalidInput, NotFound
 from storage.core.families import (
     MAX_BASE_SCORE,
+    MAX_UNRANKED_CANDIDATES,
+    MEASURED_SHAPE_CANDIDATES,
     TensorMatch,
     TensorShape,
     base_score,
     fingerprint,
     match_tensors,
+    rank_span,
     sample_spans,
 )
 from storage.core.formats.base import ReadRange, TensorEntry
 from storage.core.segments import HEADER_SEGMENT
+from storage.core.sketches import value_distances, widenable
 from workers.jobs.context import JobContext
 from workers.jobs.encoding import BaseTensors, base_reader
 
@@ -165,8 +171,13 @@ def measure(
     chosen: dict[str, tuple[str, int, float]] = {}
     if score < MAX_BASE_SCORE:
         chosen = {m.target: (m.base, m.shared_bytes, score) for m in matches}
-    # What names left unpaired, a tensor of the same shape may still be: each measured on its own.
-    for target, names in shape_candidates.items():
+    # What names left unpaired, a tensor of the same shape may still be: the nearest by sampled values,
+    # each measured on its own.
+    shapes = {t.name: TensorShape(t.name, t.dtype, t.shape) for t in tensors}
+    reads = {t.name: t.offset for t in tensors}
+    nearest = nearest_same_shape(ctx, shapes, lambda name, a, b: read(reads[name] + a, reads[name] + b), model,
+                                 shape_candidates)  # fmt: skip
+    for target, names in nearest.items():
         best: tuple[float, str] | None = None
         for name in names:
             alone = [TensorMatch(target, name, "shape", infos[target].nbytes)]
@@ -187,6 +198,37 @@ def measure(
     paired = {target: model.by_name[name][1] for target, (name, _, _) in chosen.items()}
     return Measured(BaseTensors(principal, score if pairs else min(c[2] for c in chosen.values()), paired,
                                 model.plans), 1 - saved / total)  # fmt: skip
+
+
+def nearest_same_shape(
+    ctx: JobContext,
+    targets: dict[str, TensorShape],
+    read: Callable[[str, int, int], bytes],
+    model: StoredModel,
+    candidates: dict[str, list[str]],
+) -> dict[str, list[str]]:
+    """Of each target's same-shape candidates (`match_tensors`), the MEASURED_SHAPE_CANDIDATES nearest by
+    the values of one sampled span (`rank_span`); `read(target, a, b)` gives bytes [a, b) of a target
+    tensor. Cost: one span of each candidate base tensor (read once) and of each target, then
+    O(targets × candidates × RANK_ELEMENTS) arithmetic: for MiniLM's 24 attention matrices, 24 × 24."""
+    runs: dict[tuple[str, str], tuple[bytes, str]] = {}
+    out: dict[str, list[str]] = {}
+    for target, names in candidates.items():
+        t = targets[target]
+        if len(names) <= MEASURED_SHAPE_CANDIDATES:
+            out[target] = names
+            continue
+        if not widenable(t.dtype.name) or not all(widenable(model.by_name[n][1].dtype) for n in names):
+            out[target] = names if len(names) <= MAX_UNRANKED_CANDIDATES else []
+            continue
+        a, b = rank_span(t)
+        for n in names:
+            if (n, t.dtype.name) not in runs:
+                plan = model.by_name[n][1]
+                runs[n, t.dtype.name] = (base_reader(ctx, model.plans, plan.id, t.dtype)(a, b), plan.dtype)
+        far = value_distances(read(target, a, b), t.dtype.name, [runs[n, t.dtype.name] for n in names])
+        out[target] = [names[i] for i in np.argsort(far, kind="stable")[:MEASURED_SHAPE_CANDIDATES]]
+    return out
 
 
 def _pairs(

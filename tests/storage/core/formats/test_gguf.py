@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from storage.app.hub import Hub
-from storage.catalog.models import Frame
+from storage.catalog import plans
+from storage.catalog.models import Frame, Tensor
 from storage.core.errors import InvalidInput
 from storage.core.formats import gguf as g
 from storage.core.formats import registry
@@ -25,7 +26,7 @@ from storage.core.frames import read_frame_header
 from storage.core.segments import HEADER_SEGMENT
 from storage.objectstore import ObjectStore
 from tests.hubs import make_hub, push, read_all
-from tests.models import make_weights, to_safetensors
+from tests.models import finetune, make_weights, to_safetensors
 from workers.jobs.ingest import IngestResult, run_ingest
 
 gguf = pytest.importorskip("gguf")
@@ -344,3 +345,38 @@ def test_damaged_files_are_refused_or_still_tile(tmp_path: Path, position: int, 
     except InvalidInput:
         return
     assert b"".join(data[s.offset : s.end] for s in layout.segments) == data
+
+
+# A converter's renames: every name differs, six matrices share one shape, and the GGUF lists them in
+# another order than the base, so neither names nor order can pair them; only their values can.
+RENAMED_LAYOUT = {f"encoder.layer.{i}.attention.{part}.weight": (64, 64) for i in range(2)
+                  for part in ("query", "key", "value")}
+RENAMED_LAYOUT["embeddings.word_embeddings.weight"] = (300, 64)
+
+
+def llama_cpp_name(hf_name: str) -> str:
+    if hf_name.startswith("embeddings."):
+        return "token_embd.weight"
+    _, _, layer, _, part, _ = hf_name.split(".")
+    return f"blk.{layer}.attn_{ {'query': 'q', 'key': 'k', 'value': 'v'}[part] }.weight"
+
+
+def test_a_renamed_f16_gguf_is_cast_predicted_from_its_f32_base(tmp_path: Path, local_store: ObjectStore) -> None:
+    hub = make_hub(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}", local_store, frame_bytes=64 << 10)
+    base = make_weights(5, RENAMED_LAYOUT)
+    ingested(hub, "org/base", {"model.safetensors": to_safetensors(base)})
+    tuned = finetune(base, 6)
+    renamed = {llama_cpp_name(name): tuned[name].astype(np.float16) for name in reversed(list(tuned))}
+    data = write(tmp_path / "m.gguf", dict(renamed.items()))
+    (result,) = ingested(hub, "org/tuned-gguf", {"model-f16.gguf": data})
+    sha = hashlib.sha256(data).hexdigest()
+    assert read_all(hub, sha) == data
+    # Every tensor is coded against its own base tensor (through the cast), not a same-shaped neighbour.
+    with hub.session() as s:
+        base_ids = {seg.name: seg.tensor_id for seg in plans.segments(s, hub.file_info(
+            hashlib.sha256(to_safetensors(base)).hexdigest()).sha256)}
+        mine = {seg.name: seg.tensor_id for seg in plans.segments(s, sha) if seg.name in renamed}
+        bases = {name: s.get(Tensor, tensor_id).base_tensor_id for name, tensor_id in mine.items()}
+    assert bases == {llama_cpp_name(name): base_ids[name] for name in base}
+    plain = sum(w.nbytes for w in renamed.values())
+    assert result.encoded_bytes < 0.5 * plain
