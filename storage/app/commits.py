@@ -80,8 +80,8 @@ class Commits:
                     raise InvalidInput(detail=f"{branch!r} is a tag; commits are made on branches")
                 if branch != repos.DEFAULT_BRANCH or repos.has_refs(s, repo):
                     raise RevisionNotFound(repo_id=repo_id, revision=branch)
-            files = repos.tree_files(s, head.oid) if head else {}
-            blobs = repos.tree_blobs(s, head.oid) if head else {}
+            files = repos.tree_files(s, head) if head else {}
+            blobs = repos.tree_blobs(s, head) if head else {}
             added: list[tuple[str, str]] = []
             for addition in additions:
                 file = s.get(FileObject, check_sha256(addition.sha256))

@@ -111,10 +111,10 @@ class GitPush:
         added: list[tuple[str, str]] = []
         with self._session() as s:
             repo = repos.find_repo(s, target.repo_id, target.repo_type)
-            parent = s.get(CommitRow, base) if base is not None else None
+            parent = s.get(CommitRow, (repo.id, base)) if base is not None else None
             if head is None and parent is not None:
                 repos.create_ref(s, repo, branch, RefKind.BRANCH, parent)
-            previous = repos.tree_files(s, base) if base is not None else {}
+            previous = repos.tree_files(s, parent) if parent is not None else {}
             for commit in commits:
                 changed = [(path, sha) for path, sha in commit.files.items() if previous.get(path) != sha]
                 for path, sha in changed:  # what each commit adds, checked as an API commit's additions are

@@ -104,11 +104,12 @@ class Repositories:
                 private_repos=query.private_repos, sort=query.sort, descending=query.descending,
                 offset=offset, limit=limit,
             )
-            sizes = repos.head_sizes(s, [c.oid for _, c in rows if c is not None]) if query.with_sizes else {}
+            heads = [(c.repo_id, c.oid) for _, c in rows if c is not None]
+            sizes = repos.head_sizes(s, heads) if query.with_sizes else {}
             return [
                 RepoListing(
                     repo_info(r), commit_info(c) if c else None,
-                    (sizes.get(c.oid, 0) if c else 0) if query.with_sizes else None,
+                    (sizes.get((c.repo_id, c.oid), 0) if c else 0) if query.with_sizes else None,
                 )
                 for r, c in rows
             ]

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from storage.catalog.models import (
     Account,
-    Commit,
     Family,
     FileObject,
     FileSegment,
@@ -42,8 +41,7 @@ from storage.core.formats.blob import FORMAT_ID as BLOB
 def _repo_files_cte() -> CTE:
     """Distinct (repository, file) pairs: every file any commit of a repository names."""
     return (
-        select(Commit.repo_id.label("repo_id"), TreeEntry.file_sha256.label("sha256"))
-        .join(Commit, Commit.oid == TreeEntry.commit_oid)
+        select(TreeEntry.repo_id.label("repo_id"), TreeEntry.file_sha256.label("sha256"))
         .distinct()
         .cte("repo_files")
     )

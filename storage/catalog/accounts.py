@@ -17,7 +17,6 @@ from storage.catalog.db import unique_conflicts
 from storage.catalog.models import (
     Account,
     AccountKind,
-    Commit,
     FileObject,
     Membership,
     Repository,
@@ -188,9 +187,8 @@ def namespace_logical_bytes(session: Session, namespace: str) -> int:
     """Logical bytes of a namespace: per repository, every distinct file any of its commits names (the
     definition of storage/catalog/accounting.py), summed over the namespace's repositories."""
     per_repo = (
-        select(Commit.repo_id, TreeEntry.file_sha256)
-        .join(Commit, Commit.oid == TreeEntry.commit_oid)
-        .join(Repository, Repository.id == Commit.repo_id)
+        select(TreeEntry.repo_id, TreeEntry.file_sha256)
+        .join(Repository, Repository.id == TreeEntry.repo_id)
         .where(Repository.namespace == namespace)
         .distinct()
         .subquery()
@@ -212,8 +210,7 @@ def named_by_repo(session: Session, namespace: str, name: str, shas: list[str]) 
         return set()
     rows = session.scalars(
         select(TreeEntry.file_sha256).distinct()
-        .join(Commit, Commit.oid == TreeEntry.commit_oid)
-        .join(Repository, Repository.id == Commit.repo_id)
+        .join(Repository, Repository.id == TreeEntry.repo_id)
         .where(Repository.namespace == namespace, Repository.name == name, TreeEntry.file_sha256.in_(shas))
     )
     return set(rows)

@@ -225,8 +225,7 @@ def file_storage(session: Session, shas: Iterable[str]) -> dict[str, FileStorage
     segments = {sha: (int(n), int(named or 0), int(rest or 0), int(shared or 0))
                 for sha, n, named, rest, shared in per_segment}
     named = session.execute(
-        select(TreeEntry.file_sha256, func.count(func.distinct(Commit.repo_id)))
-        .join(Commit, Commit.oid == TreeEntry.commit_oid)
+        select(TreeEntry.file_sha256, func.count(func.distinct(TreeEntry.repo_id)))
         .where(TreeEntry.file_sha256.in_(wanted))
         .group_by(TreeEntry.file_sha256)
     ).all()
@@ -266,18 +265,18 @@ def _heads() -> Select[tuple[int, str]]:
 def repo_summaries(session: Session) -> list[RepoSummary]:
     """Every repository, with the size of its displayed revision (visibility is the caller's to filter)."""
     heads = _heads().subquery()
-    head_of = {int(rid): oid for rid, oid in session.execute(select(heads.c.repo_id, heads.c.commit_oid))}
     updated = dict(session.execute(select(Commit.repo_id, func.max(Commit.created_at)).group_by(Commit.repo_id)).all())
     entries = session.execute(
-        select(TreeEntry.commit_oid, TreeEntry.file_sha256).where(TreeEntry.commit_oid.in_(list(head_of.values())))
+        select(TreeEntry.repo_id, TreeEntry.file_sha256)
+        .join(heads, and_(heads.c.repo_id == TreeEntry.repo_id, heads.c.commit_oid == TreeEntry.commit_oid))
     ).all()
-    by_commit: dict[str, set[str]] = defaultdict(set)
-    for oid, sha in entries:
-        by_commit[oid].add(sha)
+    by_repo: dict[int, set[str]] = defaultdict(set)
+    for rid, sha in entries:
+        by_repo[int(rid)].add(sha)
     storage = file_storage(session, {sha for _, sha in entries})
     out = []
     for repo in session.scalars(select(Repository).order_by(Repository.namespace, Repository.name)):
-        shas = by_commit.get(head_of.get(repo.id, ""), set())
+        shas = by_repo.get(repo.id, set())
         held = [storage[s] for s in shas if s in storage]
         out.append(RepoSummary(
             repo.id, repo.namespace, repo.name, repo.private, repo.created_at,
@@ -291,8 +290,7 @@ def tree_storage(session: Session, repo_pk: int, commit_oid: str) -> list[EntryS
     """The files of a commit of the repository (none for another repository's commit)."""
     rows = session.execute(
         select(TreeEntry.path, TreeEntry.file_sha256)
-        .join(Commit, Commit.oid == TreeEntry.commit_oid)
-        .where(TreeEntry.commit_oid == commit_oid, Commit.repo_id == repo_pk)
+        .where(TreeEntry.repo_id == repo_pk, TreeEntry.commit_oid == commit_oid)
         .order_by(TreeEntry.path)
     ).all()
     storage = file_storage(session, {sha for _, sha in rows})
@@ -307,7 +305,7 @@ def locations(session: Session, shas: Iterable[str]) -> dict[str, list[Location]
         return out
     rows = session.execute(
         select(TreeEntry.file_sha256, Repository.namespace, Repository.name, Repository.private, TreeEntry.path)
-        .join(Ref, Ref.commit_oid == TreeEntry.commit_oid)
+        .join(Ref, (Ref.repo_id == TreeEntry.repo_id) & (Ref.commit_oid == TreeEntry.commit_oid))
         .join(Repository, Repository.id == Ref.repo_id)
         .where(TreeEntry.file_sha256.in_(wanted))
         .distinct()
@@ -439,7 +437,7 @@ def ingest_jobs(session: Session, states: Sequence[str], limit: int = 200) -> li
 
 def totals(session: Session) -> Totals:
     """The hub's size in a handful of aggregate queries: what /metrics reports on every (cached) scrape."""
-    named = select(Commit.repo_id, TreeEntry.file_sha256).join(Commit, Commit.oid == TreeEntry.commit_oid).distinct()
+    named = select(TreeEntry.repo_id, TreeEntry.file_sha256).distinct()
     pairs = named.subquery()
     logical = session.scalar(
         select(func.coalesce(func.sum(FileObject.size), 0)).join(pairs, pairs.c.file_sha256 == FileObject.sha256)

@@ -37,8 +37,7 @@ def repo_commits(session: Session, repo: Repository) -> list[GitCommitRow]:
         select(TreeEntry.commit_oid, TreeEntry.path, TreeEntry.lfs, TreeEntry.git_oid, FileObject.sha256,
                FileObject.size)
         .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
-        .join(Commit, Commit.oid == TreeEntry.commit_oid)
-        .where(Commit.repo_id == repo.id)
+        .where(TreeEntry.repo_id == repo.id)
         .order_by(TreeEntry.commit_oid, TreeEntry.path)
     )
     for oid, path, lfs, git_oid, sha, size in rows:
@@ -56,8 +55,7 @@ def repo_refs(session: Session, repo: Repository) -> list[tuple[str, str, str]]:
 
 
 def repo_holds_commit(session: Session, repo: Repository, oid: str) -> bool:
-    commit = session.get(Commit, oid)
-    return commit is not None and commit.repo_id == repo.id
+    return session.get(Commit, (repo.id, oid)) is not None
 
 
 def repo_file_size(session: Session, repo: Repository, sha256: str) -> int | None:
@@ -66,7 +64,6 @@ def repo_file_size(session: Session, repo: Repository, sha256: str) -> int | Non
     return session.scalar(
         select(FileObject.size)
         .join(TreeEntry, TreeEntry.file_sha256 == FileObject.sha256)
-        .join(Commit, Commit.oid == TreeEntry.commit_oid)
-        .where(Commit.repo_id == repo.id, FileObject.sha256 == sha256)
+        .where(TreeEntry.repo_id == repo.id, FileObject.sha256 == sha256)
         .limit(1)
     )

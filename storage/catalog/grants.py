@@ -9,7 +9,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from storage.catalog.db import unique_conflicts
-from storage.catalog.models import Commit, FileObject, Repository, TreeEntry, UploadGrant
+from storage.catalog.models import FileObject, Repository, TreeEntry, UploadGrant
 from storage.core.errors import Conflict
 
 
@@ -17,8 +17,7 @@ def repos_naming(session: Session, sha256: str) -> list[Repository]:
     """Repositories with a commit whose tree holds the file (any commit: old revisions stay readable)."""
     named = (
         exists()
-        .where(TreeEntry.file_sha256 == sha256, TreeEntry.commit_oid == Commit.oid)
-        .where(Commit.repo_id == Repository.id)
+        .where(TreeEntry.file_sha256 == sha256, TreeEntry.repo_id == Repository.id)
     )
     return list(session.scalars(select(Repository).where(named).order_by(Repository.id)))
 

@@ -46,7 +46,7 @@ def rebase_candidates(session: Session) -> list[RebaseCandidate]:
         tree = session.execute(
             select(Repository.namespace, Repository.name, TreeEntry.path, FileObject.sha256, FileObject.fingerprint)
             .join(Ref, (Ref.repo_id == Repository.id) & (Ref.name == DEFAULT_BRANCH))
-            .join(TreeEntry, TreeEntry.commit_oid == Ref.commit_oid)
+            .join(TreeEntry, (TreeEntry.repo_id == Ref.repo_id) & (TreeEntry.commit_oid == Ref.commit_oid))
             .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
             .where(FileObject.state == FileState.STORED, FileObject.fingerprint.is_not(None))
             .where(or_(*(and_(Repository.namespace == ns, Repository.name == name) for ns, name in named)))

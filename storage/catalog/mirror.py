@@ -24,7 +24,6 @@ from storage.catalog.models import (
     TreeEntry,
     utcnow,
 )
-from storage.core.errors import Conflict
 from storage.core.gitobjects import GitBlob, identity
 
 
@@ -55,16 +54,13 @@ def add_commit(
     message: str,
     parent_oid: str | None,
 ) -> bool:
-    """The upstream's commit `oid` with its tree; False when this repository holds it already.
-    Conflict when another repository holds a commit with that id (commit ids are global here).
+    """The upstream's commit `oid` with its tree; False when this repository holds it already (another
+    local repository mirroring the same upstream commit holds its own copy).
 
     `blobs` are the upstream's git blob ids (an LFS file's is its pointer's). The id stays the
     upstream's: the mirror does not hold the upstream's commit object, so its author and committer
     lines name the mirror and the id is not rebuilt from them (docs/compatibility.md)."""
-    existing = session.get(Commit, oid)
-    if existing is not None:
-        if existing.repo_id != repo.id:
-            raise Conflict(detail=f"commit {oid} is held by another repository")
+    if session.get(Commit, (repo.id, oid)) is not None:
         return False
     lines = identity("deltahub mirror", utcnow(), "mirror@commits.deltahub")
     session.add(
@@ -75,7 +71,8 @@ def add_commit(
     )
     session.flush()
     session.add_all(
-        TreeEntry(commit_oid=oid, path=path, file_sha256=sha, lfs=blobs[path].lfs, git_oid=blobs[path].oid)
+        TreeEntry(repo_id=repo.id, commit_oid=oid, path=path, file_sha256=sha, lfs=blobs[path].lfs,
+                  git_oid=blobs[path].oid)
         for path, sha in sorted(files.items())
     )
     session.flush()

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -161,12 +162,19 @@ class RepoRedirect(Base):
 
 
 class Commit(Base):
-    __tablename__ = "commits"
+    """A commit of one repository. Its id is a git id, so the same commit (a clone of A pushed into B, two
+    mirrors of one upstream) may be held by many repositories: each holds its own row, keyed by (repo_id,
+    oid), and everything naming a commit names it with its repository, so no history leaks into another."""
 
+    __tablename__ = "commits"
+    __table_args__ = (
+        # NO ACTION: a commit with children cannot be deleted alone, but a whole history can (one statement).
+        ForeignKeyConstraint(["repo_id", "parent_oid"], ["commits.repo_id", "commits.oid"]),
+    )
+
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True)
     oid: Mapped[str] = mapped_column(CHAR(40), primary_key=True)
-    repo_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"), index=True)
-    # NO ACTION: a commit with children cannot be deleted alone, but a whole history can (one statement).
-    parent_oid: Mapped[str | None] = mapped_column(ForeignKey("commits.oid"))
+    parent_oid: Mapped[str | None] = mapped_column(CHAR(40))
     message: Mapped[str] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -180,9 +188,14 @@ class CommitAlias(Base):
     """A commit id from before commit ids were git ids (0008_git): a revision pinned by it still resolves."""
 
     __tablename__ = "commit_aliases"
+    __table_args__ = (
+        ForeignKeyConstraint(["repo_id", "oid"], ["commits.repo_id", "commits.oid"], ondelete="CASCADE"),
+        Index("ix_commit_aliases_repo_id_oid", "repo_id", "oid"),
+    )
 
+    repo_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     old_oid: Mapped[str] = mapped_column(CHAR(40), primary_key=True)
-    oid: Mapped[str] = mapped_column(ForeignKey("commits.oid", ondelete="CASCADE"), index=True)
+    oid: Mapped[str] = mapped_column(CHAR(40))
 
 
 class Ref(Base):
@@ -193,25 +206,34 @@ class Ref(Base):
     """
 
     __tablename__ = "refs"
-    __table_args__ = (one_of("kind", RefKind, "kind"),)
+    __table_args__ = (
+        one_of("kind", RefKind, "kind"),
+        # NO ACTION, not RESTRICT: deleting a repository removes its refs and commits in one statement.
+        # The commit is one of the ref's own repository: the key says so.
+        ForeignKeyConstraint(["repo_id", "commit_oid"], ["commits.repo_id", "commits.oid"]),
+    )
 
     repo_id: Mapped[int] = mapped_column(
         ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
     )
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
-    # NO ACTION, not RESTRICT: deleting a repository removes its refs and commits in one statement.
-    commit_oid: Mapped[str] = mapped_column(ForeignKey("commits.oid"))
+    commit_oid: Mapped[str] = mapped_column(CHAR(40))
     kind: Mapped[str] = mapped_column(String(16), default=RefKind.BRANCH)
     # A tag's annotation (create_tag(tag_message=...)); None for branches.
     message: Mapped[str | None] = mapped_column(Text)
 
 
 class TreeEntry(Base):
-    """Each commit stores its full tree: listing a revision is one indexed query, no history walk."""
+    """Each commit stores its full tree: listing a revision is one indexed query (the key's prefix), no
+    history walk."""
 
     __tablename__ = "tree_entries"
+    __table_args__ = (
+        ForeignKeyConstraint(["repo_id", "commit_oid"], ["commits.repo_id", "commits.oid"], ondelete="CASCADE"),
+    )
 
-    commit_oid: Mapped[str] = mapped_column(ForeignKey("commits.oid", ondelete="CASCADE"), primary_key=True)
+    repo_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    commit_oid: Mapped[str] = mapped_column(CHAR(40), primary_key=True)
     path: Mapped[str] = mapped_column(Text, primary_key=True)
     # Indexed: GC asks "does any tree still reference this file?".
     file_sha256: Mapped[str] = mapped_column(

@@ -63,10 +63,10 @@ def model_of(session: Session, sha256: str) -> ModelFiles:
     """The model `sha256` belongs to: the stored tensor files in its directory of the latest commit
     holding it (just itself when no commit holds it)."""
     latest = session.execute(
-        select(TreeEntry.commit_oid, TreeEntry.path)
-        .join(Commit, Commit.oid == TreeEntry.commit_oid)
+        select(Commit, TreeEntry.path)
+        .join(Commit, (Commit.repo_id == TreeEntry.repo_id) & (Commit.oid == TreeEntry.commit_oid))
         .where(TreeEntry.file_sha256 == sha256)
-        .order_by(Commit.created_at.desc(), TreeEntry.commit_oid, TreeEntry.path)
+        .order_by(Commit.created_at.desc(), TreeEntry.repo_id, TreeEntry.commit_oid, TreeEntry.path)
         .limit(1)
     ).first()
     if latest is None:
@@ -74,11 +74,12 @@ def model_of(session: Session, sha256: str) -> ModelFiles:
     return directory_files(session, latest[0], posixpath.dirname(latest[1]))
 
 
-def directory_files(session: Session, commit_oid: str, directory: str) -> ModelFiles:
+def directory_files(session: Session, commit: Commit, directory: str) -> ModelFiles:
     rows = session.execute(
         select(TreeEntry.path, FileObject.sha256, FileObject.fingerprint)
         .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
-        .where(TreeEntry.commit_oid == commit_oid, FileObject.state == FileState.STORED)
+        .where(TreeEntry.repo_id == commit.repo_id, TreeEntry.commit_oid == commit.oid,
+               FileObject.state == FileState.STORED)
         .order_by(TreeEntry.path)
     )
     weights, indexes = [], []
@@ -92,12 +93,13 @@ def directory_files(session: Session, commit_oid: str, directory: str) -> ModelF
     return ModelFiles(tuple(weights), tuple(indexes))
 
 
-def model_directories(session: Session, commit_oid: str) -> list[str]:
+def model_directories(session: Session, commit: Commit) -> list[str]:
     """Directories of a revision holding stored tensor files."""
     rows = session.scalars(
         select(TreeEntry.path)
         .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
-        .where(TreeEntry.commit_oid == commit_oid, FileObject.state == FileState.STORED,
+        .where(TreeEntry.repo_id == commit.repo_id, TreeEntry.commit_oid == commit.oid,
+               FileObject.state == FileState.STORED,
                FileObject.fingerprint.is_not(None))
     )  # fmt: skip
     return sorted({posixpath.dirname(p) for p in rows})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
@@ -116,7 +116,7 @@ def search_repos(
     query = (
         select(Repository, Commit)
         .outerjoin(head, head.c.repo_id == Repository.id)
-        .outerjoin(Commit, Commit.oid == head.c.commit_oid)
+        .outerjoin(Commit, (Commit.repo_id == head.c.repo_id) & (Commit.oid == head.c.commit_oid))
         .where(Repository.repo_type == repo_type)
     )
     if not include_private:
@@ -145,17 +145,17 @@ def search_repos(
     return [(repo, commit) for repo, commit in rows]
 
 
-def head_sizes(session: Session, commit_oids: Sequence[str]) -> dict[str, int]:
-    """Logical bytes of each commit's tree (what `hf repos ls` shows as storage)."""
-    if not commit_oids:
+def head_sizes(session: Session, heads: Sequence[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """Logical bytes of each (repository id, commit id)'s tree (what `hf repos ls` shows as storage)."""
+    if not heads:
         return {}
     rows = session.execute(
-        select(TreeEntry.commit_oid, func.sum(FileObject.size))
+        select(TreeEntry.repo_id, TreeEntry.commit_oid, func.sum(FileObject.size))
         .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
-        .where(TreeEntry.commit_oid.in_(commit_oids))
-        .group_by(TreeEntry.commit_oid)
+        .where(tuple_(TreeEntry.repo_id, TreeEntry.commit_oid).in_(list(heads)))
+        .group_by(TreeEntry.repo_id, TreeEntry.commit_oid)
     )
-    return {oid: int(total or 0) for oid, total in rows}
+    return {(repo_id, oid): int(total or 0) for repo_id, oid, total in rows}
 
 
 def rename_repo(session: Session, repo: Repository, to_repo_id: str) -> Repository:
@@ -180,9 +180,8 @@ def delete_repo(session: Session, repo: Repository) -> None:
     """Remove a repository with its branches, commits and trees; its files are left to GC."""
     session.execute(delete(Ref).where(Ref.repo_id == repo.id))
     session.execute(delete(RepoRedirect).where(RepoRedirect.repository_id == repo.id))
-    commit_oids = select(Commit.oid).where(Commit.repo_id == repo.id)
-    session.execute(delete(CommitAlias).where(CommitAlias.oid.in_(commit_oids)))
-    session.execute(delete(TreeEntry).where(TreeEntry.commit_oid.in_(commit_oids)))
+    session.execute(delete(CommitAlias).where(CommitAlias.repo_id == repo.id))
+    session.execute(delete(TreeEntry).where(TreeEntry.repo_id == repo.id))
     session.execute(update(Commit).where(Commit.repo_id == repo.id).values(parent_oid=None))
     session.execute(delete(Commit).where(Commit.repo_id == repo.id))
     session.delete(repo)
@@ -238,9 +237,10 @@ def resolve(session: Session, repo: Repository, repo_id: str, revision: str) -> 
     oid = session.scalar(select(Ref.commit_oid).where(Ref.repo_id == repo.id, Ref.name == revision))
     if oid is None and is_commit_oid(revision):
         # A commit id from before 0008_git names its commit through the alias the migration kept.
-        oid = session.scalar(select(CommitAlias.oid).where(CommitAlias.old_oid == revision)) or revision
-    commit = session.get(Commit, oid) if oid else None
-    if commit is None or commit.repo_id != repo.id:
+        alias = select(CommitAlias.oid).where(CommitAlias.repo_id == repo.id, CommitAlias.old_oid == revision)
+        oid = session.scalar(alias) or revision
+    commit = session.get(Commit, (repo.id, oid)) if oid else None
+    if commit is None:
         raise RevisionNotFound(repo_id=repo_id, revision=revision)
     return commit
 
@@ -248,7 +248,7 @@ def resolve(session: Session, repo: Repository, repo_id: str, revision: str) -> 
 def history(session: Session, commit: Commit, limit: int = 1000) -> list[Commit]:
     out = [commit]
     while out[-1].parent_oid and len(out) < limit:
-        parent = session.get(Commit, out[-1].parent_oid)
+        parent = session.get(Commit, (commit.repo_id, out[-1].parent_oid))
         if parent is None:
             break
         out.append(parent)
@@ -261,8 +261,7 @@ def tree(session: Session, repo: Repository, commit_oid: str) -> list[tuple[Tree
     rows = session.execute(
         select(TreeEntry, FileObject)
         .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
-        .join(Commit, Commit.oid == TreeEntry.commit_oid)
-        .where(TreeEntry.commit_oid == commit_oid, Commit.repo_id == repo.id)
+        .where(TreeEntry.repo_id == repo.id, TreeEntry.commit_oid == commit_oid)
         .order_by(TreeEntry.path)
     )
     return [(entry, file) for entry, file in rows.tuples()]
@@ -272,8 +271,7 @@ def entry(session: Session, repo: Repository, repo_id: str, commit_oid: str, pat
     found = session.execute(
         select(TreeEntry, FileObject)
         .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
-        .join(Commit, Commit.oid == TreeEntry.commit_oid)
-        .where(TreeEntry.commit_oid == commit_oid, TreeEntry.path == path, Commit.repo_id == repo.id)
+        .where(TreeEntry.repo_id == repo.id, TreeEntry.commit_oid == commit_oid, TreeEntry.path == path)
     ).tuples().first()
     if found is None:
         raise EntryNotFound(repo_id=repo_id, revision=commit_oid, path=path)
@@ -317,8 +315,9 @@ def new_commit(
     oid = commit_id(tree_oid, head, git_author, git_committer, message)
     if expected_oid is not None and expected_oid != oid:
         raise InvalidInput(detail=f"commit {expected_oid} does not rebuild from what it holds (got {oid})")
-    if session.get(Commit, oid) is not None:
-        raise Conflict(detail=f"commit {oid} is already held (in this or another repository)")
+    if session.get(Commit, (repo.id, oid)) is not None:
+        # Another repository may hold the same commit (a fork pushed with git); this one cannot twice.
+        raise Conflict(detail=f"commit {oid} is already held by this repository")
     session.add(
         Commit(
             oid=oid, repo_id=repo.id, parent_oid=head, message=message, author=author, created_at=when,
@@ -327,7 +326,9 @@ def new_commit(
     )
     session.flush()
     session.add_all(
-        TreeEntry(commit_oid=oid, path=path, file_sha256=files[path], lfs=blob.lfs, git_oid=blob.oid)
+        TreeEntry(
+            repo_id=repo.id, commit_oid=oid, path=path, file_sha256=files[path], lfs=blob.lfs, git_oid=blob.oid
+        )
         for path, blob in sorted(held.items())
     )
     if head is None:
@@ -345,7 +346,7 @@ def new_commit(
         if cast("CursorResult[Any]", moved).rowcount != 1:
             raise StaleParent(branch=branch, expected=head, head="(moved concurrently)")
     session.flush()
-    commit = session.get(Commit, oid)
+    commit = session.get(Commit, (repo.id, oid))
     assert commit is not None
     return commit
 
@@ -368,33 +369,26 @@ def git_blobs(session: Session, files: Mapping[str, str], blobs: Mapping[str, Gi
     return out
 
 
-def tree_blobs(session: Session, commit_oid: str) -> dict[str, GitBlob]:
+def tree_blobs(session: Session, commit: Commit) -> dict[str, GitBlob]:
     rows = session.execute(
-        select(TreeEntry.path, TreeEntry.lfs, TreeEntry.git_oid).where(TreeEntry.commit_oid == commit_oid)
+        select(TreeEntry.path, TreeEntry.lfs, TreeEntry.git_oid)
+        .where(TreeEntry.repo_id == commit.repo_id, TreeEntry.commit_oid == commit.oid)
     )
     return {path: GitBlob(lfs, oid) for path, lfs, oid in rows}
-
-
-def git_entries(session: Session, commit_oid: str) -> list[tuple[str, bool, str, str, int]]:
-    """(path, lfs, git blob id, sha256, size) of every file of a commit, by path."""
-    rows = session.execute(
-        select(TreeEntry.path, TreeEntry.lfs, TreeEntry.git_oid, FileObject.sha256, FileObject.size)
-        .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
-        .where(TreeEntry.commit_oid == commit_oid)
-        .order_by(TreeEntry.path)
-    )
-    return [(path, lfs, oid, sha, size) for path, lfs, oid, sha, size in rows]
 
 
 def branch_head(session: Session, repo: Repository, branch: str) -> Commit | None:
     oid = session.scalar(
         select(Ref.commit_oid).where(Ref.repo_id == repo.id, Ref.name == branch, Ref.kind == RefKind.BRANCH)
     )
-    return session.get(Commit, oid) if oid else None
+    return session.get(Commit, (repo.id, oid)) if oid else None
 
 
-def tree_files(session: Session, commit_oid: str) -> dict[str, str]:
-    rows = session.execute(select(TreeEntry.path, TreeEntry.file_sha256).where(TreeEntry.commit_oid == commit_oid))
+def tree_files(session: Session, commit: Commit) -> dict[str, str]:
+    rows = session.execute(
+        select(TreeEntry.path, TreeEntry.file_sha256)
+        .where(TreeEntry.repo_id == commit.repo_id, TreeEntry.commit_oid == commit.oid)
+    )
     return {path: sha for path, sha in rows}
 
 
@@ -429,13 +423,18 @@ def last_changes(session: Session, head: Commit, paths: Sequence[str], limit: in
     history_commits = history(session, head, limit)
     order = {c.oid: i for i, c in enumerate(history_commits)}
     held: dict[str, set[int]] = {p: set() for p in paths}
-    now = select(TreeEntry.path, TreeEntry.file_sha256).where(TreeEntry.commit_oid == head.oid).subquery()
+    now = (
+        select(TreeEntry.path, TreeEntry.file_sha256)
+        .where(TreeEntry.repo_id == head.repo_id, TreeEntry.commit_oid == head.oid)
+        .subquery()
+    )
     wanted = list(paths)
     for start in range(0, len(wanted), 500):
         rows = session.execute(
             select(TreeEntry.commit_oid, TreeEntry.path)
             .join(now, (now.c.path == TreeEntry.path) & (now.c.file_sha256 == TreeEntry.file_sha256))
-            .where(TreeEntry.commit_oid.in_(list(order)), TreeEntry.path.in_(wanted[start : start + 500]))
+            .where(TreeEntry.repo_id == head.repo_id, TreeEntry.commit_oid.in_(list(order)),
+                   TreeEntry.path.in_(wanted[start : start + 500]))
         )
         for oid, path in rows:
             held[path].add(order[oid])
@@ -458,8 +457,7 @@ def locations(session: Session, sha256: str) -> list[tuple[str, str]]:
     """Every (repository, path) that names the file in some commit."""
     rows = session.execute(
         select(Repository.namespace, Repository.name, TreeEntry.path)
-        .join(Commit, Commit.oid == TreeEntry.commit_oid)
-        .join(Repository, Repository.id == Commit.repo_id)
+        .join(Repository, Repository.id == TreeEntry.repo_id)
         .where(TreeEntry.file_sha256 == sha256)
         .distinct()
     )

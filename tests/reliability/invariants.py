@@ -17,7 +17,6 @@ from sqlalchemy import func, select
 
 from storage.app.hub import Hub
 from storage.catalog.models import (
-    Commit,
     FileObject,
     FileSegment,
     FileState,
@@ -49,8 +48,7 @@ def committed(hub: Hub) -> dict[str, set[tuple[str, str]]]:
     with hub.session() as s:
         rows = s.execute(
             select(TreeEntry.file_sha256, Repository.namespace, Repository.name, TreeEntry.path)
-            .join(Commit, Commit.oid == TreeEntry.commit_oid)
-            .join(Repository, Repository.id == Commit.repo_id)
+            .join(Repository, Repository.id == TreeEntry.repo_id)
         ).all()
     out: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for sha, namespace, name, path in rows:

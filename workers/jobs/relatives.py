@@ -126,7 +126,7 @@ def candidate_models(
             except (NotFound, InvalidInput):  # an unknown or invalid name is a bad hint, not an error
                 head = None
             if head is not None:
-                found += [relatives.directory_files(s, head.oid, d) for d in relatives.model_directories(s, head.oid)]
+                found += [relatives.directory_files(s, head, d) for d in relatives.model_directories(s, head)]
         root = sketches.family_root(s, family) if stored_after is None else None
         members = family_members(s, family, exclude=sha256, limit=RECENT, stored_after=stored_after)
         by_size = relatives.files_with_sizes(s, sizes, exclude=sha256, limit=MAX_CANDIDATES, stored_after=stored_after)

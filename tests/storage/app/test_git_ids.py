@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from dulwich.objects import Blob, Commit, Tree, parse_timezone
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.app.gitattributes import MODEL_GITATTRIBUTES
@@ -42,7 +43,7 @@ def test_an_api_commit_id_is_the_git_id_of_its_objects(hub: Hub, database_url: s
     engine = make_engine(database_url)
     try:
         with Session(engine) as s:
-            row = s.get(models.Commit, made.oid)
+            row = s.scalars(select(models.Commit).where(models.Commit.oid == made.oid)).one()
             assert row is not None
             lines = (row.git_author, row.git_committer)
     finally:

@@ -71,6 +71,32 @@ def test_a_mirrored_commit_is_refused_not_served_under_another_id(hub: Hub) -> N
         GitObjects(hub.session, hub.read).repository("org/mirrored", "model")
 
 
+def test_two_local_repositories_mirror_one_upstream_commit_each_its_own(hub: Hub) -> None:
+    """The same upstream commit id under two local repositories (mirrors of a fork and its origin): each
+    holds it with its tree; mirroring it again is a no-op; deleting one leaves the other whole."""
+    data = b"mirrored twice\n"
+    info = hub.upload([data], expected_sha256=hashlib.sha256(data).hexdigest(), expected_size=len(data))
+    upstream_id = "cd" * 20
+    blobs = {"a.txt": GitBlob(False, blob_id(data))}
+    for name in ("org/origin", "org/fork"):
+        hub.create_repo(name)
+        with hub.session() as s:
+            repo = repos.find_repo(s, name)
+            assert mirror.add_commit(s, repo, upstream_id, {"a.txt": info.sha256}, blobs=blobs,
+                                     message="upstream", parent_oid=None)
+            mirror.point_ref(s, repo, "mirrored", RefKind.BRANCH, upstream_id)
+    with hub.session() as s:
+        fork = repos.find_repo(s, "org/fork")
+        assert not mirror.add_commit(s, fork, upstream_id, {"a.txt": info.sha256}, blobs=blobs,
+                                     message="upstream", parent_oid=None)
+    hub.delete_repo("org/origin")
+    with hub.session() as s:
+        fork = repos.find_repo(s, "org/fork")
+        commit = repos.resolve(s, fork, "org/fork", "mirrored")
+        assert commit.oid == upstream_id
+        assert [e.path for e, _ in repos.tree(s, fork, upstream_id)] == ["a.txt"]
+
+
 def test_a_blob_that_does_not_rebuild_is_an_integrity_error(hub: Hub) -> None:
     hub.create_repo("org/broken")
     _add(hub, "org/broken", {"a.txt": (b"content\n", False)}, "one")

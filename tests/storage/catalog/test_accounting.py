@@ -256,7 +256,8 @@ def build(session: Session, spec: dict[str, Any]) -> None:
             session.add(Commit(oid=oid, repo_id=repo.id, message="m", git_author=LINE, git_committer=LINE))
             session.flush()
             session.add_all(
-                TreeEntry(commit_oid=oid, path=f"p{k}", file_sha256=shas[k], lfs=True, git_oid="0" * 40)
+                TreeEntry(repo_id=repo.id, commit_oid=oid, path=f"p{k}", file_sha256=shas[k], lfs=True,
+                          git_oid="0" * 40)
                 for k in sorted(set(tree))
             )
     session.flush()
