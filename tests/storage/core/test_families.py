@@ -8,11 +8,13 @@ from storage.core import casts
 from storage.core.dtypes import DTYPES, DType
 from storage.core.families import (
     MAX_BASE_SCORE,
+    RANK_ELEMENTS,
     SAMPLE_BYTES,
     TensorShape,
     base_score,
     fingerprint,
     match_tensors,
+    rank_span,
     sample_spans,
     shared_bytes,
 )
@@ -96,3 +98,9 @@ def test_unpaired_tensors_get_same_shape_candidates_to_measure() -> None:
     _, candidates = match_tensors(tuned, BASE)
     assert candidates["renamed.x"] == sorted(b.name for b in BASE if b.shape == (8, 8))
     assert candidates["other.y"] == ["embeddings.word.weight"]
+
+
+def test_rank_span_takes_the_middle_elements() -> None:
+    assert rank_span(TensorShape("w", DTYPES["F16"], (64, 64))) == ((4096 - RANK_ELEMENTS) // 2 * 2,
+                                                                   (4096 + RANK_ELEMENTS) // 2 * 2)
+    assert rank_span(TensorShape("b", DTYPES["F32"], (10,))) == (0, 40)

@@ -17,6 +17,8 @@ from storage.core.sketches import (
     distances,
     plan_sketch,
     sketch_values,
+    value_distances,
+    widenable,
 )
 from tests.models import to_bf16_bits
 
@@ -125,3 +127,14 @@ def test_any_bytes_sketch_to_one_float_per_sampled_element_at_distance_zero_from
     assert len(sketch) == 4 * RUN_ELEMENTS * SKETCH_RUNS
     assert np.frombuffer(sketch, "<u4").tobytes() == b"".join(blob[s.start : s.end] for s in plan.spans)
     assert distances(sketch, [sketch]).tolist() == [0.0]
+
+
+def test_value_distances_rank_a_tensors_own_f32_base_nearest_among_its_shape() -> None:
+    rng = np.random.default_rng(3)
+    bases = [(rng.standard_normal(256) * 0.05).astype(np.float32) for _ in range(24)]
+    target = (bases[17] * (1 + 1e-3 * rng.standard_normal(256))).astype(np.float16)  # fine-tuned, F16
+    far = value_distances(target.tobytes(), "F16", [(b.tobytes(), "F32") for b in bases])
+    assert int(np.argmin(far)) == 17
+    assert far[17] < 0.7 * np.median(far)
+    assert widenable("BF16") and not widenable("I8")
+
