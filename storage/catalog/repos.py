@@ -264,7 +264,7 @@ def tree(session: Session, repo: Repository, commit_oid: str) -> list[tuple[Tree
         .where(TreeEntry.repo_id == repo.id, TreeEntry.commit_oid == commit_oid)
         .order_by(TreeEntry.path)
     )
-    return [(entry, file) for entry, file in rows.tuples()]
+    return [(entry, file) for entry, file in rows]
 
 
 def entry(session: Session, repo: Repository, repo_id: str, commit_oid: str, path: str) -> tuple[TreeEntry, FileObject]:
@@ -272,10 +272,11 @@ def entry(session: Session, repo: Repository, repo_id: str, commit_oid: str, pat
         select(TreeEntry, FileObject)
         .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
         .where(TreeEntry.repo_id == repo.id, TreeEntry.commit_oid == commit_oid, TreeEntry.path == path)
-    ).tuples().first()
+    ).first()
     if found is None:
         raise EntryNotFound(repo_id=repo_id, revision=commit_oid, path=path)
-    return found
+    entry_row, file = found
+    return entry_row, file
 
 
 def new_commit(
