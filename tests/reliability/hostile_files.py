@@ -38,7 +38,7 @@ def torch_file() -> bytes:
 def _central(data: bytes, member: str) -> int:
     """Offset of `member`'s central directory entry in the checkpoint (zip's own walk of the directory)."""
     at = data.rindex(b"PK\x05\x06")
-    at = struct.unpack_from("<I", data, at + 16)[0]  # the directory's first entry
+    at = int(struct.unpack_from("<I", data, at + 16)[0])  # the directory's first entry
     while data[at : at + 4] == b"PK\x01\x02":
         name_len, extra_len, comment_len = struct.unpack_from("<HHH", data, at + 28)
         if data[at + 46 : at + 46 + name_len] == member.encode():
@@ -148,8 +148,9 @@ def _info(data: bytes, name: str) -> int:
 
 
 def _gguf_field(data: bytes, name: str, field: str) -> int:
+    """Offset of tensor `name`'s ggml type (`field` "type") or data offset ("offset")."""
     at = _info(data, name)
-    n_dims = struct.unpack_from("<I", data, at)[0]
+    n_dims = int(struct.unpack_from("<I", data, at)[0])
     return at + 4 + 8 * n_dims + (0 if field == "type" else 4)
 
 
@@ -164,11 +165,6 @@ def gguf_patched(name: str, field: str, value: Callable[[int], int]) -> Build:
         return bytes(data)
 
     return build
-
-
-def gguf_offset_of(name: str) -> int:
-    data = gguf_file()
-    return int(struct.unpack_from("<Q", data, _gguf_field(data, name, "offset"))[0])
 
 
 def gguf_version(version: int) -> bytes:

@@ -16,8 +16,9 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -322,9 +323,11 @@ FILE_CASES = [
     FileCase("torch: truncated to half", "torch/truncated.pt", hf.cut(hf.torch_file, 0.5), 200, "", "blob",
              reason="no end of central directory record in the last 946 bytes"),
     FileCase("torch: a storage's size runs past its member", "torch/past.pt", hf.torch_storage_past_its_member,
-             200, "", "blob", reason="member 'archive/data/0' needs bytes up to 66242, but the next member starts at 912"),
+             200, "", "blob",
+             reason="member 'archive/data/0' needs bytes up to 66242, but the next member starts at 912"),
     FileCase("torch: two storages at one offset (overlapping)", "torch/overlap.pt", hf.torch_storages_overlap,
-             200, "", "blob", reason="member 'archive/data/0' needs bytes up to 834, but the next member starts at 662"),
+             200, "", "blob",
+             reason="member 'archive/data/0' needs bytes up to 834, but the next member starts at 662"),
     FileCase("torch: a storage smaller than the pickle declares", "torch/smaller.pt",
              hf.torch_storage_smaller_than_declared, 200, "", "blob",
              reason="storage '0' declares 32 elements of float32 (128 bytes), but its member holds 64"),
@@ -350,7 +353,8 @@ FILE_CASES = [
              hf.gguf_patched("b.weight", "offset", lambda o: o + 10**6), 200, "", "blob",
              reason="tensor 'b.weight': bytes [1000288, 1000304) reach past the end of the 320-byte file"),
     FileCase("gguf: overlapping tensors", "gguf/overlap.gguf", hf.gguf_patched("b.weight", "offset", lambda o: 0),
-             200, "", "blob", reason="tensor 'a.weight': bytes [160, 288) overlap tensor 'b.weight', which ends at 176"),
+             200, "", "blob",
+             reason="tensor 'a.weight': bytes [160, 288) overlap tensor 'b.weight', which ends at 176"),
     FileCase("gguf: misaligned tensor offset", "gguf/misaligned.gguf",
              hf.gguf_patched("b.weight", "offset", lambda o: o + 1), 200, "", "blob",
              reason="tensor 'b.weight': offset 129 is not a multiple of the alignment 32"),
@@ -423,7 +427,8 @@ def test_hostile_file_is_kept_as_its_bytes(case: FileCase, target: Target, figur
                 named = {seg.name for seg in plans.segments(s, sha256)} - {None, HEADER_SEGMENT}
             assert named == set(case.tensors)
             assert read.status_code == 200 and read.content == data
-            logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and sha256 in r.getMessage()]
+            logged = [r.getMessage() for r in caplog.records
+                      if r.levelno >= logging.WARNING and sha256 in r.getMessage()]
             assert logged == _ingest_lines(case, sha256, data), logged
         assert not hf.MARKER.exists(), "a pickle in the file was run"
         kept = client.get(f"/{KEEP}/resolve/main/data.bin")
@@ -444,12 +449,13 @@ def _ingest_lines(case: FileCase, sha256: str, data: bytes) -> list[str]:
 def test_the_pickles_of_the_table_do_run_when_unpickled(tmp_path: Path) -> None:
     """The marker the table checks is real: torch.load without weights_only runs each payload."""
     torch = pytest.importorskip("torch")
-    for build in (lambda m: hf.torch_with_global("os.system", marker=m),
-                  lambda m: hf.torch_with_global("builtins.eval", marker=m),
-                  lambda m: hf.torch_with_global("builtins.eval", protocol=4, marker=m),
-                  lambda m: hf.torch_stack_global(marker=m)):
+    builds: list[Callable[..., bytes]] = [
+        partial(hf.torch_with_global, "os.system"), partial(hf.torch_with_global, "builtins.eval"),
+        partial(hf.torch_with_global, "builtins.eval", protocol=4), hf.torch_stack_global,
+    ]
+    for build in builds:
         marker = tmp_path / "ran"
-        torch.load(io.BytesIO(build(marker)), weights_only=False)
+        torch.load(io.BytesIO(build(marker=marker)), weights_only=False)
         assert marker.exists()
         marker.unlink()
 

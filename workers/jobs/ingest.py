@@ -76,7 +76,9 @@ def run_ingest(ctx: JobContext, job_id: int, *, final_attempt: bool | None = Non
 
 def _layout(ctx: JobContext, sha256: str, key: str, kind: str, size: int) -> FileLayout:
     """The file cut by the format upload sniffed (its id is the file's kind); a file that only looked
-    like that format is kept as the bytes it is (blob), its kind corrected in the catalog."""
+    like that format is kept as the bytes it is (blob), its kind corrected in the catalog. Either way a
+    parser's refusal is logged once, with the file's sha256 and never its bytes (docs/format.md,
+    "Hostile files")."""
     limits = {"max_header_bytes": ctx.settings.max_header_bytes, "max_tensors": ctx.settings.max_header_tensors}
     try:
         layout = read_staged_layout(ctx.store, key, kind, size, **limits)
