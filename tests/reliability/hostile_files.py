@@ -167,6 +167,12 @@ def gguf_patched(name: str, field: str, value: Callable[[int], int]) -> Build:
     return build
 
 
+def gguf_infos_cut() -> bytes:
+    """The real GGUF cut off inside its last tensor info (after b.weight's name, before its dims)."""
+    data = gguf_file()
+    return data[: _info(data, "b.weight") + 2]
+
+
 def gguf_version(version: int) -> bytes:
     data = bytearray(gguf_file())
     struct.pack_into("<I", data, 4, version)

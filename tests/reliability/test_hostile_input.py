@@ -347,6 +347,8 @@ FILE_CASES = [
     # -- GGUF (the gguf package's writer) --
     FileCase("gguf: truncated inside the header", "gguf/header.gguf", hf.cut(hf.gguf_file, 0.125), 200, "", "blob",
              reason="string at 24 claims 20 bytes, past the end of the file"),
+    FileCase("gguf: tensor infos run past the end (cut inside one)", "gguf/infos.gguf", hf.gguf_infos_cut, 200, "",
+             "blob", reason="file ends at 135 bytes, inside a 4-byte field at 133"),
     FileCase("gguf: truncated inside the tensor data", "gguf/data.gguf", hf.cut(hf.gguf_file, 0.9), 200, "", "blob",
              reason="tensor 'b.weight': bytes [288, 304) reach past the end of the 288-byte file"),
     FileCase("gguf: tensor info offset past the end", "gguf/offset.gguf",
