@@ -16,7 +16,7 @@ import numpy as np
 
 from tests.models import to_gguf, to_onnx, to_safetensors, to_torch
 
-# Small enough to send inline; two tensors so one can lie about the other.
+# Two small tensors, so that one can lie about the other and every file stays a few KB.
 WEIGHTS: dict[str, tuple[int, ...]] = {"a.weight": (8, 4), "b.weight": (4,)}
 # Where a pickle's payload would leave its mark if anything ran it (the table asserts it never appears).
 MARKER = Path("/tmp/deltahub-hostile-pickle-ran")
