@@ -28,6 +28,34 @@ class Case:
     exact: bool = True  # False: `message` must start the error (the rest names a random key or hash)
 
 
+@dataclass(frozen=True)
+class FileCase:
+    """A hostile model file pushed as git-lfs pushes it (LFS PUT, then an lfsFile commit) and ingested:
+    the commit's answer, then what is stored. A refused commit (a 4xx) stores nothing at the path."""
+
+    name: str
+    path: str
+    build: Callable[[], bytes]  # the file's bytes (tests/reliability/hostile_files.py), built when sent
+    status: int  # of the commit
+    message: str  # the commit's error, exactly; "" when it is accepted
+    kind: str = ""  # the stored file's format id (catalog kind) after ingest; "" when refused
+    tensors: tuple[str, ...] = ()  # the tensors its stored segments name
+    reason: str = ""  # the parser's refusal, in the one line ingest logs for the file; "" when none
+
+
+def push_file(client: httpx.Client, path: str, data: bytes) -> httpx.Response:
+    """Upload `data` through the LFS batch API and PUT (unless the hub holds it already), then commit it
+    at `path` (an lfsFile line)."""
+    oid = hashlib.sha256(data).hexdigest()
+    body = {"operation": "upload", "transfers": ["basic"], "hash_algo": "sha256",
+            "objects": [{"oid": oid, "size": len(data)}]}
+    answer = client.post(f"/{REPO}.git/info/lfs/objects/batch", json=body, headers=WRITER).json()["objects"][0]
+    if "actions" in answer:
+        put = client.put(answer["actions"]["upload"]["href"], content=data)
+        assert put.status_code == 200, put.text
+    return commit(client, {"key": "lfsFile", "value": {"path": path, "algo": "sha256", "oid": oid, "size": len(data)}})
+
+
 def ndjson(*items: object) -> bytes:
     return b"".join(json.dumps(item).encode() + b"\n" for item in items)
 

@@ -1,9 +1,9 @@
-"""Print the hostile-input table of docs/reliability.md from the cases test_hostile_input.py runs:
+"""Print the hostile-input tables of docs/reliability.md from the cases test_hostile_input.py runs:
 `python -m tests.reliability.hostile_table` (the doc is regenerated from this, never typed by hand)."""
 
 from __future__ import annotations
 
-from tests.reliability.test_hostile_input import CASES, KNOWN_GAPS
+from tests.reliability.test_hostile_input import CASES, FILE_CASES, KNOWN_GAPS
 
 
 def rows() -> list[str]:
@@ -16,5 +16,20 @@ def rows() -> list[str]:
     return out
 
 
+def file_rows() -> list[str]:
+    out = ["| # | hostile file (path) | commit | stored as | tensors | the parser's refusal, logged by ingest |",
+           "|---|---|---|---|---|---|"]
+    for number, case in enumerate(FILE_CASES, start=1):
+        answer = f"{case.status} `{case.message}`" if case.message else str(case.status)
+        tensors = ", ".join(case.tensors) or "none"
+        stored = f"`{case.kind}`" if case.kind else "nothing at the path"
+        reason = f"`{case.reason.replace('|', '¦')}`" if case.reason else "—"
+        out.append(f"| F{number} | {case.name} (`{case.path}`) | {answer} | {stored} | "
+                   f"{tensors if case.kind else '—'} | {reason} |")
+    return out
+
+
 if __name__ == "__main__":
     print("\n".join(rows()))
+    print()
+    print("\n".join(file_rows()))

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
+import logging
 import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,10 +27,13 @@ import pytest
 from service.app import create_app
 from storage.app.hub import Hub
 from storage.app.views import FileAddition
-from storage.catalog import jobs
+from storage.catalog import jobs, plans
+from storage.core.formats.registry import probe_bytes, sniff_format
+from storage.core.segments import HEADER_SEGMENT
 from storage.settings import load_settings
 from tests.gitpacks import delta_claim_pack, zlib_bomb_pack
 from tests.models import finetune, make_weights, to_safetensors
+from tests.reliability import hostile_files as hf
 from tests.reliability.figures import Figures
 from tests.reliability.hostile import (
     COMMIT_URL,
@@ -34,6 +41,7 @@ from tests.reliability.hostile import (
     REPO,
     WRITER,
     Case,
+    FileCase,
     bad_model,
     commit,
     commit_file,
@@ -46,6 +54,7 @@ from tests.reliability.hostile import (
     post_git,
     post_json,
     push_command,
+    push_file,
     put_declared,
     stream,
     tensor,
@@ -81,15 +90,19 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     for repo_id, data in ((KEEP, kept), (REPO, b"0123456789" * 100)):
         info = hub.upload([data])
         hub.commit(repo_id, "main", message="first", additions=[FileAddition("data.bin", info.sha256)])
-    with hub.session() as s:
-        pending = jobs.unfinished_jobs(s)
-    for job_id in pending:
-        run_ingest(hub, job_id)
+    _ingest_pending(hub)
     options = replace(TEST_OPTIONS, max_commit_bytes=MAX_COMMIT_BYTES, git_max_pack_bytes=GIT_MAX_PACK_BYTES,
                       git_max_unpacked_bytes=GIT_MAX_UNPACKED_BYTES)
     with running(create_app(hub, settings, TOKENS, options=options)) as url:
         yield Target(url, hub, kept, 1000)
     hub.engine.dispose()
+
+
+def _ingest_pending(hub: Hub) -> None:
+    with hub.session() as s:
+        pending = jobs.unfinished_jobs(s)
+    for job_id in pending:
+        run_ingest(hub, job_id)
 
 
 def _big_json() -> bytes:
@@ -309,6 +322,79 @@ CASES = [
          "invalid request: body.9: JSON decode error"),
 ]
 
+GGUF_AS_SAFETENSORS = 0x46554747 + (3 << 32)  # b"GGUF" and version 3 read as a safetensors length prefix
+TORCH_AS_SAFETENSORS = struct.unpack("<Q", b"PK\x03\x04\x00\x00\x08\x08")[0]  # torch.save's first 8 bytes
+AB = ("a.weight", "b.weight")
+# Hostile model files: accepted, stored as opaque bytes (blob), read back byte-exact, nothing in them
+# run or followed, the parser's refusal logged (docs/format.md, "Hostile files"). A pickle the reader
+# does not follow leaves a sound zip a torchzip of member spans. A `.safetensors` path has its header
+# checked at commit; elsewhere the content decides the format.
+FILE_CASES = [
+    # -- PyTorch zip checkpoints (torch.save) --
+    FileCase("torch: truncated to half", "torch/truncated.pt", hf.cut(hf.torch_file, 0.5), 200, "", "blob",
+             reason="no end of central directory record in the last 946 bytes"),
+    FileCase("torch: a storage's size runs past its member", "torch/past.pt", hf.torch_storage_past_its_member,
+             200, "", "blob",
+             reason="member 'archive/data/0' needs bytes up to 66242, but the next member starts at 912"),
+    FileCase("torch: two storages at one offset (overlapping)", "torch/overlap.pt", hf.torch_storages_overlap,
+             200, "", "blob",
+             reason="member 'archive/data/0' needs bytes up to 834, but the next member starts at 662"),
+    FileCase("torch: a storage smaller than the pickle declares", "torch/smaller.pt",
+             hf.torch_storage_smaller_than_declared, 200, "", "blob",
+             reason="storage '0' declares 32 elements of float32 (128 bytes), but its member holds 64"),
+    FileCase("torch pickle: os.system by GLOBAL + REDUCE", "torch/os-system.pt",
+             lambda: hf.torch_with_global("os.system"), 200, "", "torchzip",
+             reason="global 'posix.system' at byte 249 is not one a checkpoint of tensors needs"),
+    FileCase("torch pickle: builtins.eval by GLOBAL + REDUCE", "torch/eval.pt",
+             lambda: hf.torch_with_global("builtins.eval"), 200, "", "torchzip",
+             reason="global 'builtins.eval' at byte 249 is not one a checkpoint of tensors needs"),
+    FileCase("torch pickle: builtins.eval by STACK_GLOBAL + REDUCE", "torch/stack-global.pt", hf.torch_stack_global,
+             200, "", "torchzip", reason="opcode b'\\x93' at byte 271 is not one torch's weights_only loader admits"),
+    FileCase("torch pickle: protocol 4 (FRAME) with builtins.eval", "torch/protocol4.pt",
+             lambda: hf.torch_with_global("builtins.eval", protocol=4), 200, "", "torchzip",
+             reason="opcode b'\\x95' at byte 2 is not one torch's weights_only loader admits"),
+    FileCase("torch pickle: unknown opcode 0xFF", "torch/opcode.pt", hf.torch_unknown_opcode, 200, "", "torchzip",
+             reason="opcode b'\\xff' at byte 2 is not one torch's weights_only loader admits"),
+    # -- GGUF (the gguf package's writer) --
+    FileCase("gguf: truncated inside the header", "gguf/header.gguf", hf.cut(hf.gguf_file, 0.125), 200, "", "blob",
+             reason="string at 24 claims 20 bytes, past the end of the file"),
+    FileCase("gguf: tensor infos run past the end (cut inside one)", "gguf/infos.gguf", hf.gguf_infos_cut, 200, "",
+             "blob", reason="file ends at 135 bytes, inside a 4-byte field at 133"),
+    FileCase("gguf: truncated inside the tensor data", "gguf/data.gguf", hf.cut(hf.gguf_file, 0.9), 200, "", "blob",
+             reason="tensor 'b.weight': bytes [288, 304) reach past the end of the 288-byte file"),
+    FileCase("gguf: tensor info offset past the end", "gguf/offset.gguf",
+             hf.gguf_patched("b.weight", "offset", lambda o: o + 10**6), 200, "", "blob",
+             reason="tensor 'b.weight': bytes [1000288, 1000304) reach past the end of the 320-byte file"),
+    FileCase("gguf: overlapping tensors", "gguf/overlap.gguf", hf.gguf_patched("b.weight", "offset", lambda o: 0),
+             200, "", "blob",
+             reason="tensor 'a.weight': bytes [160, 288) overlap tensor 'b.weight', which ends at 176"),
+    FileCase("gguf: misaligned tensor offset", "gguf/misaligned.gguf",
+             hf.gguf_patched("b.weight", "offset", lambda o: o + 1), 200, "", "blob",
+             reason="tensor 'b.weight': offset 129 is not a multiple of the alignment 32"),
+    FileCase("gguf: unknown ggml type", "gguf/type.gguf", hf.gguf_patched("b.weight", "type", lambda t: 99),
+             200, "", "blob", reason="tensor 'b.weight': unknown ggml type 99"),
+    FileCase("gguf: bad magic (no format claims it)", "gguf/magic.gguf", hf.gguf_bad_magic, 200, "", "blob"),
+    FileCase("gguf: version 1 (no format claims it)", "gguf/version.gguf", lambda: hf.gguf_version(1), 200, "",
+             "blob"),
+    # -- ONNX (onnx's own serializer) --
+    FileCase("onnx: truncated to half", "onnx/truncated.onnx", hf.cut(hf.onnx_file, 0.5), 200, "", "blob",
+             reason="field at 17 holds 239 bytes, past the end of its message at 131"),
+    FileCase("onnx: external data at ../../etc/passwd (not followed)", "onnx/dotdot.onnx",
+             lambda: hf.onnx_external("../../etc/passwd"), 200, "", "onnx", ("a.weight",)),
+    FileCase("onnx: external data at an absolute path (not followed)", "onnx/absolute.onnx",
+             lambda: hf.onnx_external("/etc/passwd"), 200, "", "onnx", ("a.weight",)),
+    FileCase("onnx: raw_data length differs from dims", "onnx/dims.onnx", hf.onnx_dims_lie, 200, "", "blob",
+             reason="initializer 'b.weight': raw_data holds 16 bytes but F32 with dims [5] needs 20"),
+    # -- one format named as another --
+    FileCase("a GGUF named model.safetensors", "cross/gguf.safetensors", hf.gguf_file, 400,
+             f"header length {GGUF_AS_SAFETENSORS} exceeds the limit of 100000000 bytes"),
+    FileCase("a torch checkpoint named model.safetensors", "cross/torch.safetensors", hf.torch_file, 400,
+             f"header length {TORCH_AS_SAFETENSORS} exceeds the limit of 100000000 bytes"),
+    FileCase("a safetensors file named model.gguf", "cross/safetensors.gguf", hf.safetensors_file, 200, "",
+             "safetensors", AB),
+    FileCase("a GGUF named model.pt", "cross/gguf.pt", hf.gguf_file, 200, "", "gguf", AB),
+]
+
 
 # Rows that expose a gap outside these tests, kept as strict xfails until it is closed (reported).
 KNOWN_GAPS: dict[str, str] = {}
@@ -330,6 +416,61 @@ def test_bad_input_is_refused_and_harms_nothing(case: Case, target: Target, figu
         kept = client.get(f"/{KEEP}/resolve/main/data.bin")
         assert kept.status_code == 200 and kept.content == target.kept
     figures.add(bad_inputs=1)
+
+
+@pytest.mark.parametrize("case", FILE_CASES, ids=[c.name for c in FILE_CASES])
+def test_hostile_file_is_kept_as_its_bytes(case: FileCase, target: Target, figures: Figures,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    data = case.build()
+    sha256 = hashlib.sha256(data).hexdigest()
+    hf.MARKER.unlink(missing_ok=True)
+    with httpx.Client(base_url=target.url, timeout=60, follow_redirects=True) as client:
+        got = push_file(client, case.path, data)
+        assert got.status_code == case.status, got.text
+        assert (got.json()["error"] if got.status_code >= 400 else "") == case.message
+        with caplog.at_level(logging.WARNING, logger="workers.jobs.ingest"):
+            _ingest_pending(target.hub)
+        read = client.get(f"/{REPO}/resolve/main/{case.path}")
+        if case.status >= 400:
+            assert read.status_code == 404, read.text
+        else:
+            info = target.hub.file_info(sha256)
+            assert (info.kind, info.state) == (case.kind, "stored")
+            with target.hub.session() as s:
+                named = {seg.name for seg in plans.segments(s, sha256)} - {None, HEADER_SEGMENT}
+            assert named == set(case.tensors)
+            assert read.status_code == 200 and read.content == data
+            logged = [r.getMessage() for r in caplog.records
+                      if r.levelno >= logging.WARNING and sha256 in r.getMessage()]
+            assert logged == _ingest_lines(case, sha256, data), logged
+        assert not hf.MARKER.exists(), "a pickle in the file was run"
+        kept = client.get(f"/{KEEP}/resolve/main/data.bin")
+        assert kept.status_code == 200 and kept.content == target.kept
+    figures.add(bad_inputs=1)
+
+
+def _ingest_lines(case: FileCase, sha256: str, data: bytes) -> list[str]:
+    """What ingest logs naming the file: the parser's refusal, with the format upload sniffed."""
+    if not case.reason:
+        return []
+    if case.kind == "blob":
+        sniffed = sniff_format(data[: probe_bytes()], len(data)).format_id
+        return [f"file {sha256} looked like {sniffed} but is not ({case.reason}): stored as a blob"]
+    return [f"file {sha256} is {case.kind}, its content kept opaque ({case.reason})"]
+
+
+def test_the_pickles_of_the_table_do_run_when_unpickled(tmp_path: Path) -> None:
+    """The marker the table checks is real: torch.load without weights_only runs each payload."""
+    torch = pytest.importorskip("torch")
+    builds: list[Callable[..., bytes]] = [
+        partial(hf.torch_with_global, "os.system"), partial(hf.torch_with_global, "builtins.eval"),
+        partial(hf.torch_with_global, "builtins.eval", protocol=4), hf.torch_stack_global,
+    ]
+    for build in builds:
+        marker = tmp_path / "ran"
+        torch.load(io.BytesIO(build(marker=marker)), weights_only=False)
+        assert marker.exists()
+        marker.unlink()
 
 
 def test_refused_git_pushes_store_nothing(target: Target) -> None:

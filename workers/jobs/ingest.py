@@ -76,15 +76,21 @@ def run_ingest(ctx: JobContext, job_id: int, *, final_attempt: bool | None = Non
 
 def _layout(ctx: JobContext, sha256: str, key: str, kind: str, size: int) -> FileLayout:
     """The file cut by the format upload sniffed (its id is the file's kind); a file that only looked
-    like that format is kept as the bytes it is (blob), its kind corrected in the catalog."""
+    like that format is kept as the bytes it is (blob), its kind corrected in the catalog. Either way a
+    parser's refusal is logged once, with the file's sha256 and never its bytes (docs/format.md,
+    "Hostile files")."""
     limits = {"max_header_bytes": ctx.settings.max_header_bytes, "max_tensors": ctx.settings.max_header_tensors}
     try:
-        return read_staged_layout(ctx.store, key, kind, size, **limits)
+        layout = read_staged_layout(ctx.store, key, kind, size, **limits)
     except InvalidInput as exc:
         # Bytes that no longer even look like what upload sniffed changed at rest: refuse them (final).
         if kind == BLOB or sniff_staged_format(ctx.store, key, size).format_id != kind:
             raise
         log.warning("file %s looked like %s but is not (%s): stored as a blob", sha256, kind, exc.message)
+    else:
+        if layout.opaque_because is not None:
+            log.warning("file %s is %s, its content kept opaque (%s)", sha256, kind, layout.opaque_because)
+        return layout
     with ctx.session() as s:
         files.set_kind(s, sha256, BLOB)
     return read_staged_layout(ctx.store, key, BLOB, size, **limits)

@@ -47,6 +47,9 @@ class FileLayout:
     segments: tuple[Segment, ...]
     # The file's tensors, for family matching; None for a format that does not parse tensors.
     tensors: tuple[TensorEntry, ...] | None
+    # Why a format that parses tensors kept this file's content opaque (its reader's refusal: a pickle
+    # global it does not admit, ...): for the operator's log at ingest, never an error of the file.
+    opaque_because: str | None = None
 
     def __post_init__(self) -> None:
         check_tiling(self.segments, self.size)

@@ -360,8 +360,9 @@ class TorchZipFormat(FileFormat):
         directory, members, ends = _members(read, size, max_header_bytes=max_header_bytes)
         try:
             spans = read_storages(read, members, ends, max_header_bytes=max_header_bytes, max_tensors=max_tensors)
-        except (torchpickle.PickleError, StoragesUnread):
-            return _member_spans(members, ends, directory, size)  # as every file was cut before this parse
+        except (torchpickle.PickleError, StoragesUnread) as exc:
+            # As every file was cut before this parse; why, for the operator (nothing of it was run).
+            return _member_spans(members, ends, directory, size, because=exc.message)
         # The cut-out data spans in file order, and the opaque runs between them (local headers, data
         # descriptors, small members, the central directory): fewer, larger opaque segments code smaller.
         segments: list[Segment] = []
@@ -410,7 +411,9 @@ def member_spans(read: ReadRange, size: int, *, max_header_bytes: int) -> FileLa
     return _member_spans(members, ends, directory, size)
 
 
-def _member_spans(members: list[Member], ends: dict[bytes, int], directory: Directory, size: int) -> FileLayout:
+def _member_spans(
+    members: list[Member], ends: dict[bytes, int], directory: Directory, size: int, *, because: str | None = None
+) -> FileLayout:
     """One opaque span per member (local header, data, descriptor), a leading span for anything before the
     first member and a trailing one for the central directory and end records: no tensors."""
     segments: list[Segment] = []
@@ -423,7 +426,7 @@ def _member_spans(members: list[Member], ends: dict[bytes, int], directory: Dire
     if directory.offset > position:
         segments.append(opaque(len(segments), position, directory.offset - position))
     segments.append(opaque(len(segments), directory.offset, size - directory.offset))
-    return FileLayout(FORMAT_ID, size, tuple(segments), None)
+    return FileLayout(FORMAT_ID, size, tuple(segments), None, opaque_because=because)
 
 
 def _text(name: bytes) -> str:

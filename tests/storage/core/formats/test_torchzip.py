@@ -55,6 +55,7 @@ def test_a_real_torch_save_checkpoint_is_recognised_and_tiled() -> None:
     layout = layout_of(data)
     found = [(t.name, t.dtype.name, t.shape) for t in layout.tensors or ()]
     assert found == [("w", "F32", (100,)), ("b", "BF16", (3,))]
+    assert layout.opaque_because is None
     assert rebuilt(data, layout.segments) == data
     # The pickle's and each storage's data bytes, and the opaque runs before, between and after them.
     assert len(layout.segments) == 2 * (1 + 2) + 1
@@ -299,9 +300,10 @@ UNREAD = [
 
 @pytest.mark.parametrize("data", [u[1] for u in UNREAD], ids=[u[0] for u in UNREAD])
 def test_a_checkpoint_the_reader_does_not_follow_stays_member_spans(data: bytes) -> None:
-    with pytest.raises((tp.PickleError, tz.StoragesUnread)):
+    with pytest.raises((tp.PickleError, tz.StoragesUnread)) as refused:
         tz.read_storages(lambda a, b: data[a:b], *_members_and_ends(data), max_header_bytes=LIMIT, max_tensors=100)
     layout = layout_of(data)
+    assert layout.opaque_because == refused.value.message  # what ingest logs for the operator
     assert layout.tensors is None and all(s.name is None and s.dtype.name == "U8" for s in layout.segments)
     infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
     assert [s.offset for s in layout.segments][:-1] == [i.header_offset for i in infos]
