@@ -104,10 +104,11 @@ def value_distances(raw: bytes, dtype: str, others: Sequence[tuple[bytes, str]])
     so the cast's rounding counts as a small distance). Used to pair renamed tensors by content."""
     if not others:
         return np.zeros(0)
-    return distances(sketch_values_of(raw, dtype), [sketch_values_of(b, d) for b, d in others])
+    return distances(_widened(raw, dtype), [_widened(b, d) for b, d in others])
 
 
-def sketch_values_of(raw: bytes, dtype: str) -> bytes:
+def _widened(raw: bytes, dtype: str) -> bytes:
+    """Elements of `dtype` as a sketch holds them: little-endian float32."""
     return _widen(raw, dtype).astype("<f4").tobytes()
 
 

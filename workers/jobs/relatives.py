@@ -162,8 +162,8 @@ def measure(
 ) -> Measured | None:
     """Pair the file's tensors with the model's and measure the pairing on sampled slices; None when
     nothing pairs or the pairing does not measurably help."""
-    matches, shape_candidates = match_tensors([TensorShape(t.name, t.dtype, t.shape) for t in tensors],
-                                              model.shapes())  # fmt: skip
+    shapes = {t.name: TensorShape(t.name, t.dtype, t.shape) for t in tensors}
+    matches, shape_candidates = match_tensors(list(shapes.values()), model.shapes())
     infos = {t.name: t for t in tensors}
     pairs = _pairs(ctx, infos, read, model, matches)
     score = base_score(pairs) if pairs else 1.0
@@ -173,10 +173,8 @@ def measure(
         chosen = {m.target: (m.base, m.shared_bytes, score) for m in matches}
     # What names left unpaired, a tensor of the same shape may still be: the nearest by sampled values,
     # each measured on its own.
-    shapes = {t.name: TensorShape(t.name, t.dtype, t.shape) for t in tensors}
-    reads = {t.name: t.offset for t in tensors}
-    nearest = nearest_same_shape(ctx, shapes, lambda name, a, b: read(reads[name] + a, reads[name] + b), model,
-                                 shape_candidates)  # fmt: skip
+    nearest = nearest_same_shape(ctx, shapes, lambda name, a, b: read(infos[name].offset + a, infos[name].offset + b),
+                                 model, shape_candidates)  # fmt: skip
     for target, names in nearest.items():
         best: tuple[float, str] | None = None
         for name in names:
