@@ -264,8 +264,8 @@ def test_header_reads_stay_near_the_header_and_skip_tensor_data(tmp_path: Path) 
 # End to end on a hub: tensors stored once whatever container holds them.
 
 
-def ingested(hub: Hub, repo: str, files: dict[str, bytes]) -> list[IngestResult]:
-    results = [run_ingest(hub, job) for job in push(hub, repo, files)]
+def ingested(hub: Hub, repo: str, files: dict[str, bytes], *, declared_base: str | None = None) -> list[IngestResult]:
+    results = [run_ingest(hub, job) for job in push(hub, repo, files, declared_base=declared_base)]
     return [r for r in results if r is not None]
 
 
@@ -380,3 +380,25 @@ def test_a_renamed_f16_gguf_is_cast_predicted_from_its_f32_base(tmp_path: Path, 
     assert bases == {llama_cpp_name(name): base_ids[name] for name in base}
     plain = sum(w.nbytes for w in renamed.values())
     assert result.encoded_bytes < 0.5 * plain
+
+
+def test_a_renamed_gguf_pushed_before_its_declared_base_is_rebased_onto_the_right_tensors(
+    tmp_path: Path, local_store: ObjectStore
+) -> None:
+    """The F16 export arrives first, declaring a base not yet on the hub, and is stored alone; when the
+    F32 base arrives, the export is rebased and each renamed tensor is coded against its own counterpart
+    (through the cast), never a same-shaped neighbour."""
+    hub = make_hub(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}", local_store, frame_bytes=64 << 10)
+    base = make_weights(7, RENAMED_LAYOUT)
+    renamed = {llama_cpp_name(name): w.astype(np.float16) for name, w in reversed(finetune(base, 8).items())}
+    data = write(tmp_path / "m.gguf", renamed)
+    ingested(hub, "org/tuned-gguf", {"model-f16.gguf": data}, declared_base="org/base")
+    base_file = to_safetensors(base)
+    ingested(hub, "org/base", {"model.safetensors": base_file})
+    sha, base_sha = hashlib.sha256(data).hexdigest(), hashlib.sha256(base_file).hexdigest()
+    assert read_all(hub, sha) == data and read_all(hub, base_sha) == base_file
+    with hub.session() as s:
+        mine = {seg.name: seg.tensor_id for seg in plans.segments(s, sha) if seg.name in renamed}
+        theirs = {seg.name: seg.tensor_id for seg in plans.segments(s, base_sha) if seg.name in base}
+        bases = {name: s.get(Tensor, tensor_id).base_tensor_id for name, tensor_id in mine.items()}
+    assert bases == {llama_cpp_name(name): theirs[name] for name in base}
