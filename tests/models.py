@@ -107,6 +107,20 @@ def to_onnx(weights: dict[str, np.ndarray]) -> bytes:
     return bytes(helper.make_model(graph, producer_name="deltahub-test").SerializeToString())
 
 
+def to_onnx_external(weights: dict[str, np.ndarray], location: str = "model.onnx_data") -> tuple[bytes, bytes]:
+    """(model, data file) as onnx's own `save_model(save_as_external_data=True)` writes them: every
+    initializer's bytes in one data file at `location`, named by the model."""
+    pytest.importorskip("onnx")
+    import onnx
+
+    model = onnx.load_from_string(to_onnx(weights))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=location, size_threshold=0)  # fmt: skip
+        return path.read_bytes(), (Path(tmp) / location).read_bytes()
+
+
 DATASET_ROWS = 120_000
 
 

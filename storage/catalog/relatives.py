@@ -118,3 +118,27 @@ def files_declaring(session: Session, declared: str) -> list[str]:
             ).order_by(FileObject.sha256)
         )
     )
+
+
+def files_beside(session: Session, sha256: str, repo_id: int, kind: str) -> tuple[str, list[tuple[str, str]]] | None:
+    """The path of `sha256` in the latest commit of repository `repo_id` holding it, and the (path,
+    sha256) of the files of format `kind` in the same directory of that commit; None when no commit of
+    the repository holds it."""
+    latest = session.execute(
+        select(Commit, TreeEntry.path)
+        .join(Commit, (Commit.repo_id == TreeEntry.repo_id) & (Commit.oid == TreeEntry.commit_oid))
+        .where(TreeEntry.repo_id == repo_id, TreeEntry.file_sha256 == sha256)
+        .order_by(Commit.created_at.desc(), TreeEntry.commit_oid, TreeEntry.path)
+        .limit(1)
+    ).first()
+    if latest is None:
+        return None
+    commit, path = latest
+    rows = session.execute(
+        select(TreeEntry.path, TreeEntry.file_sha256)
+        .join(FileObject, FileObject.sha256 == TreeEntry.file_sha256)
+        .where(TreeEntry.repo_id == repo_id, TreeEntry.commit_oid == commit.oid, FileObject.kind == kind)
+        .order_by(TreeEntry.path)
+    )
+    folder = posixpath.dirname(path)
+    return path, [(p, sha) for p, sha in rows if posixpath.dirname(p) == folder]

@@ -26,6 +26,7 @@ from workers import retry
 from workers.jobs import encoding, lineage, repair
 from workers.jobs.context import JobContext
 from workers.jobs.damage import recheck
+from workers.jobs.external_data import external_data_layout
 from workers.jobs.family_lock import family_lease
 from workers.jobs.neighbours import neighbours, take_sketch
 
@@ -74,12 +75,14 @@ def run_ingest(ctx: JobContext, job_id: int, *, final_attempt: bool | None = Non
     return result
 
 
-def _layout(ctx: JobContext, sha256: str, key: str, kind: str, size: int) -> FileLayout:
+def _layout(ctx: JobContext, sha256: str, key: str, kind: str, size: int, repo_id: int | None) -> FileLayout:
     """The file cut by the format upload sniffed (its id is the file's kind); a file that only looked
     like that format is kept as the bytes it is (blob), its kind corrected in the catalog. Either way a
     parser's refusal is logged once, with the file's sha256 and never its bytes (docs/format.md,
-    "Hostile files")."""
+    "Hostile files"). A blob an ONNX model beside it names as external data is cut into its tensors."""
     limits = {"max_header_bytes": ctx.settings.max_header_bytes, "max_tensors": ctx.settings.max_header_tensors}
+    if kind == BLOB and (external := external_data_layout(ctx, sha256, repo_id, size)) is not None:
+        return external
     try:
         layout = read_staged_layout(ctx.store, key, kind, size, **limits)
     except InvalidInput as exc:
@@ -105,7 +108,7 @@ def ingest_file(ctx: JobContext, sha256: str, *, repo_id: int | None = None) -> 
     repairing = snapshot.state == FileState.STORED
     started = time.monotonic()
     key, size = snapshot.staging_key, snapshot.size
-    layout = _layout(ctx, sha256, key, snapshot.kind, size)
+    layout = _layout(ctx, sha256, key, snapshot.kind, size, repo_id)
     segments = layout.segments
     if repairing and snapshot.kind == BLOB:
         # A blob's cut is ours, not its content's (blobs stored before chunking are one segment):

@@ -11,8 +11,9 @@ data_type (2), name (8), raw_data (9), external_data (13) and data_location (14)
 external, no typed values) of a data type we have a dtype for becomes a tensor segment at the exact
 offset of its raw bytes (ONNX stores raw_data little-endian, in row-major order of dims); everything else
 (the rest of the protobuf, typed or external initializers, nodes, subgraphs' initializers) is opaque.
-External data files would need the model's directory and a path check (no `..`, no absolute path) at
-ingest; they are not read here, so such tensors are opaque and nothing is resolved.
+An external initializer's `external_data` entries (location, offset, length) are collected as they are,
+never resolved here: storage/core/formats/onnx_data.py checks them and cuts the data file they name,
+when ingest finds that file beside the model in the same revision.
 """
 
 from __future__ import annotations
@@ -189,11 +190,36 @@ class _Raw:
     nbytes: int
 
 
-def _initializer(w: _Wire, end: int) -> _Raw | None:
-    """The initializer's raw tensor, or None when its bytes stay opaque."""
+@dataclass(frozen=True, slots=True)
+class External:
+    """An initializer whose bytes live in an external data file: its `external_data` (key, value) entries
+    as the file holds them, unchecked."""
+
+    name: str
+    dtype: DType
+    shape: tuple[int, ...]
+    entries: tuple[tuple[bytes, bytes], ...]
+
+
+def _entry(w: _Wire, end: int) -> tuple[bytes, bytes]:
+    """A StringStringEntryProto: key (1) and value (2); other fields are skipped."""
+    key, value = b"", b""
+    while w.c.pos < end:
+        field, wire, at = w.tag(end)
+        if field in (1, 2) and wire == _LEN:
+            text = w.c.take(w.length(at, end))
+            key, value = (text, value) if field == 1 else (key, text)
+        else:
+            w.skip(wire, at, end)
+    return key, value
+
+
+def _initializer(w: _Wire, end: int) -> _Raw | External | None:
+    """The initializer's raw tensor, its external reference, or None when its bytes stay opaque."""
     start = w.c.pos
     dims: list[int] = []
     seen: set[int] = set()
+    entries: list[tuple[bytes, bytes]] = []
     data_type, name, raw, location, typed, external = 0, "", None, 0, False, False
     while w.c.pos < end:
         field, wire, at = w.tag(end)
@@ -228,6 +254,10 @@ def _initializer(w: _Wire, end: int) -> _Raw | None:
             size = w.length(at, end)
             raw = (w.c.pos, size)
             w.c.skip(size)
+        elif field == _EXTERNAL and wire == _LEN:
+            external = True
+            length = w.length(at, end)
+            entries.append(_entry(w, w.c.pos + length))
         else:
             typed = typed or field in _TYPED or field == _SEGMENT
             external = external or field == _EXTERNAL
@@ -235,6 +265,10 @@ def _initializer(w: _Wire, end: int) -> _Raw | None:
     if w.c.pos != end:  # a varint ran past the message
         raise FieldPastEnd(position=start, length=w.c.pos - start, end=end)
     dtype_name = DATA_TYPES.get(data_type)
+    if location == _EXTERNAL_LOCATION and raw is None and not typed and dtype_name is not None:
+        if all(d < 1 << 63 for d in dims):  # negative dims: nothing to resolve, the bytes stay opaque
+            return External(name, DTYPES[dtype_name], tuple(dims), tuple(entries))
+        return None
     if raw is None or typed or external or location == _EXTERNAL_LOCATION or dtype_name is None:
         return None
     # int64 dims: a negative one is a 10-byte varint of 2**64 - |d|.
@@ -255,7 +289,7 @@ def _expect(wire: int, expected: int, message: str, field: int, at: int) -> None
         raise WrongWireType(message=message, field=field, position=at, wire=wire, expected=expected)
 
 
-def _graph(w: _Wire, end: int, found: list[_Raw], max_tensors: int, count: list[int]) -> None:
+def _graph(w: _Wire, end: int, found: list[_Raw | External], max_tensors: int, count: list[int]) -> None:
     while w.c.pos < end:
         field, wire, at = w.tag(end)
         if field != _INITIALIZER:
@@ -272,12 +306,12 @@ def _graph(w: _Wire, end: int, found: list[_Raw], max_tensors: int, count: list[
             found.append(tensor)
 
 
-def _parse(read: ReadRange, size: int, max_header_bytes: int, max_tensors: int) -> list[_Raw]:
+def _parse(read: ReadRange, size: int, max_header_bytes: int, max_tensors: int) -> list[_Raw | External]:
     cursor = Cursor(read, size, budget=max_header_bytes,
                     truncated=lambda position, wanted: Truncated(size=size, wanted=wanted, position=position),
                     over_budget=lambda limit: HeaderTooLarge(limit=limit))  # fmt: skip
     w = _Wire(cursor, FIELDS_PER_TENSOR * max_tensors)
-    found: list[_Raw] = []
+    found: list[_Raw | External] = []
     graphs, count = 0, [0]
     first = True
     while cursor.pos < size:
@@ -308,6 +342,8 @@ def _parse(read: ReadRange, size: int, max_header_bytes: int, max_tensors: int) 
         raise GraphCount(count="holds none")
     names: set[str] = set()
     for t in found:
+        if not isinstance(t, _Raw):  # external names are checked where they are resolved
+            continue
         if t.name in names:
             raise DuplicateTensor(tensor=_clip(t.name))
         names.add(t.name)
@@ -368,7 +404,7 @@ class OnnxFormat(FileFormat):
     def layout(
         self, read: ReadRange, size: int, *, max_header_bytes: int, max_tensors: int = MAX_TENSORS
     ) -> FileLayout:
-        found = _parse(read, size, max_header_bytes, max_tensors)
+        found = [t for t in _parse(read, size, max_header_bytes, max_tensors) if isinstance(t, _Raw)]
         segments: list[Segment] = []
         tensors: list[TensorEntry] = []
         position = 0
@@ -382,6 +418,13 @@ class OnnxFormat(FileFormat):
         if size > position or not segments:
             segments.append(opaque(len(segments), position, size - position, None if segments else HEADER_SEGMENT))
         return FileLayout(FORMAT_ID, size, tuple(segments), tuple(tensors))
+
+    def externals(
+        self, read: ReadRange, size: int, *, max_header_bytes: int, max_tensors: int = MAX_TENSORS
+    ) -> list[External]:
+        """The model's initializers held in external data files, in file order (the same checked walk
+        as `layout`: a model it refuses has none)."""
+        return [t for t in _parse(read, size, max_header_bytes, max_tensors) if isinstance(t, External)]
 
 
 register_format(OnnxFormat())
