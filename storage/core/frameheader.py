@@ -205,7 +205,7 @@ def _layout(fixed: _Fixed, params: memoryview, dtype_name: str, base_name: str |
     if base_name is None:
         raise CorruptFrame(detail="frame records a base layout but names no base dtype")
     dtype = DTYPES[dtype_name]
-    if rows == 0 or cols == 0 or fixed.raw_size % dtype.itemsize or fixed.raw_size // dtype.itemsize > rows * cols:
+    if fixed.raw_size % dtype.itemsize or fixed.raw_size // dtype.itemsize > rows * cols:
         raise CorruptFrame(detail=f"a {fixed.raw_size}-byte {dtype_name} frame cannot lie in a [{rows}, {cols}] base")
     return Transposed(rows, cols)
 
