@@ -31,7 +31,8 @@ from tests.storage.core.codecs.values import special_words
 
 FLOATS = sorted((d for d in DTYPES.values() if d.kind == "float" and d.byte_aligned), key=lambda d: d.name)
 # (base dtype, target dtype): in place and every cast a frame can record.
-PAIRS = [(d, d) for d in FLOATS] + [(DTYPES[a], DTYPES[b]) for a, b in (("F32", "BF16"), ("F32", "F16"), ("F64", "F32"))]
+CASTS = (("F32", "BF16"), ("F32", "F16"), ("F64", "F32"))
+PAIRS = [(d, d) for d in FLOATS] + [(DTYPES[a], DTYPES[b]) for a, b in CASTS]
 
 
 def matrix_words(rng: np.random.Generator, dtype: DType, count: int, kind: str) -> bytes:
@@ -107,7 +108,8 @@ def test_a_tensor_coded_against_a_transposed_base_decodes_exactly(case, frame_by
     assert b"".join(decode_frames(encoded.frames, encoded.spans, base, base_dtype=source.name)) == raw
     start = data.draw(st.integers(0, len(raw)))
     end = data.draw(st.integers(start, len(raw)))
-    assert decode_tensor_range(encoded.frames, encoded.spans, start, end, base, base_dtype=source.name) == raw[start:end]
+    ranged = decode_tensor_range(encoded.frames, encoded.spans, start, end, base, base_dtype=source.name)
+    assert ranged == raw[start:end]
     for blob in encoded.frames:
         header = read_frame_header(blob)
         delta = get_codec(header.codec_id, header.config).needs_base
