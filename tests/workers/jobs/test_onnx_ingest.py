@@ -9,12 +9,15 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from storage.app.hub import Hub
+from storage.app.reader import Reader
 from storage.catalog import plans
+from storage.core.errors import IntegrityError
 from storage.core.frames import read_frame_header
 from storage.objectstore import ObjectStore
 from tests.hubs import ingest_all, make_hub, push, read_all
@@ -88,6 +91,13 @@ def test_an_onnx_beside_its_safetensors_twin_adds_under_two_percent(tmp_path: Pa
     collect_garbage(hub, grace_seconds=0)
     assert verify(hub).ok
     assert read_all(hub, sha) == onnx_bytes
+    # The frame says which matrix it reads: a catalog whose base has another shape is damage.
+    tensor = plan.tensors[first.tensor_id]
+    assert tensor.base_id is not None
+    wrong = dict(plan.tensors)
+    wrong[tensor.base_id] = replace(wrong[tensor.base_id], shape=(1, wrong[tensor.base_id].nbytes // 4))
+    with pytest.raises(IntegrityError, match="reads a"):
+        Reader(hub.store, hub.sessions).read_tensor(wrong, tensor.id, 0, 16)
     hub.close()
 
 
