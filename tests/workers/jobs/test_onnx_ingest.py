@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -114,4 +115,25 @@ def test_an_unrelated_onnx_is_not_paired_transposed(tmp_path: Path, local_store:
     # LayerNorm weights (ones) and biases (zeros) are equal in both and dedup; no weight pairs transposed.
     assert not transposed_segments(plan)
     assert read_all(hub, sha) == other
+    hub.close()
+
+
+@pytest.mark.slow
+def test_the_dev_corpus_minilm_as_onnx_export_adds_under_two_percent(tmp_path: Path, local_store: ObjectStore) -> None:
+    base = Path(os.environ.get("DELTAHUB_CORPUS", "/nonexistent")) / "minilm-fp32/base"
+    if not (base / "model.safetensors").exists():
+        pytest.skip("set DELTAHUB_CORPUS to the dev corpus directory")
+    from bench.shapes import export_onnx
+
+    export_onnx(transformers.BertModel.from_pretrained(base), tmp_path / "model.onnx")
+    data = (tmp_path / "model.onnx").read_bytes()
+    hub = make_hub(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}", local_store)
+    ingest_all(hub, push(hub, "org/minilm", {"model.safetensors": (base / "model.safetensors").read_bytes()}))
+    added = ingest(hub, push(hub, "org/minilm", {"model.onnx": data}))
+    print(f"\nMiniLM model.onnx: {len(data)} bytes, stores {added} new bytes ({added / len(data):.5f})")
+    assert added < 0.02 * len(data)
+    with hub.session() as s:
+        plan = plans.file_plan(s, hashlib.sha256(data).hexdigest())
+    assert plan is not None and len(transposed_segments(plan)) == 36
+    assert read_all(hub, hashlib.sha256(data).hexdigest()) == data
     hub.close()
