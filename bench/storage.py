@@ -1,13 +1,15 @@
 """Storage engine benchmark on the real dev corpus (issue: storage engine acceptance).
 
     python3 bench/storage.py --corpus DIR [--big-gb 2.1] [--runs 5] [--only corpus shapes reads chains big]
+                             [--shapes onnx ...]  (with shapes: only these upload shapes)
 
 Prints markdown tables: corpus ingest and reconstruction, physical bytes against the ZipLLM and the
 chunk-dedup (Xet-style, bench/cdc_reference.py) references computed in the same run, the upload shapes of one
 real fine-tune (task head, added tokens, resharded, prefix-renamed, other containers: bench/shapes.py)
-against its base-shape upload and both references, that unrelated runs are never delta-coded against each
-other, read speed of a delta-coded model against the same model stored plain, the read cost of deeper delta
-chains, and peak memory (RSS) while ingesting and reconstructing a file of more than 2 GB.
+against its base-shape upload and both references (and the base's ONNX export beside its safetensors), that
+unrelated runs are never delta-coded against each other, read speed of a delta-coded model against the
+same model stored plain, the read cost of deeper delta chains, and peak memory (RSS) while ingesting and
+reconstructing a file of more than 2 GB.
 """
 
 from __future__ import annotations
