@@ -18,6 +18,10 @@ uploads are saved:
 - `gguf-f32`, `gguf-f16`: the backbone written by gguf's `GGUFWriter` under llama.cpp's tensor names
   (`gguf.get_tensor_name_map`, what llama.cpp's converter uses), the pooler dropped as it drops it, and in
   `gguf-f16` the 2-D weights as F16 with 1-D tensors kept F32, as its converter's F16 output is;
+- `onnx`: the backbone exported by `torch.onnx.export` (the TorchScript exporter, `dynamo=False`: the
+  default one needs onnxscript) through a wrapper whose `forward(ids)` returns the last hidden state
+  (transformers 5's forward does not trace directly); its MatMul initializers are the Linear weights
+  transposed, under the exporter's own names (`onnx::MatMul_NNN`);
 - `gguf-q4_0`, then `gguf-q4_0-mixed`: two quantized releases (gguf's own quantizer), the second pushed
   after the first: it shares every tensor its mix leaves in Q4_0 bit for bit.
 
@@ -31,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 SHAPES = ("base-shape", "task-head", "token-head", "added-tokens", "resharded", "prefix-renamed", "torch-bin",
-          "safetensors-f16", "gguf-f32", "gguf-f16")
+          "safetensors-f16", "gguf-f32", "gguf-f16", "onnx")
 WEIGHT_SUFFIXES = (".safetensors", ".index.json", ".bin", ".gguf", ".onnx")
 
 
@@ -83,6 +87,7 @@ def build_shapes(base_dir: Path, out: Path, *, steps: int = 3, added_tokens: int
     blocks = tuned.config.num_hidden_layers
     for name, dtype in (("gguf-f32", "F32"), ("gguf-f16", "F16")):
         write_gguf(backbone, dirs[name] / "model.gguf", blocks=blocks, types=lambda _, d=dtype: d)
+    export_onnx(tuned.bert, dirs["onnx"] / "model.onnx")
     for name, types in QUANTIZED.items():
         write_gguf(backbone, out / name / "model.gguf", blocks=blocks, types=types)
         dirs[name] = out / name
@@ -90,6 +95,27 @@ def build_shapes(base_dir: Path, out: Path, *, steps: int = 3, added_tokens: int
         tuned.bert.resize_token_embeddings(tuned.config.vocab_size + added_tokens)
     tuned.bert.save_pretrained(dirs["added-tokens"])
     return dirs
+
+
+def export_onnx(model, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`model` (a transformers encoder) as `torch.onnx.export` writes it, input ids in, hidden states out."""
+    import warnings
+
+    import torch
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = model
+
+        def forward(self, ids):  # type: ignore[no-untyped-def]
+            return self.m(input_ids=ids, return_dict=False)[0]
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Wrapper(), (torch.randint(0, 1000, (1, 16)),), str(path), dynamo=False)
 
 
 def _mixed(name: str) -> str:

@@ -1,13 +1,15 @@
 """Storage engine benchmark on the real dev corpus (issue: storage engine acceptance).
 
     python3 bench/storage.py --corpus DIR [--big-gb 2.1] [--runs 5] [--only corpus shapes reads chains big]
+                             [--shapes onnx ...]  (with shapes: only these upload shapes)
 
 Prints markdown tables: corpus ingest and reconstruction, physical bytes against the ZipLLM and the
 chunk-dedup (Xet-style, bench/cdc_reference.py) references computed in the same run, the upload shapes of one
 real fine-tune (task head, added tokens, resharded, prefix-renamed, other containers: bench/shapes.py)
-against its base-shape upload and both references, that unrelated runs are never delta-coded against each
-other, read speed of a delta-coded model against the same model stored plain, the read cost of deeper delta
-chains, and peak memory (RSS) while ingesting and reconstructing a file of more than 2 GB.
+against its base-shape upload and both references (and the base's ONNX export beside its safetensors), that
+unrelated runs are never delta-coded against each other, read speed of a delta-coded model against the
+same model stored plain, the read cost of deeper delta chains, and peak memory (RSS) while ingesting and
+reconstructing a file of more than 2 GB.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ def stored_bytes(hub: Hub) -> int:
     return int(hub.stats()["physical_bytes"])
 
 
-def bench_shapes(corpus: Path, work: Path) -> dict:
+def bench_shapes(corpus: Path, work: Path, only: list[str] | None = None) -> dict:
     """One real fine-tune of the MiniLM base saved in each upload shape (bench/shapes.py), each pushed
     into its own hub after the base (no declared base: the hub must find it), against the same fine-tune
     uploaded in the base's own shape, and against both references on the same two pushes (each given the
@@ -158,6 +160,8 @@ def bench_shapes(corpus: Path, work: Path) -> dict:
 
     base_dir = corpus / "minilm-fp32/base"
     dirs = build_shapes(base_dir, work / "shapes")
+    if only:
+        dirs = {k: v for k, v in dirs.items() if k in {"base-shape", *only}}
     base = {"model.safetensors": (base_dir / "model.safetensors").read_bytes()}
     rows = {}
     def weights(name: str) -> dict[str, bytes]:
@@ -376,7 +380,7 @@ def report_corpus(args: argparse.Namespace, work: Path) -> None:
 
 def report_shapes(args: argparse.Namespace, work: Path) -> None:
     """The upload shapes of one fine-tune against its base-shape upload and both references."""
-    shapes = bench_shapes(args.corpus, work)
+    shapes = bench_shapes(args.corpus, work, args.shapes)
     ref_bytes = shapes["base-shape"]["stored"]
     print("\n## Upload shapes of one real MiniLM fine-tune (bench/shapes.py), each after the base, "
           "no declared base\n")
@@ -390,6 +394,32 @@ def report_shapes(args: argparse.Namespace, work: Path) -> None:
         print(f"| {name} | {r['files']} | {r['logical'] / MB:.1f} | {r['stored'] / MB:.2f} | {against_base:.3f} | "
               f"{r['zipllm'] / MB:.2f} | {r['cdc'] / MB:.2f} | {r['stored'] / r['zipllm']:.3f} | "
               f"{r['stored'] / r['cdc']:.3f} | {exact} |")
+    if not args.shapes or "onnx" in args.shapes:
+        twin = bench_onnx_twin(args.corpus, work)
+        print(f"\nThe MiniLM base's own `torch.onnx.export` pushed beside its model.safetensors: "
+              f"{twin['logical'] / MB:.1f} MB, stores {twin['stored'] / MB:.3f} MB "
+              f"({twin['stored'] / twin['logical']:.4f} of its size; byte-exact {twin['exact']})")
+
+
+def bench_onnx_twin(corpus: Path, work: Path) -> dict:
+    """The base's ONNX export pushed into the base's repository, beside the safetensors it came from."""
+    from transformers import BertModel
+
+    from bench.shapes import export_onnx
+
+    base_dir = corpus / "minilm-fp32/base"
+    path = work / "onnx-twin" / "model.onnx"
+    export_onnx(BertModel.from_pretrained(base_dir), path)
+    data = path.read_bytes()
+    hub = new_hub(work / "hub-onnx-twin")
+    ingest_all(hub, push(hub, "minilm/base", {"model.safetensors": (base_dir / "model.safetensors").read_bytes()}))
+    before = stored_bytes(hub)
+    ingest_all(hub, push(hub, "minilm/base", {"model.onnx": data}))
+    collect_garbage(hub, grace_seconds=0)
+    out = {"logical": len(data), "stored": stored_bytes(hub) - before,
+           "exact": read_matches(hub, hashlib.sha256(data).hexdigest())}
+    hub.close()
+    return out
 
 
 def report_reads(args: argparse.Namespace, work: Path) -> None:
@@ -435,6 +465,8 @@ def main() -> None:
     parser.add_argument("--big-gb", type=float, default=2.1, help="0 skips the >2 GB memory check")
     parser.add_argument("--only", choices=list(REPORTS), nargs="+", default=list(REPORTS),
                         help="print only these tables")
+    parser.add_argument("--shapes", nargs="+", default=None,
+                        help="with shapes: measure only these upload shapes (base-shape, the reference, always)")
     args = parser.parse_args()
     if not (args.corpus / "corpus.json").exists():
         sys.exit("--corpus DIR (or DELTAHUB_CORPUS) must name a corpus built by build_dev_corpus.py")

@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, cast
 from storage.app.plancache import PlanCache
 from storage.catalog import plans
 from storage.catalog.db import session_scope
-from storage.core import casts
+from storage.core import casts, layouts
 from storage.core.codecs import get_codec
 from storage.core.dtypes import DTYPES, DType
 from storage.core.errors import FileNotStored, IntegrityError
-from storage.core.frames import base_ratio, checksum, decode_frame, read_frame_header
+from storage.core.frames import FrameHeader, base_ratio, base_window, checksum, decode_frame, read_frame_header
+from storage.core.layouts import Transposed
 from storage.objectstore import ObjectStore
 
 if TYPE_CHECKING:
@@ -139,15 +140,24 @@ class Reader:
         return b"".join(out)
 
     def base_range_reader(
-        self, tensors: dict[str, plans.TensorPlan], base_id: str, target: DType
+        self, tensors: dict[str, plans.TensorPlan], base_id: str, target: DType, layout: Transposed | None = None
     ) -> Callable[[int, int], bytes]:
         """For target range [a, b), the base's own bytes for those elements: [a·r, b·r) in the base's
         dtype (r = 2 for an F32 base of a BF16 tensor). The cast itself is the encoder's and decoder's
-        stage, recorded in every frame, not the reader's."""
-        r = casts.ratio(DTYPES[tensors[base_id].dtype], target)
+        stage, recorded in every frame, not the reader's. With a layout, the elements are gathered
+        through it from the whole base, read once on first use and held by the returned reader: one base
+        tensor in memory per tensor being encoded."""
+        base = tensors[base_id]
+        size = DTYPES[base.dtype].itemsize
+        r = casts.ratio(DTYPES[base.dtype], target)
+        whole: list[bytes] = []
 
         def read(a: int, b: int) -> bytes:
-            return self.read_tensor(tensors, base_id, a * r, b * r)
+            if layout is None:
+                return self.read_tensor(tensors, base_id, a * r, b * r)
+            if not whole:
+                whole.append(self.read_tensor(tensors, base_id, 0, base.nbytes))
+            return layouts.gather(whole[0], layout, size, a * r // size, b * r // size)
 
         return read
 
@@ -222,7 +232,10 @@ class Reader:
             # The frame says which dtype its base is read in (v2; for v1 the catalog's, as v1 did).
             base_dtype = tensors[tensor.base_id].dtype
             r = base_ratio(header, base_dtype)
-            base = self.read_tensor(tensors, tensor.base_id, frame.raw_offset * r, frame.raw_end * r)
+            if header.layout is not None:
+                base = self._gathered_base(tensors, tensor, frame, header)
+            else:
+                base = self.read_tensor(tensors, tensor.base_id, frame.raw_offset * r, frame.raw_end * r)
             if len(base) != frame.raw_length * r:
                 # A tensor that grew is delta-coded only on the rows its base holds: a delta frame past
                 # the base's end is damage, never a short base to decode against.
@@ -236,6 +249,23 @@ class Reader:
             raise IntegrityError(detail=f"frame {frame.seq} of tensor {tensor.id} does not match its checksum")
         self.cache.put(key, raw)
         return raw
+
+
+    def _gathered_base(
+        self, tensors: dict[str, plans.TensorPlan], tensor: plans.TensorPlan, frame: plans.FramePlan,
+        header: FrameHeader,
+    ) -> bytes:
+        """The base elements of a frame that reads its base through a layout (version 3): gathered from
+        the whole base tensor, which is read (through the frame cache) for this frame and dropped after
+        it, so a decoding thread holds one base tensor at a time."""
+        layout, base = header.layout, tensors[cast(str, tensor.base_id)]
+        if layout is None or base.shape != layout.base_shape:
+            raise IntegrityError(
+                detail=f"frame {frame.seq} of tensor {tensor.id} reads a {layout and list(layout.base_shape)} "
+                f"base, its base {base.id} is {list(base.shape)}"
+            )
+        whole = self.read_tensor(tensors, base.id, 0, base.nbytes)
+        return bytes(base_window(header, whole, (frame.raw_offset, frame.raw_end), base.dtype))
 
 
 def _slice_of(

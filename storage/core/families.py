@@ -15,6 +15,7 @@ from storage.core import casts
 from storage.core.dtypes import DType
 from storage.core.formats.base import TensorEntry
 from storage.core.frames import encode_tensor
+from storage.core.layouts import transposed_of
 
 # A candidate base is used only when the delta is clearly smaller than coding the model alone; on the
 # dev corpus related pairs score 0.2-0.7 and unrelated runs score 1.0 (the chooser falls back to plain).
@@ -223,3 +224,40 @@ def match_tensors(
         if 0 < len(same) <= MAX_SHAPE_CANDIDATES:
             candidates[name] = sorted(same)
     return matches, candidates
+
+
+# Block of target elements read to rank candidates when some hold the target transposed (an ONNX
+# export's MatMul initializers): RANK_BLOCK × RANK_BLOCK from its middle, the same 256 elements as
+# `rank_span` but compact in both layouts, so a transposed candidate costs RANK_BLOCK of its rows.
+RANK_BLOCK = 16
+
+
+def transposed_candidates(
+    targets: Sequence[TensorShape], bases: Sequence[TensorShape], matches: Sequence[TensorMatch]
+) -> dict[str, list[str]]:
+    """For each 2-D target left unpaired by `match_tensors`' names, the unpaired base tensors whose shape
+    is its transpose ([r, c] against [c, r]; square ones too, since an exporter may transpose those as
+    well), to be measured like same-shape candidates: closeness decides, never the shape."""
+    paired = {m.target for m in matches}
+    used = {m.base for m in matches}
+    by_shape: dict[tuple[int, ...], list[TensorShape]] = {}
+    for b in bases:
+        if b.name not in used and len(b.shape) == 2:
+            by_shape.setdefault(b.shape, []).append(b)
+    out: dict[str, list[str]] = {}
+    for t in targets:
+        if t.name in paired or len(t.shape) != 2 or t.nbytes == 0 or not t.dtype.byte_aligned:
+            continue
+        same = [b.name for b in by_shape.get((t.shape[1], t.shape[0]), [])
+                if transposed_of(t.shape, b.shape) and casts.can_predict(b.dtype, t.dtype)]  # fmt: skip
+        if 0 < len(same) <= MAX_SHAPE_CANDIDATES:
+            out[t.name] = sorted(same)
+    return out
+
+
+def rank_block(shape: tuple[int, ...]) -> tuple[range, range]:
+    """Rows and columns of a 2-D tensor's ranking block: RANK_BLOCK of each from its middle."""
+    rows, cols = shape
+    k_r, k_c = min(RANK_BLOCK, rows), min(RANK_BLOCK, cols)
+    r0, c0 = (rows - k_r) // 2, (cols - k_c) // 2
+    return range(r0, r0 + k_r), range(c0, c0 + k_c)

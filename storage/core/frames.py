@@ -1,27 +1,21 @@
 """Frames: a tensor's bytes cut into independently decodable, self-describing, checksummed pieces.
 
-Layout of a frame (format version 2, little-endian; see docs/codecs.md):
-
-    magic "DHFR" | version u8 | flags u8 (0) | codec id length u8 | dtype name length u8 |
-    config length u16 | base dtype length u8 | raw size u32 | payload size u32 |
-    crc32 of the decoded bytes u32 | crc32 of the header u32 |
-    codec id (ASCII) | dtype name (ASCII) | config (canonical JSON) | base dtype name (ASCII) | payload
-
-The header crc covers everything before the payload (with its own field left out), so a damaged header
-is reported as such; the data crc covers the decoded bytes, so any other damage is caught after decoding.
+The header (versions 1-3) is written and parsed by storage/core/frameheader.py; docs/codecs.md has the
+layout tables.
 
 A delta frame for raw range [a, b) is decoded with the base tensor's own bytes [a·r, b·r), in the base
 dtype the frame names (r = 2 for an F32 base of a BF16 frame): when that dtype differs from the frame's,
 the base is first cast-predicted (storage/core/casts.py), a stage the frame records, so nothing outside
-the frame decides how it decodes. Version 1 (no base dtype field) still decodes: it did not record the
-cast, so the caller says which dtype the base has (the catalog's), as v1 readers did.
+the frame decides how it decodes. A version 3 frame records a base layout in front of that stage: its
+base elements are those of the base read as its transpose (storage/core/layouts.py), so the decoder
+needs the whole base matrix (the frame's elements are a column strip of it). Version 1 (no base dtype
+field) still decodes: it did not record the cast, so the caller says which dtype the base has (the
+catalog's), as v1 readers did.
 """
 
 from __future__ import annotations
 
-import json
 import struct
-import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,26 +23,37 @@ from typing import Any, TypeVar
 
 import zstandard
 
-from storage.core import casts
+from storage.core import casts, layouts
 from storage.core.codecs import Codec, CorruptFrame, get_codec, kernels
 from storage.core.codecs.base import Buffer
 from storage.core.codecs.choose import choose_codec
 from storage.core.dtypes import DTYPES, DType
 from storage.core.errors import IntegrityError, InternalError
+from storage.core.frameheader import (
+    FRAME_MAGIC,
+    FRAME_VERSION,
+    LAYOUT_FRAME_VERSION,
+    SUPPORTED_VERSIONS,
+    FrameHeader,
+    assemble,
+    base_dtype_for,
+    base_ratio,
+    frame_length,
+    read_frame_header,
+)
+from storage.core.layouts import Transposed
 
-FRAME_MAGIC = b"DHFR"
-# Written by this version; every version in SUPPORTED_VERSIONS still decodes.
-FRAME_VERSION = 2
-SUPPORTED_VERSIONS = frozenset({1, 2})
+__all__ = [
+    "DEFAULT_FRAME_BYTES", "FRAME_MAGIC", "FRAME_VERSION", "LAYOUT_FRAME_VERSION", "MAX_FRAME_BYTES",
+    "SUPPORTED_VERSIONS", "EncodedTensor", "FrameHeader", "base_dtype_for", "base_ratio", "base_window",
+    "checksum", "covering", "decode_frame", "decode_frames", "decode_frames_into", "decode_tensor",
+    "decode_tensor_range", "encode_frame", "encode_tensor", "frame_length", "frame_spans", "read_frame_header",
+]  # fmt: skip
+
 # 4 MiB of raw bytes: big enough that zstd blocks and per-frame overhead (~40 bytes) are noise, small
 # enough that a range read decodes little it does not need and frames spread over a thread pool.
 DEFAULT_FRAME_BYTES = 4 << 20
 MAX_FRAME_BYTES = 1 << 30
-
-_FIXED_V1 = struct.Struct("<4sBBBBHIIII")
-_FIXED_V2 = struct.Struct("<4sBBBBHBIIII")
-_FIXED = {1: _FIXED_V1, 2: _FIXED_V2}
-_PROBE = struct.Struct("<4sB")  # magic and version: enough to pick the layout
 
 T = TypeVar("T")
 
@@ -60,25 +65,6 @@ def checksum(data: Buffer) -> int:
 
 
 @dataclass(frozen=True)
-class FrameHeader:
-    version: int
-    codec_id: str
-    dtype: str
-    config: dict[str, Any]
-    raw_size: int
-    payload_size: int
-    checksum: int
-    header_size: int
-    # v2: the dtype the base bytes are given in (None for a codec that takes no base). v1: always None,
-    # the frame does not say (see `base_dtype_for`).
-    base_dtype: str | None = None
-
-    @property
-    def frame_size(self) -> int:
-        return self.header_size + self.payload_size
-
-
-@dataclass(frozen=True)
 class EncodedTensor:
     codec_id: str
     config: dict[str, Any]
@@ -87,6 +73,8 @@ class EncodedTensor:
     checksums: list[int]
     # The dtype of the base the delta frames were coded against (None: no base was used).
     base_dtype: str | None = None
+    # How the delta frames read their base (None: in place); recorded in each of them (version 3).
+    layout: Transposed | None = None
 
     @property
     def raw_size(self) -> int:
@@ -108,22 +96,21 @@ def frame_spans(nbytes: int, dtype: DType, frame_bytes: int = DEFAULT_FRAME_BYTE
     return [(start, min(start + step, nbytes)) for start in range(0, nbytes, step)]
 
 
-def _canonical(config: dict[str, Any]) -> bytes:
-    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
-
-
 def encode_frame(
-    codec: Codec, raw: Buffer, dtype: DType, base: Buffer | None = None, *, base_dtype: DType | None = None
+    codec: Codec, raw: Buffer, dtype: DType, base: Buffer | None = None, *, base_dtype: DType | None = None,
+    layout: Transposed | None = None,
 ) -> bytes:
     """One frame of `raw`. `base` is the base's bytes for the same elements in `base_dtype` (default:
-    `dtype`); a wider base is cast-predicted first, and the frame records that it was."""
+    `dtype`); a wider base is cast-predicted first, and the frame records that it was. With `layout`,
+    `base` holds those elements as gathered through it (`layouts.gather`) and the frame records it."""
     raw_view = memoryview(raw).cast("B")
     if len(raw_view) > MAX_FRAME_BYTES:
         raise InternalError(detail=f"frame of {len(raw_view)} bytes exceeds {MAX_FRAME_BYTES}")
     source = base_dtype or dtype
     predicted = _predict(base, source, dtype) if codec.needs_base and base is not None else base
     parts = codec.encode_parts(raw_view, dtype, predicted)
-    return _assemble(codec, len(raw_view), dtype, parts, checksum(raw_view), source if codec.needs_base else None)
+    recorded = source if codec.needs_base else None
+    return assemble(codec, len(raw_view), dtype, parts, checksum(raw_view), recorded, layout)
 
 
 def _predict(base: Buffer, source: DType, target: DType) -> Buffer:
@@ -134,132 +121,14 @@ def _predict(base: Buffer, source: DType, target: DType) -> Buffer:
     return casts.predict(bytes(base), source, target)
 
 
-def _assemble(
-    codec: Codec, raw_size: int, dtype: DType, payload: Sequence[Buffer], crc: int, base_dtype: DType | None
-) -> bytes:
-    """Header and payload pieces joined once: the only copy of the payload an encode makes."""
-    codec_id, dtype_name, config = codec.codec_id.encode(), dtype.name.encode(), _canonical(codec.get_config())
-    base_name = base_dtype.name.encode() if base_dtype is not None else b""
-    payload_size = sum(memoryview(piece).nbytes for piece in payload)
-    fixed = _FIXED_V2.pack(
-        FRAME_MAGIC, FRAME_VERSION, 0, len(codec_id), len(dtype_name), len(config), len(base_name),
-        raw_size, payload_size, crc, 0,
-    )  # fmt: skip
-    variable = codec_id + dtype_name + config + base_name
-    crc_at = _FIXED_V2.size - 4
-    header_crc = zlib.crc32(variable, zlib.crc32(fixed[:crc_at]))
-    return b"".join([fixed[:crc_at], header_crc.to_bytes(4, "little"), variable, *payload])
-
-
-def frame_length(prefix: Buffer) -> int:
-    """Total bytes of the frame that starts `prefix` (header and payload), read from its fixed header,
-    so frames laid back to back (a pack) can be walked; the frame itself is checked when it is read."""
-    view = memoryview(prefix).cast("B")
-    fields = _fixed_fields(view)
-    return _FIXED[fields.version].size + fields.variable_size + fields.payload_size
-
-
-@dataclass(frozen=True, slots=True)
-class _Fixed:
-    version: int
-    flags: int
-    codec_len: int
-    dtype_len: int
-    config_len: int
-    base_len: int
-    raw_size: int
-    payload_size: int
-    data_crc: int
-    header_crc: int
-
-    @property
-    def variable_size(self) -> int:
-        return self.codec_len + self.dtype_len + self.config_len + self.base_len
-
-
-def _fixed_fields(view: memoryview) -> _Fixed:
-    """The fixed header of the frame at the start of `view`, in the layout of its version."""
-    if len(view) < _PROBE.size:
-        raise CorruptFrame(detail=f"{len(view)} bytes is shorter than a frame header")
-    magic, version = _PROBE.unpack_from(view)
-    if magic != FRAME_MAGIC:
-        raise CorruptFrame(detail=f"bad magic {bytes(magic)!r}")
-    layout = _FIXED.get(version)
-    if layout is None or version not in SUPPORTED_VERSIONS:
-        raise CorruptFrame(detail=f"unsupported frame version {version}")
-    if len(view) < layout.size:
-        raise CorruptFrame(detail=f"{len(view)} bytes is shorter than a frame header")
-    if version == 1:
-        _, _, flags, c, d, j, raw, payload, crc, hcrc = layout.unpack_from(view)
-        return _Fixed(version, flags, c, d, j, 0, raw, payload, crc, hcrc)
-    _, _, flags, c, d, j, b, raw, payload, crc, hcrc = layout.unpack_from(view)
-    return _Fixed(version, flags, c, d, j, b, raw, payload, crc, hcrc)
-
-
-def read_frame_header(blob: Buffer) -> FrameHeader:
-    """The parsed header of a whole frame blob; CorruptFrame unless the blob is exactly one intact frame."""
-    view = memoryview(blob).cast("B")
-    fixed = _fixed_fields(view)
-    fixed_size = _FIXED[fixed.version].size
-    flags, codec_len, dtype_len, config_len = fixed.flags, fixed.codec_len, fixed.dtype_len, fixed.config_len
-    raw_size, payload_size, data_crc = fixed.raw_size, fixed.payload_size, fixed.data_crc
-    header_size = fixed_size + fixed.variable_size
-    if len(view) < header_size:
-        raise CorruptFrame(detail="frame is truncated inside its header")
-    variable = view[fixed_size:header_size]
-    if zlib.crc32(variable, zlib.crc32(view[: fixed_size - 4])) != fixed.header_crc:
-        raise CorruptFrame(detail="frame header checksum mismatch")
-    if flags:
-        raise CorruptFrame(detail=f"unknown frame flags {flags:#x}")
-    if len(view) != header_size + payload_size:
-        what = "truncated" if len(view) < header_size + payload_size else "followed by extra bytes"
-        raise CorruptFrame(detail=f"frame is {what}: {len(view)} bytes, header says {header_size + payload_size}")
-    config_end = codec_len + dtype_len + config_len
-    try:
-        codec_id = bytes(variable[:codec_len]).decode("ascii")
-        dtype_name = bytes(variable[codec_len : codec_len + dtype_len]).decode("ascii")
-        config = json.loads(bytes(variable[codec_len + dtype_len : config_end])) if config_len else {}
-        base_name = bytes(variable[config_end:]).decode("ascii") if fixed.base_len else None
-    except (UnicodeDecodeError, ValueError) as error:
-        raise CorruptFrame(detail=f"unreadable frame header: {error}") from None
-    if dtype_name not in DTYPES or not isinstance(config, dict):
-        raise CorruptFrame(detail=f"bad dtype {dtype_name!r} or config in frame header")
-    if base_name is not None and (
-        base_name not in DTYPES or not casts.can_predict(DTYPES[base_name], DTYPES[dtype_name])
-    ):
-        raise CorruptFrame(detail=f"frame of {dtype_name} names base dtype {base_name!r}, which cannot predict it")
-    return FrameHeader(
-        fixed.version, codec_id, dtype_name, config, raw_size, payload_size, data_crc, header_size, base_name
-    )
-
-
-def base_dtype_for(header: FrameHeader, catalog_base_dtype: str | None) -> str:
-    """The dtype a delta frame's base bytes must be given in. A v2 frame records it (and the catalog must
-    agree: a disagreement is damage); a v1 frame did not, so the catalog's base dtype decides, as it did
-    for v1 readers (cast-predicted whenever it differs from the frame's)."""
-    if header.version >= 2:
-        if header.base_dtype is None:
-            raise CorruptFrame(detail=f"delta frame ({header.codec_id}) names no base dtype")
-        if catalog_base_dtype is not None and catalog_base_dtype != header.base_dtype:
-            raise IntegrityError(
-                detail=f"frame was coded against a {header.base_dtype} base, the catalog's base is {catalog_base_dtype}"
-            )
-        return header.base_dtype
-    return catalog_base_dtype or header.dtype
-
-
-def base_ratio(header: FrameHeader, catalog_base_dtype: str | None) -> int:
-    """Base bytes per raw byte of this frame: its base range is [a·r, b·r) of the base tensor."""
-    return casts.ratio(DTYPES[base_dtype_for(header, catalog_base_dtype)], DTYPES[header.dtype])
-
-
 def decode_frame(
     blob: Buffer, base: Buffer | None = None, *, out: Buffer | None = None, base_dtype: str | None = None
 ) -> Buffer:
     """The raw bytes of one frame, checked against its length and crc; CorruptFrame if anything is off.
     `base` is the base tensor's own bytes for this frame's elements (ignored by codecs that need none):
-    range [a·r, b·r) in the base's dtype, cast-predicted here when the frame says so. `base_dtype` is the
-    base's dtype as the catalog records it: checked against a v2 frame, relied on for a v1 frame. With
+    range [a·r, b·r) in the base's dtype (for a v3 frame: those elements gathered through its layout,
+    `base_window`), cast-predicted here when the frame says so. `base_dtype` is the base's dtype as the
+    catalog records it: checked against a v2 or v3 frame, relied on for a v1 frame. With
     `out` (a writable buffer of exactly the frame's raw size) the bytes are decoded into it and it is
     returned; otherwise they are a new `bytes`."""
     header, raw = _decode(blob, base, out, base_dtype)
@@ -307,17 +176,38 @@ def _predicted_base(header: FrameHeader, base: Buffer | None, catalog_base_dtype
     return casts.predict(bytes(base), source, target)
 
 
+def base_window(
+    header: FrameHeader, base: Buffer, span: tuple[int, int], base_dtype: str | None = None, *, whole: bool = True
+) -> Buffer:
+    """The base bytes the frame with `header`, covering raw `span` of its tensor, decodes with. With
+    `whole`, `base` is the whole base tensor's own bytes: [a·r, b·r) of it, or for a frame recording a
+    layout, the span's elements gathered from it (docs/codecs.md, "Base layouts"). Without, `base`
+    holds only the base bytes for elements from `span`'s start on (in place: a range of the base)."""
+    r = base_ratio(header, base_dtype)
+    view = memoryview(base).cast("B")
+    if header.layout is None:
+        return view[span[0] * r : span[1] * r]
+    if not whole:
+        raise InternalError(detail="a frame with a base layout decodes from the whole base tensor")
+    size = DTYPES[header.dtype].itemsize
+    source = DTYPES[base_dtype_for(header, base_dtype)].itemsize
+    if len(view) != header.layout.elements * source:
+        raise IntegrityError(
+            detail=f"frame reads a [{header.layout.rows}, {header.layout.cols}] base, the base has {len(view)} bytes"
+        )
+    return layouts.gather(view, header.layout, source, span[0] // size, span[1] // size)
+
+
 def _base_window(
-    blob: Buffer, base: memoryview | None, span: tuple[int, int], base_dtype: str | None
-) -> memoryview | None:
-    """The base bytes frame `blob` covering raw `span` decodes with: [a·r, b·r), as its header says."""
+    blob: Buffer, base: memoryview | None, span: tuple[int, int], base_dtype: str | None, whole: bool = True
+) -> Buffer | None:
+    """The base bytes frame `blob` covering raw `span` decodes with, as its header says."""
     if base is None:
         return None
     header = read_frame_header(blob)
     if not get_codec(header.codec_id, header.config).needs_base:
         return None
-    r = base_ratio(header, base_dtype)
-    return base[span[0] * r : span[1] * r]
+    return base_window(header, base, span, base_dtype, whole=whole)
 
 
 def _map(function: Callable[[int], T], count: int, workers: int) -> list[T]:
@@ -338,13 +228,16 @@ def encode_tensor(
     verify: bool = True,
     candidates: Sequence[Codec] | None = None,
     workers: int = 1,
+    layout: Transposed | None = None,
 ) -> EncodedTensor:
     """Choose the smallest codec on samples, encode every frame with it, and (verify=True) decode each
     frame and compare it to the original before returning: nothing may be dropped on an unchecked encode.
 
     `base` is the base tensor's own bytes in `base_dtype` (default `dtype`); a wider base (F32 for a BF16
     tensor) is cast-predicted once, and its delta frames record the cast, so verify decodes them exactly
-    as a reader will: from the base's own bytes."""
+    as a reader will: from the base's own bytes. With `layout`, `base` holds the base's elements in this
+    tensor's order, gathered through it (`layouts.transpose`, or `gather` for a window), and the delta
+    frames record the layout (version 3): a reader gathers them from the whole base."""
     view = memoryview(raw).cast("B")
     source = base_dtype or dtype
     base_view = memoryview(base).cast("B") if base is not None else None
@@ -360,10 +253,11 @@ def encode_tensor(
     def encode(i: int) -> bytes:
         a, b = spans[i]
         parts = codec.encode_parts(view[a:b], dtype, _slice(predicted, spans[i]) if codec.needs_base else None)
-        return _assemble(codec, b - a, dtype, parts, checksums[i], recorded)
+        return assemble(codec, b - a, dtype, parts, checksums[i], recorded, layout)
 
     if whole_payload is not None and len(spans) == 1:
-        frames = [_assemble(codec, len(view), dtype, [whole_payload], checksums[0], recorded)]  # the trial coded it all
+        # The trial coded it all.
+        frames = [assemble(codec, len(view), dtype, [whole_payload], checksums[0], recorded, layout)]
     else:
         frames = _map(encode, len(spans), workers)
     if verify:
@@ -378,7 +272,8 @@ def encode_tensor(
 
         _map(check, len(spans), workers)
     return EncodedTensor(
-        codec.codec_id, codec.get_config(), spans, frames, checksums, recorded.name if recorded else None
+        codec.codec_id, codec.get_config(), spans, frames, checksums, recorded.name if recorded else None,
+        layout if recorded else None,
     )
 
 
@@ -395,7 +290,8 @@ def decode_frames(
     base_dtype: str | None = None,
     workers: int = 1,
 ) -> list[Buffer]:
-    """Each frame decoded, with the base's bytes for its span; frames decode in parallel with workers > 1."""
+    """Each frame decoded, with the base's bytes for its span (`base`: the whole base tensor's own bytes);
+    frames decode in parallel with workers > 1."""
     base_view = memoryview(base).cast("B") if base is not None else None
 
     def decode(i: int) -> Buffer:
@@ -416,7 +312,18 @@ def decode_frames_into(
 ) -> None:
     """Decode frames straight into `out`, frame i into `out[spans[i][0] - spans[0][0] : ...]`: no
     per-frame buffers and no join. `base` is the base's own bytes for the same elements as the spans
-    (from spans[0][0], times r when the frames record a cast from a wider base)."""
+    (from spans[0][0], times r when the frames record a cast from a wider base); frames that read their
+    base through a layout need the whole base, so spans starting at 0 (a whole tensor)."""
+    whole = bool(spans) and spans[0][0] == 0
+    _decode_into(frames, spans, out, base, base_dtype=base_dtype, workers=workers, whole=whole)
+
+
+def _decode_into(
+    frames: Sequence[Buffer], spans: Sequence[tuple[int, int]], out: Buffer, base: Buffer | None, *,
+    base_dtype: str | None, workers: int, whole: bool,
+) -> None:
+    """`decode_frames_into`; with `whole`, `base` is the whole base tensor and windows are cut from it
+    at each frame's own span (a layout's gather needs the whole matrix)."""
     if not spans:
         return
     origin, target = spans[0][0], memoryview(out).cast("B")
@@ -426,7 +333,7 @@ def decode_frames_into(
 
     def decode(i: int) -> None:
         a, b = spans[i][0] - origin, spans[i][1] - origin
-        window = _base_window(frames[i], base_view, (a, b), base_dtype)
+        window = _base_window(frames[i], base_view, spans[i] if whole else (a, b), base_dtype, whole)
         decode_frame(frames[i], window, out=target[a:b], base_dtype=base_dtype)
 
     _map(decode, len(frames), workers)
@@ -459,12 +366,8 @@ def decode_tensor_range(
     covered = [spans[i] for i in wanted]
     origin = covered[0][0]
     out = kernels.empty(covered[-1][1] - origin)
-    base_view = memoryview(base).cast("B") if base is not None else None
-    if base_view is not None:
-        # Whole base elements per raw byte: the same for every frame of one tensor.
-        r = len(base_view) // total if total else 1
-        base_view = base_view[origin * r : covered[-1][1] * r]
-    decode_frames_into([frames[i] for i in wanted], covered, out, base_view, base_dtype=base_dtype, workers=workers)
+    # Each frame cuts its own window from the whole base (in place, or gathered through its layout).
+    _decode_into([frames[i] for i in wanted], covered, out, base, base_dtype=base_dtype, workers=workers, whole=True)
     return bytes(memoryview(out)[start - origin : end - origin])
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from storage.core.dtypes import DType
 from storage.core.errors import InternalError
 from storage.core.frames import DEFAULT_FRAME_BYTES, EncodedTensor, encode_tensor
+from storage.core.layouts import Transposed
 
 ReadRange = Callable[[int, int], bytes]
 
@@ -41,9 +42,11 @@ def encode_against_prefix(
     window: int,
     frame_bytes: int = DEFAULT_FRAME_BYTES,
     verify: bool = True,
+    layout: Transposed | None = None,
 ) -> Iterator[tuple[int, EncodedTensor]]:
     """(window start, its encoding) for each window; `read_base(a, b)` gives the base's own bytes for
-    target bytes [a, b) (asked only inside [0, shared)). `shared` must be a whole number of elements."""
+    target bytes [a, b) (asked only inside [0, shared)), gathered through `layout` when there is one
+    (the delta frames then record it). `shared` must be a whole number of elements."""
     if shared % dtype.itemsize:
         raise InternalError(detail=f"shared prefix of {shared} bytes is not whole {dtype.name} elements")
     for start, end in window_ranges(nbytes, window, shared if read_base is not None else 0):
@@ -51,5 +54,5 @@ def encode_against_prefix(
         base = read_base(start, end) if (read_base is not None and end <= shared) else None
         yield start, encode_tensor(
             raw, dtype, base, base_dtype=base_dtype if base is not None else None, frame_bytes=frame_bytes,
-            verify=verify,
+            verify=verify, layout=layout if base is not None else None,
         )

@@ -16,6 +16,7 @@ from storage.core import casts
 from storage.core.dtypes import DTYPES, DType
 from storage.core.families import TensorShape, shared_bytes
 from storage.core.faults import crash_point
+from storage.core.layouts import Transposed, transposed_of
 from storage.core.packs import PackBuilder
 from storage.core.segments import Segment
 from storage.core.windows import encode_against_prefix
@@ -37,6 +38,8 @@ class TensorJob:
     base_plans: dict[str, TensorPlan] | None
     # Bytes of the tensor the base covers (all of them, unless the tensor grew rows).
     shared: int = 0
+    # How the base is read: None in place, or transposed (an ONNX MatMul initializer against its Linear).
+    layout: Transposed | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +123,8 @@ def plan_tensors(
         if found is None:
             jobs.append(TensorJob(segment, digest, None, None))
         else:
-            jobs.append(TensorJob(segment, digest, found[0], base.plans if base else None, found[1]))
+            layout = base.layout_for(segment, found[0]) if base else None
+            jobs.append(TensorJob(segment, digest, found[0], base.plans if base else None, found[1], layout))
     return jobs
 
 
@@ -134,6 +138,12 @@ class BaseTensors:
     score: float
     by_name: dict[str, TensorPlan]
     plans: dict[str, TensorPlan]
+    # Names of the new file's tensors measured closest to their base read transposed.
+    transposed: frozenset[str] = frozenset()
+
+    def layout_for(self, segment: Segment, base: TensorPlan) -> Transposed | None:
+        """How `segment` reads `base`: transposed when it was measured so (and the shapes say it can)."""
+        return transposed_of(segment.shape, base.shape) if (segment.name or "") in self.transposed else None
 
     def for_segment(
         self, segment: Segment, max_depth: int, avoid: frozenset[str] | set[str] = frozenset()
@@ -145,8 +155,10 @@ class BaseTensors:
             return None
         # A dtype that predicts ours and a shape sharing whole rows, or no delta; a chain at its bound
         # hands over to its base.
+        transposed = (segment.name or "") in self.transposed
         while candidate is not None:
-            shared = shared_prefix(candidate, segment.dtype, segment.shape)
+            shared = _transposed_bytes(candidate, segment) if transposed else shared_prefix(
+                candidate, segment.dtype, segment.shape)  # fmt: skip
             if shared == 0:
                 return None
             if candidate.chain_depth + 1 <= max_depth:
@@ -176,10 +188,12 @@ def encode_windows(
     read_base: ReadRange | None,
     base: TensorPlan | None,
     shared: int | None = None,
+    layout: Transposed | None = None,
 ) -> PendingTensor:
     """Encode one tensor window by window; each window picks its smallest codec (its frames say which,
     and against which base dtype: `read_base` gives the base's own bytes, cast-predicted by the frames).
-    Only the first `shared` bytes (default: all) have a counterpart in the base; the rest are coded alone."""
+    Only the first `shared` bytes (default: all) have a counterpart in the base; the rest are coded alone.
+    With `layout`, `read_base` gathers the base's elements through it and the delta frames record it."""
     frame_bytes = ctx.settings.frame_bytes
     window = frame_bytes * WINDOW_FRAMES
     base_dtype = DTYPES[base.dtype] if (base is not None and read_base is not None) else None
@@ -187,7 +201,7 @@ def encode_windows(
     delta_used = False
     windows = encode_against_prefix(
         read_raw, nbytes, dtype, read_base=read_base if base_dtype else None, base_dtype=base_dtype,
-        shared=nbytes if shared is None else shared, window=window, frame_bytes=frame_bytes,
+        shared=nbytes if shared is None else shared, window=window, frame_bytes=frame_bytes, layout=layout,
     )
     for start, encoded in windows:
         delta_used = delta_used or encoded.base_dtype is not None
@@ -214,15 +228,23 @@ def encode_and_write(ctx: JobContext, staging_key: str, jobs: Sequence[TensorJob
 
         read_base = None
         if job.base is not None and job.base_plans is not None:
-            read_base = base_reader(ctx, job.base_plans, job.base.id, seg.dtype)
+            read_base = base_reader(ctx, job.base_plans, job.base.id, seg.dtype, job.layout)
         tensors.append(
             encode_windows(
                 ctx, writer, tensor_id=job.tensor_id, dtype=seg.dtype, shape=seg.shape, nbytes=seg.length,
-                read_raw=read_raw, read_base=read_base, base=job.base, shared=job.shared,
+                read_raw=read_raw, read_base=read_base, base=job.base, shared=job.shared, layout=job.layout,
             )
         )
     placed = writer.finish(tensors)
     return files.Written(tensors=placed, objects=writer.objects)
+
+
+def _transposed_bytes(base: TensorPlan, segment: Segment) -> int:
+    """Bytes of `segment` a base holds transposed: all of them when its shape is the transpose and its
+    dtype predicts the segment's, else 0 (a chain handing over to a base of another shape ends)."""
+    if transposed_of(segment.shape, base.shape) is None or not casts.can_predict(DTYPES[base.dtype], segment.dtype):
+        return 0
+    return segment.length
 
 
 def shared_prefix(base: TensorPlan, dtype: DType, shape: tuple[int, ...]) -> int:
@@ -236,6 +258,9 @@ def predictable(base: TensorPlan, dtype: DType, nbytes: int) -> bool:
     return casts.can_predict(base_dtype, dtype) and base.nbytes == nbytes * casts.ratio(base_dtype, dtype)
 
 
-def base_reader(ctx: JobContext, base_plans: dict[str, TensorPlan], base_id: str, dtype: DType) -> ReadRange:
-    """For target bytes [a, b), the base's own bytes for the same elements ([a·r, b·r) of a wider base)."""
-    return ctx.reader.base_range_reader(base_plans, base_id, dtype)
+def base_reader(
+    ctx: JobContext, base_plans: dict[str, TensorPlan], base_id: str, dtype: DType, layout: Transposed | None = None
+) -> ReadRange:
+    """For target bytes [a, b), the base's own bytes for the same elements ([a·r, b·r) of a wider base;
+    with a layout, gathered through it from the whole base, which the reader holds while it lives)."""
+    return ctx.reader.base_range_reader(base_plans, base_id, dtype, layout)

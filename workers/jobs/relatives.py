@@ -15,6 +15,7 @@ import posixpath
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 
@@ -32,10 +33,13 @@ from storage.core.families import (
     base_score,
     fingerprint,
     match_tensors,
+    rank_block,
     rank_span,
     sample_spans,
+    transposed_candidates,
 )
 from storage.core.formats.base import ReadRange, TensorEntry
+from storage.core.layouts import Transposed, transposed_of
 from storage.core.segments import HEADER_SEGMENT
 from storage.core.sketches import value_distances, widenable
 from workers.jobs.context import JobContext
@@ -171,19 +175,29 @@ def measure(
     chosen: dict[str, tuple[str, int, float]] = {}
     if score < MAX_BASE_SCORE:
         chosen = {m.target: (m.base, m.shared_bytes, score) for m in matches}
-    # What names left unpaired, a tensor of the same shape may still be: the nearest by sampled values,
-    # each measured on its own.
-    nearest = nearest_same_shape(ctx, shapes, lambda name, a, b: read(infos[name].offset + a, infos[name].offset + b),
-                                 model, shape_candidates)  # fmt: skip
-    for target, names in nearest.items():
-        best: tuple[float, str] | None = None
-        for name in names:
+    # What names left unpaired, a tensor of the same shape may still be, or one holding it transposed (an
+    # ONNX MatMul initializer is its Linear weight transposed): the nearest by sampled values, each
+    # measured on its own, the layout with it.
+    def read_target(name: str, a: int, b: int) -> bytes:
+        return read(infos[name].offset + a, infos[name].offset + b)
+
+    flipped = transposed_candidates(list(shapes.values()), model.shapes(), matches)
+    nearest = nearest_same_shape(ctx, shapes, read_target, model,
+                                 {k: v for k, v in shape_candidates.items() if k not in flipped})  # fmt: skip
+    options = {t: [(n, False) for n in names] for t, names in nearest.items()}
+    options |= nearest_either_layout(ctx, shapes, read_target, model, shape_candidates, flipped)
+    transposed: set[str] = set()
+    for target, named in options.items():
+        best: tuple[float, str, bool] | None = None
+        for name, flip in named:
             alone = [TensorMatch(target, name, "shape", infos[target].nbytes)]
-            one = base_score(_pairs(ctx, infos, read, model, alone))
+            one = base_score(_pairs(ctx, infos, read, model, alone, transposed=flip))
             if one < MAX_BASE_SCORE and (best is None or one < best[0]):
-                best = (one, name)
+                best = (one, name, flip)
         if best is not None:
             chosen[target] = (best[1], infos[target].nbytes, best[0])
+            if best[2]:
+                transposed.add(target)
     if not chosen:
         return None
     total = sum(t.nbytes for t in tensors) or 1
@@ -195,7 +209,7 @@ def measure(
     principal = max(sorted(by_file), key=lambda f: by_file[f])
     paired = {target: model.by_name[name][1] for target, (name, _, _) in chosen.items()}
     return Measured(BaseTensors(principal, score if pairs else min(c[2] for c in chosen.values()), paired,
-                                model.plans), 1 - saved / total)  # fmt: skip
+                                model.plans, frozenset(transposed)), 1 - saved / total)  # fmt: skip
 
 
 def nearest_same_shape(
@@ -229,14 +243,73 @@ def nearest_same_shape(
     return out
 
 
+def nearest_either_layout(
+    ctx: JobContext,
+    targets: dict[str, TensorShape],
+    read: Callable[[str, int, int], bytes],
+    model: StoredModel,
+    same_shape: dict[str, list[str]],
+    flipped: dict[str, list[str]],
+) -> dict[str, list[tuple[str, bool]]]:
+    """For each target with candidates holding it transposed (`transposed_candidates`), the
+    MEASURED_SHAPE_CANDIDATES nearest of those and its same-shape ones together, as (name, transposed),
+    ranked by the values of one block of elements (`rank_block`) read in each candidate's layout. Cost:
+    RANK_BLOCK rows of each candidate and of each target, then O(targets × candidates × RANK_BLOCK²)."""
+    out: dict[str, list[tuple[str, bool]]] = {}
+    rows_read: dict[tuple[str, int], bytes] = {}
+    for target, names in flipped.items():
+        t = targets[target]
+        named = [(n, False) for n in same_shape.get(target, [])] + [(n, True) for n in names]
+        if len(named) <= MEASURED_SHAPE_CANDIDATES:
+            out[target] = named
+            continue
+        if not widenable(t.dtype.name) or not all(widenable(model.by_name[n][1].dtype) for n, _ in named):
+            out[target] = named if len(named) <= MAX_UNRANKED_CANDIDATES else []
+            continue
+        rows, cols = rank_block(t.shape)
+        mine = _block(partial(read, target), t.shape, t.dtype.itemsize, rows, cols)
+        runs = []
+        for name, flip in named:
+            plan = model.by_name[name][1]
+            # Every target of one shape reads the same block of a candidate in one layout.
+            key = (plan.id, int(flip))
+            size = DTYPES[plan.dtype].itemsize
+
+            def read_base(a: int, b: int, plan_id: str = plan.id) -> bytes:
+                return ctx.reader.read_tensor(model.plans, plan_id, a, b)
+
+            if key not in rows_read:
+                rows_read[key] = _block(read_base, plan.shape, size, cols, rows, transpose=True) if flip else \
+                    _block(read_base, plan.shape, size, rows, cols)  # fmt: skip
+            runs.append((rows_read[key], plan.dtype))
+        far = value_distances(mine, t.dtype.name, runs)
+        out[target] = [named[i] for i in np.argsort(far, kind="stable")[:MEASURED_SHAPE_CANDIDATES]]
+    return out
+
+
+def _block(
+    read: Callable[[int, int], bytes], shape: tuple[int, ...], itemsize: int, rows: range, cols: range, *,
+    transpose: bool = False,
+) -> bytes:
+    """Elements [rows × cols] of a row-major 2-D tensor (one read of whole rows), row-major; with
+    `transpose`, the block's transpose (the elements a transposed target holds at its own block)."""
+    width = shape[1] * itemsize
+    raw = read(rows.start * width, rows.stop * width)
+    block = np.frombuffer(raw, dtype=f"V{itemsize}").reshape(len(rows), shape[1])[:, cols.start : cols.stop]
+    return np.ascontiguousarray(block.T if transpose else block).tobytes()
+
+
 def _pairs(
     ctx: JobContext,
     infos: dict[str, TensorEntry],
     read: ReadRange,
     model: StoredModel,
     matches: Sequence[TensorMatch],
+    *,
+    transposed: bool = False,
 ) -> list[tuple[bytes, bytes, DType, DType]]:
-    """(target slice, base slice, dtype, base dtype) over sampled slices of the paired bytes."""
+    """(target slice, base slice, dtype, base dtype) over sampled slices of the paired bytes; with
+    `transposed`, each base is read as its transpose (the whole base is read once per reader)."""
     by_target = {m.target: m for m in matches}
     # Sample only what the base covers: a grown tensor's shared rows.
     shared = [TensorEntry(m.target, infos[m.target].dtype, infos[m.target].shape, infos[m.target].offset,
@@ -246,6 +319,7 @@ def _pairs(
         info, match = infos[span.name], by_target[span.name]
         plan = model.by_name[match.base][1]
         target = read(info.offset + span.start, info.offset + span.end)
-        base = base_reader(ctx, model.plans, plan.id, info.dtype)(span.start, span.end)
+        layout: Transposed | None = transposed_of(info.shape, plan.shape) if transposed else None
+        base = base_reader(ctx, model.plans, plan.id, info.dtype, layout)(span.start, span.end)
         out.append((target, base, info.dtype, DTYPES[plan.dtype]))
     return out

@@ -23,6 +23,7 @@ from storage.core.errors import IntegrityError, InternalError
 from storage.core.frames import (
     FRAME_MAGIC,
     FRAME_VERSION,
+    SUPPORTED_VERSIONS,
     decode_frame,
     decode_frames,
     decode_frames_into,
@@ -119,7 +120,7 @@ def test_unknown_codec_and_version_are_refused() -> None:
     with pytest.raises(UnknownCodec):
         decode_frame(_craft(b"brotli", b"U8", b"", 0, b""))
     with pytest.raises(CorruptFrame, match="version"):
-        decode_frame(_craft(b"plain", b"U8", b"", 0, b"", version=FRAME_VERSION + 1))
+        decode_frame(_craft(b"plain", b"U8", b"", 0, b"", version=max(SUPPORTED_VERSIONS) + 1))
     with pytest.raises(CorruptFrame):
         decode_frame(_craft(b"plain", b"F128", b"", 0, b""))
     with pytest.raises(CorruptFrame):

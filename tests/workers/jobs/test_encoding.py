@@ -12,6 +12,7 @@ from storage.catalog import plans
 from storage.core import casts
 from storage.core.dtypes import DTYPES
 from storage.core.frames import read_frame_header
+from storage.core.layouts import Transposed
 from storage.core.segments import Segment
 from storage.objectstore import ObjectStore
 from tests.hubs import ingest_all, make_hub, push
@@ -87,3 +88,19 @@ def test_a_base_at_the_chain_bound_hands_over_to_its_own_base() -> None:
     assert base.for_segment(Segment(1, 0, 24, "w", F32, (6,)), max_depth=4) == (mid, 16)
     assert encoding.predictable(plan("x", 0, None, "BF16", 8), F32, 16) is False
     assert encoding.predictable(root, F32, 16) and encoding.predictable(root, BF16, 8)
+
+
+def test_a_transposed_pairing_reads_its_base_transposed_and_hands_over_like_any_other() -> None:
+    def plan(tid: str, depth: int, base: str | None, shape: tuple[int, ...]) -> plans.TensorPlan:
+        return plans.TensorPlan(tid, "F32", shape, 4 * shape[0] * shape[1], base, depth, ())
+
+    root, mid = plan("r", 0, None, (3, 2)), plan("m", 1, "r", (3, 2))
+    base = encoding.BaseTensors("sha", 0.5, {"w": mid, "v": mid}, {"r": root, "m": mid}, frozenset({"w"}))
+    flipped = Segment(1, 0, 24, "w", F32, (2, 3))
+    assert base.for_segment(flipped, max_depth=2) == (mid, 24)
+    assert base.for_segment(flipped, max_depth=1) == (root, 24)  # the chain bound hands over to mid's base
+    assert base.layout_for(flipped, root) == Transposed(3, 2)
+    # Measured in place (not in `transposed`), a [2, 3] tensor shares nothing with a [3, 2] base.
+    assert base.for_segment(Segment(1, 0, 24, "v", F32, (2, 3)), max_depth=2) is None
+    assert base.layout_for(Segment(1, 0, 24, "v", F32, (3, 2)), mid) is None
+    assert base.for_segment(Segment(1, 0, 24, "w", F32, (6, 1)), max_depth=2) is None  # not the transpose
