@@ -302,12 +302,19 @@ static PyObject *merge_packed(PyObject *self, PyObject *args)
         Py_INCREF(out_obj);
         result = out_obj;
     }
+    size_t scratch_size = sh.count ? packed_scratch(word, sh.count) : 0;
+    uint8_t *scratch = scratch_size ? PyMem_RawMalloc(scratch_size) : NULL;
+    if (scratch_size && !scratch) {
+        PyErr_NoMemory();
+        goto done;
+    }
     Py_BEGIN_ALLOW_THREADS
     if (sh.count)
-        merge_packed_words(sh, planes, dst, (unsigned)skip);
+        merge_packed_words(sh, planes, dst, (unsigned)skip, scratch);
     if (sh.tail)
         memcpy(dst + sh.count * (size_t)word, planes[expected - 1], sh.tail);
     Py_END_ALLOW_THREADS
+    PyMem_RawFree(scratch);
 done:
     for (Py_ssize_t i = 0; i < held; i++)
         PyBuffer_Release(&views[i]);
