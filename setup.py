@@ -18,7 +18,11 @@ setup(
             "storage.core.codecs._kernels",
             sources=["storage/core/codecs/_kernels.c"],
             # Included by _kernels.c; listed so a change rebuilds it and an sdist carries them.
-            depends=["storage/core/codecs/_kernels_planes.h", "storage/core/codecs/_kernels_crc32.h"],
+            depends=[
+                "storage/core/codecs/_kernels_planes.h",
+                "storage/core/codecs/_kernels_packed.h",
+                "storage/core/codecs/_kernels_crc32.h",
+            ],
             extra_compile_args=FLAGS,
         ),
     ],

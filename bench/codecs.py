@@ -159,6 +159,7 @@ def main() -> None:
             reference("zipnn", references.zipnn, references.ZIPNN_PREPARE),
             deltahub("deltahub plain skip=1", [get_codec("plain", {"skip": 1})], args.frame_bytes),
             deltahub("deltahub plain skip=3", [get_codec("plain", {"skip": 3})], args.frame_bytes),
+            deltahub("deltahub packed skip=3", [get_codec("packed", {"skip": 3})], args.frame_bytes),
             deltahub("deltahub chooser", None, args.frame_bytes),
             deltahub("deltahub chooser, verify", None, args.frame_bytes, verify=True),
             deltahub_picked(plain_work, args.frame_bytes),

@@ -1,6 +1,6 @@
 """Lossless tensor codecs. Importing this package registers every codec, so any stored id decodes."""
 
-from storage.core.codecs import delta, plain
+from storage.core.codecs import delta, packed, plain
 from storage.core.codecs.base import (
     BadCodecConfig,
     Codec,
@@ -18,6 +18,7 @@ __all__ = [
     "UnknownCodec",
     "delta",
     "get_codec",
+    "packed",
     "plain",
     "register_codec",
     "registered_codecs",

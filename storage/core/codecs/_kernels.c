@@ -8,6 +8,7 @@
  *   split_diff  float key (optional) -> wrapping difference to the base -> zigzag -> byte planes,
  *               optionally in a stable counting-sort order of the base's exponent byte (group)
  *   merge_diff  the inverse
+ *   split_packed / merge_packed  `plain`'s planes with the last one bit-packed as 6 + 2 bits (packed.py)
  *
  * A plane buffer is the word planes back to back (each `count` bytes) followed by the tail: the bytes
  * past the last whole word, XORed with the base's tail when there is a base. Words are little-endian
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #include "_kernels_planes.h"
+#include "_kernels_packed.h"
 #include "_kernels_crc32.h"
 
 /* ---- Python glue ----------------------------------------------------------------------------------- */
@@ -196,6 +198,135 @@ done:
 static PyObject *merge(PyObject *self, PyObject *args) { return merge_common(args, 0); }
 static PyObject *merge_diff(PyObject *self, PyObject *args) { return merge_common(args, 1); }
 
+/* The planes of `packed` for a shape: the word planes but the last, the 6-bit and 2-bit planes, the
+ * tail; an empty plane (no words, or no tail) is not listed, as for the other kernels. */
+static Py_ssize_t packed_planes(Shape sh, size_t *sizes)
+{
+    Py_ssize_t k = 0;
+    if (sh.count) {
+        for (int i = 0; i < sh.word - 1; i++)
+            sizes[k++] = sh.count;
+        sizes[k++] = six_bytes(sh.count);
+        sizes[k++] = two_bytes(sh.count);
+    }
+    if (sh.tail)
+        sizes[k++] = sh.tail;
+    return k;
+}
+
+static PyObject *split_packed(PyObject *self, PyObject *args)
+{
+    Py_buffer raw;
+    int word, skip;
+    if (!PyArg_ParseTuple(args, "y*ii", &raw, &word, &skip))
+        return NULL;
+    PyObject *out = NULL;
+    Shape sh;
+    size_t sizes[MAX_WORD + 2], total = 0;
+    if (skip < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative skip");
+        goto done;
+    }
+    if (shape_of(raw.len, word, &sh) < 0)
+        goto done;
+    Py_ssize_t planes = packed_planes(sh, sizes);
+    for (Py_ssize_t k = 0; k < planes; k++)
+        total += sizes[k];
+    out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (out) {
+        const uint8_t *src = raw.buf;
+        uint8_t *dst = (uint8_t *)PyByteArray_AS_STRING(out);
+        Py_BEGIN_ALLOW_THREADS
+        if (sh.count)
+            split_packed_words(sh, src, dst, (unsigned)skip);
+        memcpy(dst + total - sh.tail, src + sh.count * (size_t)word, sh.tail);
+        Py_END_ALLOW_THREADS
+    }
+done:
+    PyBuffer_Release(&raw);
+    return out;
+}
+
+static PyObject *merge_packed(PyObject *self, PyObject *args)
+{
+    PyObject *plane_list, *out_obj;
+    Py_ssize_t raw_size;
+    int word, skip;
+    if (!PyArg_ParseTuple(args, "OniiO", &plane_list, &raw_size, &word, &skip, &out_obj))
+        return NULL;
+    Shape sh;
+    if (skip < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative skip");
+        return NULL;
+    }
+    if (shape_of(raw_size, word, &sh) < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(plane_list, "planes must be a sequence of buffers");
+    if (!seq)
+        return NULL;
+    size_t sizes[MAX_WORD + 2];
+    Py_ssize_t expected = packed_planes(sh, sizes), held = 0;
+    Py_buffer views[MAX_WORD + 2], out_view;
+    const uint8_t *planes[MAX_WORD + 2];
+    PyObject *result = NULL;
+    out_view.obj = NULL;
+    if (PySequence_Fast_GET_SIZE(seq) != expected) {
+        PyErr_Format(PyExc_ValueError, "%zd planes given, %zd expected", PySequence_Fast_GET_SIZE(seq), expected);
+        goto done;
+    }
+    for (; held < expected; held++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, held), &views[held], PyBUF_SIMPLE) < 0)
+            goto done;
+        if ((size_t)views[held].len != sizes[held]) {
+            PyErr_Format(PyExc_ValueError, "plane %zd has %zd bytes, expected %zu", held, views[held].len,
+                         sizes[held]);
+            held++;
+            goto done;
+        }
+        planes[held] = views[held].buf;
+    }
+    uint8_t *dst;
+    if (out_obj == Py_None) {
+        result = PyBytes_FromStringAndSize(NULL, raw_size);
+        if (!result)
+            goto done;
+        dst = (uint8_t *)PyBytes_AS_STRING(result);
+    } else {
+        if (PyObject_GetBuffer(out_obj, &out_view, PyBUF_WRITABLE) < 0)
+            goto done;
+        if (out_view.len != raw_size) {
+            PyErr_Format(PyExc_ValueError, "output has %zd bytes, the data %zd", out_view.len, raw_size);
+            goto done;
+        }
+        dst = out_view.buf;
+        Py_INCREF(out_obj);
+        result = out_obj;
+    }
+    size_t scratch_size = sh.count ? packed_scratch(word, sh.count) : 0;
+    uint8_t *scratch = scratch_size ? PyMem_RawMalloc(scratch_size) : NULL;
+    if (scratch_size && !scratch) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (sh.count)
+        merge_packed_words(sh, planes, dst, (unsigned)skip, scratch);
+    if (sh.tail)
+        memcpy(dst + sh.count * (size_t)word, planes[expected - 1], sh.tail);
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(scratch);
+done:
+    for (Py_ssize_t i = 0; i < held; i++)
+        PyBuffer_Release(&views[i]);
+    release(&out_view);
+    Py_DECREF(seq);
+    if (PyErr_Occurred()) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
 static PyObject *empty(PyObject *self, PyObject *arg)
 {
     Py_ssize_t size = PyLong_AsSsize_t(arg);
@@ -252,6 +383,10 @@ static PyMethodDef methods[] = {
      "split_diff(raw, base, word_size, float_key, group) -> bytearray: planes of zigzag(key(raw) - key(base))"},
     {"merge_diff", merge_diff, METH_VARARGS,
      "merge_diff(planes, raw_size, base, word_size, float_key, group, out) -> out or bytes: inverse of split_diff"},
+    {"split_packed", split_packed, METH_VARARGS,
+     "split_packed(raw, word_size, skip) -> bytearray: plain's planes, the last one packed as 6 + 2 bits"},
+    {"merge_packed", merge_packed, METH_VARARGS,
+     "merge_packed(planes, raw_size, word_size, skip, out) -> out or bytes: the inverse of split_packed"},
     {"empty", empty, METH_O, "empty(size) -> bytearray of `size` bytes, not zero-filled"},
     {"crc32", crc32, METH_VARARGS, "crc32(data, value=0) -> int: zlib.crc32(data, value), faster"},
     {"crc32_portable", crc32_portable, METH_VARARGS, "crc32 by tables only (for tests of the fallback)"},

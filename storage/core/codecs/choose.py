@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from storage.core.codecs.base import Buffer, Codec
 from storage.core.codecs.delta import BitxCodec, DiffCodec
+from storage.core.codecs.packed import PackedCodec
 from storage.core.codecs.plain import PlainCodec
 from storage.core.dtypes import DType
 
@@ -38,12 +39,14 @@ SCREEN_MARGIN = 1.2
 
 
 def plain_candidates(dtype: DType) -> list[Codec]:
-    """skip=1 puts a float's exponent in the first plane; skip=3 the lower exponent and top mantissa
-    bits, which measured ~0.6% smaller on BF16 weights but Huffman-codes both planes (slower decode).
+    """skip=1 puts a float's exponent in the first plane; `packed` with skip=3 the lower exponent and top
+    mantissa bits, ~0.6% smaller on BF16 weights, and with one Huffman-coded plane like skip=1 (so as
+    fast to decode). It replaced `plain(skip=3)`, which is as small but Huffman-codes both planes
+    (measured: no MiniLM tensor where plain(skip=3) was smaller; docs/codecs.md, "Measured").
     Integers and 1-byte words have no exponent to align: byte grouping only."""
     if dtype.kind not in ("float", "complex") or dtype.itemsize == 1 or not dtype.byte_aligned:
         return [PlainCodec(skip=0)]
-    return [PlainCodec(skip=1), PlainCodec(skip=3)]
+    return [PlainCodec(skip=1), PackedCodec(skip=3)]
 
 
 def delta_candidates(dtype: DType) -> list[Codec]:

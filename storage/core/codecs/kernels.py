@@ -8,7 +8,16 @@ There is deliberately no numpy fallback on the production path: it would be 2-3x
 from __future__ import annotations
 
 try:
-    from storage.core.codecs._kernels import crc32, empty, merge, merge_diff, split, split_diff
+    from storage.core.codecs._kernels import (
+        crc32,
+        empty,
+        merge,
+        merge_diff,
+        merge_packed,
+        split,
+        split_diff,
+        split_packed,
+    )
 except ImportError as error:  # pragma: no cover - only on a checkout whose extension was never built
     raise ImportError(
         "deltahub's compiled codec kernels (storage.core.codecs._kernels) are not built. From the repository "
@@ -16,4 +25,4 @@ except ImportError as error:  # pragma: no cover - only on a checkout whose exte
         "and the Python headers (Debian: apt-get install gcc python3-dev)."
     ) from error
 
-__all__ = ["crc32", "empty", "merge", "merge_diff", "split", "split_diff"]
+__all__ = ["crc32", "empty", "merge", "merge_diff", "merge_packed", "split", "split_diff", "split_packed"]

@@ -50,11 +50,15 @@ class PlaneCodec(Codec):
     ) -> Buffer:
         """The raw bytes of `planes`, into `out` when given (else a new bytes)."""
 
+    def plane_sizes(self, dtype: DType, raw_size: int) -> list[int]:
+        """The length of each non-empty plane of a frame of `raw_size` bytes."""
+        return plane_sizes(word_bytes(dtype), raw_size)
+
     def encode_parts(self, raw: Buffer, dtype: DType, base: Buffer | None = None) -> list[Buffer]:
         view = memoryview(raw).cast("B")
         base_view = self.check_base(len(view), base)
         planes = self.split(view, dtype, base_view)
-        return entropy.pack_planes(plane_views(planes, word_bytes(dtype)), self.level)
+        return entropy.pack_planes(plane_views(planes, 1, self.plane_sizes(dtype, len(view))), self.level)
 
     def encode(self, raw: Buffer, dtype: DType, base: Buffer | None = None) -> bytes:
         return b"".join(self.encode_parts(raw, dtype, base))
@@ -65,7 +69,7 @@ class PlaneCodec(Codec):
         base_view = self.check_base(raw_size, base)
         if raw_size < 0:
             raise CorruptFrame(detail=f"negative raw size {raw_size}")
-        planes = entropy.decode_planes(payload, plane_sizes(word_bytes(dtype), raw_size))
+        planes = entropy.decode_planes(payload, self.plane_sizes(dtype, raw_size))
         return self.merge(planes, dtype, raw_size, base_view, out)
 
 

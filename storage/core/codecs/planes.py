@@ -71,11 +71,22 @@ def plane_sizes(word: int, raw_size: int) -> list[int]:
     return [*sizes, tail] if tail else sizes
 
 
-def plane_views(planes: Buffer, word: int) -> list[memoryview]:
-    """The non-empty planes of a plane buffer, as views into it."""
+def packed_plane_sizes(word: int, raw_size: int) -> list[int]:
+    """The planes of the `packed` codec: the word planes but the last, which is stored as its top 6 bits
+    (three rows of a quarter of the words, rounded up) and its low 2 bits (one such row), then the tail;
+    none empty (packed.py)."""
+    count, tail = divmod(raw_size, word)
+    quarter = (count + 3) // 4
+    sizes = [count] * (word - 1) + [3 * quarter, quarter] if count else []
+    return [*sizes, tail] if tail else sizes
+
+
+def plane_views(planes: Buffer, word: int, sizes: list[int] | None = None) -> list[memoryview]:
+    """The non-empty planes of a plane buffer, as views into it (`sizes`: the planes' lengths when they
+    are not `word` planes of whole words and a tail)."""
     view = memoryview(planes).cast("B")
     views, start = [], 0
-    for size in plane_sizes(word, len(view)):
+    for size in plane_sizes(word, len(view)) if sizes is None else sizes:
         views.append(view[start : start + size])
         start += size
     return views

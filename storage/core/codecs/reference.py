@@ -14,7 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 from storage.core.codecs.base import Buffer
-from storage.core.codecs.planes import as_words, effective_skip, has_sign_bit, plane_views, word_dtype
+from storage.core.codecs.planes import (
+    as_words,
+    effective_skip,
+    has_sign_bit,
+    packed_plane_sizes,
+    plane_views,
+    word_dtype,
+)
 from storage.core.dtypes import DType
 
 
@@ -111,6 +118,52 @@ def merge(planes: Buffer, dtype: DType, skip: int, base: Buffer | None = None) -
     if base_words is not None:
         words = words ^ base_words
     return words.tobytes() + _xor(tail, base_tail)
+
+
+def pack_quarters(low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`packed`'s two planes of the low bytes `low`: zero-padded to 4m bytes and read as 4 rows (quarters)
+    of m columns, column i's 6-bit values v0..v3 (the bytes' top bits) make the 24-bit number
+    v0 | v1 << 6 | v2 << 12 | v3 << 18, whose 3 bytes go to 3 rows of m bytes (the 6-bit plane), and
+    its 2-bit values t0..t3 make the byte t0 | t1 << 2 | t2 << 4 | t3 << 6 (the 2-bit plane)."""
+    m = (len(low) + 3) // 4
+    rows = np.zeros(4 * m, np.uint32)
+    rows[: len(low)] = low
+    v, t = (rows >> 2).reshape(4, m), (rows & 3).reshape(4, m)
+    packed = v[0] | v[1] << 6 | v[2] << 12 | v[3] << 18
+    six = np.concatenate([(packed >> (8 * k)) & 0xFF for k in range(3)]).astype(np.uint8)
+    two = (t[0] | t[1] << 2 | t[2] << 4 | t[3] << 6).astype(np.uint8)
+    return six, two
+
+
+def unpack_quarters(six: Buffer, two: Buffer, count: int) -> np.ndarray:
+    """The `count` low bytes whose `pack_quarters` is (six, two)."""
+    rows = np.frombuffer(six, np.uint8).astype(np.uint32).reshape(3, -1)
+    packed = rows[0] | rows[1] << 8 | rows[2] << 16
+    t = np.frombuffer(two, np.uint8).astype(np.uint32)
+    low = np.concatenate([((packed >> (6 * q)) & 63) << 2 | (t >> (2 * q)) & 3 for q in range(4)])
+    return low[:count].astype(np.uint8)
+
+
+def split_packed(raw: Buffer, dtype: DType, skip: int) -> bytes:
+    """`packed`: `split`'s planes (no base), the last one stored as its top 6 bits and its low 2 bits."""
+    words, tail = as_words(raw, dtype)
+    if not len(words):
+        return bytes(tail)
+    *high, low = split_words(rotate_left(words, skip))
+    return _buffer([*high, *pack_quarters(low)], tail)
+
+
+def merge_packed(planes: Buffer, dtype: DType, raw_size: int, skip: int) -> bytes:
+    """The `raw_size` raw bytes whose `split_packed` is `planes`."""
+    word = word_dtype(dtype)
+    count = raw_size // word.itemsize
+    views = plane_views(planes, 1, packed_plane_sizes(word.itemsize, raw_size))
+    if not count:
+        return bytes(views[0]) if views else b""
+    high = [np.frombuffer(v, np.uint8) for v in views[: word.itemsize - 1]]
+    low = unpack_quarters(views[word.itemsize - 1], views[word.itemsize], count)
+    words = rotate_right(join_words([*high, low], word), skip)
+    return words.tobytes() + bytes(views[word.itemsize + 1] if raw_size % word.itemsize else b"")
 
 
 def split_diff(raw: Buffer, base: Buffer, dtype: DType, group: bool) -> bytes:

@@ -74,7 +74,7 @@ def test_chooser_prefers_delta_for_a_near_copy_and_plain_for_an_unrelated_base()
     near[::50] += 1
     assert encode_tensor(near.tobytes(), BF16, raw.tobytes()).codec_id in ("bitx", "diff")
     unrelated = rng.integers(0, 1 << 16, raw.size, dtype=np.uint16)
-    assert encode_tensor(raw.tobytes(), BF16, unrelated.tobytes()).codec_id == "plain"
+    assert encode_tensor(raw.tobytes(), BF16, unrelated.tobytes()).codec_id in ("plain", "packed")
 
 
 def _frame() -> tuple[bytes, bytes]:

@@ -13,9 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from storage.core.codecs import _kernels, kernels, reference
-from storage.core.codecs.planes import has_sign_bit, plane_views, word_bytes
+from storage.core.codecs.planes import has_sign_bit, packed_plane_sizes, plane_views, word_bytes
 from storage.core.dtypes import DTYPES
-from tests.storage.core.codecs.values import dtypes, tensor_pairs
+from tests.storage.core.codecs.values import dtypes, tensor_bytes, tensor_pairs
 
 cases = dtypes.flatmap(lambda d: st.tuples(st.just(d), tensor_pairs(d)))
 
@@ -71,6 +71,34 @@ def test_diff_split_and_merge_match_the_reference(case, group: bool) -> None:
     _merge_both_ways(merge, bytes(planes), raw, word=word)
 
 
+@given(dtypes.flatmap(lambda d: st.tuples(st.just(d), tensor_bytes(d))), st.integers(0, 70))
+def test_packed_split_and_merge_match_the_reference(case, skip: int) -> None:
+    dtype, raw = case
+    word = word_bytes(dtype)
+    planes = kernels.split_packed(raw, word, skip)
+    assert bytes(planes) == reference.split_packed(raw, dtype, skip)
+    assert reference.merge_packed(planes, dtype, len(raw), skip) == raw
+    views = plane_views(planes, 1, packed_plane_sizes(word, len(raw)))
+    fresh = kernels.merge_packed(views, len(raw), word, skip, None)
+    assert type(fresh) is bytes and fresh == raw
+    out = bytearray(b"\xa5" * len(raw))
+    assert kernels.merge_packed(views, len(raw), word, skip, out) is out
+    assert out == raw
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 4, 5, 11, 12, 13, 4097])
+@pytest.mark.parametrize("name", ["U8", "BF16", "F32", "F64"])
+def test_packed_every_column_count_and_partial_last_quarter(name: str, count: int) -> None:
+    # The kernels' two loops (whole columns, then the last ones with a missing element) meet at
+    # count - 3 * ceil(count / 4): every residue mod 4, and counts too small to fill three quarters.
+    dtype = DTYPES[name]
+    raw = np.random.default_rng(count).bytes(count * word_bytes(dtype))
+    planes = kernels.split_packed(raw, word_bytes(dtype), 3)
+    assert bytes(planes) == reference.split_packed(raw, dtype, 3)
+    views = plane_views(planes, 1, packed_plane_sizes(word_bytes(dtype), len(raw)))
+    assert kernels.merge_packed(views, len(raw), word_bytes(dtype), 3, None) == raw
+
+
 @pytest.mark.parametrize("name", ["U8", "F8_E4M3", "BF16", "I16", "F32", "C64", "F64", "U64"])
 def test_grouping_across_blocks_and_every_context(name: str) -> None:
     # More elements than one kernel block (2048), all 256 contexts, and a length that is not a multiple
@@ -103,6 +131,17 @@ def test_kernels_refuse_inconsistent_buffers() -> None:
         kernels.split(raw, 3, 0, None)
     with pytest.raises(ValueError, match="negative"):
         kernels.empty(-1)
+    packed = plane_views(kernels.split_packed(raw, 2, 3), 1, packed_plane_sizes(2, 10))
+    with pytest.raises(ValueError, match="planes given"):
+        kernels.merge_packed(packed[:2], 10, 2, 3, None)
+    with pytest.raises(ValueError, match="plane 1 has"):
+        kernels.merge_packed([packed[0], packed[1][:-1], packed[2]], 10, 2, 3, None)
+    with pytest.raises(ValueError, match="output has"):
+        kernels.merge_packed(packed, 10, 2, 3, bytearray(11))
+    with pytest.raises(ValueError, match="negative skip"):
+        kernels.split_packed(raw, 2, -1)
+    with pytest.raises(ValueError, match="word size"):
+        kernels.split_packed(raw, 3, 0)
 
 
 def _reflected_residue(exponent: int) -> int:
