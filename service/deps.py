@@ -22,7 +22,7 @@ from service.policy import Policy, require_writer
 from service.signing import UploadSigner
 from service.streams import UploadGate
 from storage.app.hub import HubApi
-from storage.app.views import RepoInfo
+from storage.app.views import LocatedFile, RepoInfo
 
 
 @dataclass
@@ -163,6 +163,19 @@ def get_readable_repo(
 
 
 ReadableRepoDep = Annotated[RepoInfo, Depends(get_readable_repo)]
+
+
+def get_readable_file(
+    request: Request, hub: HubDep, policy: PolicyDep, caller: CallerDep, repo_id: RepoIdDep, repo_type: RepoTypeDep,
+    revision: RevisionDep, path: FilePathDep,
+) -> LocatedFile:
+    """A download's repository, commit and file if the caller may read the repository (RepoNotFound
+    otherwise, as `get_readable_repo`), found in one catalog session; mirrored first like it."""
+    pull_for_request(hub, request.scope, repo_id, repo_type, caller, policy)
+    return policy.readable_file(hub, repo_id, revision, path, caller, repo_type=repo_type)
+
+
+ReadableFileDep = Annotated[LocatedFile, Depends(get_readable_file)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from service.deps import FilePathDep, ReadableRepoDep, RepoIdDep, RepoTypeDep, RevisionDep, StateDep
+from service.deps import FilePathDep, ReadableFileDep, RepoIdDep, StateDep
 from service.errors import RangeNotSatisfiable, error_response
 from service.policy import Rule, policy
 from service.ranges import parse_range
@@ -32,21 +32,16 @@ RESOLVE_TYPED = "/{kind:repoprefix}" + RESOLVE
 )
 @policy(Rule.REPO_READ)
 def resolve_file(
-    request: Request,
-    state: StateDep,
-    _readable: ReadableRepoDep,
-    repo_id: RepoIdDep,
-    repo_type: RepoTypeDep,
-    revision: RevisionDep,
-    path: FilePathDep,
+    request: Request, state: StateDep, located: ReadableFileDep, repo_id: RepoIdDep, path: FilePathDep
 ) -> Response:
-    hub = state.hub
-    commit = hub.resolve(repo_id, revision, repo_type=repo_type)
-    try:
-        file = hub.get_entry(repo_id, commit.oid, path, repo_type=repo_type).file
-    except EntryNotFound as err:
+    # One catalog session found the repository (and took the access decision on it), the commit and the
+    # file; with the file's read plan cached, the body needs no other.
+    commit, entry = located.commit, located.entry
+    if entry is None or located.source is None:
         # The client caches "absent at this commit" under the commit id it finds here.
+        err = EntryNotFound(repo_id=repo_id, revision=commit.oid, path=path)
         return error_response(err, {"X-Repo-Commit": commit.oid})
+    file, source = entry.file, located.source
 
     etag = f'"{file.sha256}"'
     headers = {
@@ -73,7 +68,8 @@ def resolve_file(
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
     state.counters.add(download_requests=1, download_bytes=end - start)
     return StreamingResponse(
-        hub.read(file.sha256, start, end), status_code=status, headers=headers, media_type="application/octet-stream"
+        state.hub.read_from(source, start, end), status_code=status, headers=headers,
+        media_type="application/octet-stream",
     )
 
 

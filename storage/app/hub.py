@@ -28,7 +28,17 @@ from storage.app.reads import Reads
 from storage.app.refs import Refs
 from storage.app.repositories import RepoQuery, Repositories
 from storage.app.uploads import Uploads
-from storage.app.views import CommitInfo, FileAddition, FileInfo, RefInfo, RepoInfo, RepoListing, TreeEntry
+from storage.app.views import (
+    CommitInfo,
+    FileAddition,
+    FileInfo,
+    LocatedFile,
+    ReadSource,
+    RefInfo,
+    RepoInfo,
+    RepoListing,
+    TreeEntry,
+)
 from storage.app.xet_uploads import XetUploads
 from storage.catalog.accounting import storage_report
 from storage.catalog.db import make_engine, session_factory, session_scope, upgrade
@@ -87,6 +97,10 @@ class HubApi(Protocol):
         self, repo_id: str, commit_oid: str, paths: Sequence[str], *, repo_type: str = "model"
     ) -> dict[str, CommitInfo]: ...
     def get_entry(self, repo_id: str, commit_oid: str, path: str, *, repo_type: str = "model") -> TreeEntry: ...
+    def locate(
+        self, repo_id: str, revision: str, path: str, *, repo_type: str = "model",
+        may_read: Callable[[RepoInfo], bool],
+    ) -> LocatedFile: ...
 
     # Branches and tags (storage/app/refs.py)
     def list_refs(self, repo_id: str, *, repo_type: str = "model") -> list[RefInfo]: ...
@@ -127,6 +141,7 @@ class HubApi(Protocol):
     # Reads (storage/app/reads.py)
     def file_info(self, sha256: str) -> FileInfo: ...
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
+    def read_from(self, source: ReadSource, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
 
     # Xet uploads (storage/app/xet_uploads.py): xorbs and shards in, files staged as by an LFS upload
     @property
@@ -263,6 +278,12 @@ class Hub:
     def get_entry(self, repo_id: str, commit_oid: str, path: str, *, repo_type: str = "model") -> TreeEntry:
         return self.repositories.get_entry(repo_id, commit_oid, path, repo_type=repo_type)
 
+    def locate(
+        self, repo_id: str, revision: str, path: str, *, repo_type: str = "model",
+        may_read: Callable[[RepoInfo], bool],
+    ) -> LocatedFile:
+        return self.repositories.locate(repo_id, revision, path, repo_type=repo_type, may_read=may_read)
+
     # Branches and tags
 
     def list_refs(self, repo_id: str, *, repo_type: str = "model") -> list[RefInfo]:
@@ -345,6 +366,9 @@ class Hub:
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         return self.reads.read(sha256, start, end)
+
+    def read_from(self, source: ReadSource, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        return self.reads.read_from(source, start, end)
 
     # Operations
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from storage.app.ports import Sessions
 from storage.app.reader import Reader
+from storage.app.views import ReadSource, read_source
 from storage.catalog.models import FileObject, FileState
 from storage.core.blocksums import CorruptStagedFile, block_span, checked_range
 from storage.core.errors import FileNotStored, IntegrityError, InvalidInput
@@ -28,7 +29,14 @@ class Reads:
             file = s.get(FileObject, check_sha256(sha256))
             if file is None:
                 raise FileNotStored(sha256=sha256)
-            staging_key, size, sums = file.staging_key, file.size, file.staging_sums
+            source = read_source(file)
+        return self.read_from(source, start, end)
+
+    def read_from(self, source: ReadSource, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Bytes [start, end) of the file `source` names, as a catalog look just found it (a download
+        finds it with its repository and commit, storage/app/repositories.py `locate`): with the file's
+        plan cached, no further catalog session."""
+        sha256, size = source.sha256, source.size
         if start < 0 or (end is not None and end < start):
             raise InvalidInput(detail=f"invalid byte range [{start}, {end})")
         # Like a slice: a range running past the end is cut at the end (the HTTP layer answers 416).
@@ -36,14 +44,15 @@ class Reads:
         start = min(start, end)
         # A stored file has a staged copy only while ingest repairs it (it was found damaged and pushed
         # again): the copy is the verified one.
-        if staging_key is not None:
+        if source.staging_key is not None:
             try:
-                return self._read_staged(sha256, staging_key, size, sums, start, end)
+                return self._read_staged(sha256, source.staging_key, size, source.staging_sums, start, end)
             except ObjectNotFound:
                 # Ingest stored the file and dropped its staging copy between our look and the read.
                 if not self._is_stored(sha256):
                     raise
-        return self._reader.read_file(sha256, start, end)
+                return self._reader.read_file(sha256, start, end)
+        return self._reader.read_head(source.head, start, end)
 
     def _read_staged(
         self, sha256: str, key: str, size: int, sums: bytes | None, start: int, end: int
