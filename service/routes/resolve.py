@@ -14,6 +14,7 @@ from service.deps import FilePathDep, ReadableFileDep, RepoIdDep, StateDep
 from service.errors import RangeNotSatisfiable, error_response
 from service.policy import Rule, policy
 from service.ranges import parse_range
+from service.streams import hot_body
 from storage.core.errors import EntryNotFound
 
 router = APIRouter(tags=["huggingface-compatible"])
@@ -67,10 +68,10 @@ def resolve_file(
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
     state.counters.add(download_requests=1, download_bytes=end - start)
-    return StreamingResponse(
-        state.hub.read_from(source, start, end), status_code=status, headers=headers,
-        media_type="application/octet-stream",
-    )
+    # A hot file's verified copy is sent as it lies on disk; any other is rebuilt from its frames.
+    copy = state.hub.hot_copy(source)
+    body = hot_body(copy, start, end) if copy is not None else state.hub.read_from(source, start, end)
+    return StreamingResponse(body, status_code=status, headers=headers, media_type="application/octet-stream")
 
 
 # HEAD shares the handler; one documented operation is enough.

@@ -20,6 +20,7 @@ from storage.app.git_http import GitHttp
 from storage.app.git_objects import GitObjects
 from storage.app.git_push import GitPush
 from storage.app.grants import FileHolders, Grants
+from storage.app.hotfiles import HotCopy, HotFiles
 from storage.app.mirror import Mirror, MirrorStatus
 from storage.app.ports import IngestQueue
 from storage.app.quotas import Quotas
@@ -142,6 +143,7 @@ class HubApi(Protocol):
     def file_info(self, sha256: str) -> FileInfo: ...
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
     def read_from(self, source: ReadSource, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
+    def hot_copy(self, source: ReadSource) -> HotCopy | None: ...
 
     # Xet uploads (storage/app/xet_uploads.py): xorbs and shards in, files staged as by an LFS upload
     @property
@@ -183,7 +185,8 @@ class Hub:
         self.uploads = Uploads(settings, self.session, self.store, self._enqueue)
         self.repositories = Repositories(self.session, self.uploads, self._enqueue)
         self.refs = Refs(self.session)
-        self.reads = Reads(self.session, self.store, self.reader)
+        hot = HotFiles(settings.resolved_hot_cache_dir, settings.hot_cache_bytes, settings.hot_cache_reads)
+        self.reads = Reads(self.session, self.store, self.reader, hot)
         self.commits = Commits(self.session, self.uploads, self.reads.read, self._enqueue)
         # The Xet protocol's front door to the same uploads (storage/app/xet_uploads.py).
         self.xet = XetUploads(self.store, self.session, self, max_file_bytes=settings.max_upload_bytes)
@@ -369,6 +372,9 @@ class Hub:
 
     def read_from(self, source: ReadSource, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         return self.reads.read_from(source, start, end)
+
+    def hot_copy(self, source: ReadSource) -> HotCopy | None:
+        return self.reads.hot_copy(source)
 
     # Operations
 

@@ -1,15 +1,19 @@
 """Reads: any byte range of a held file, from staging while it waits for ingest, else rebuilt from its
 stored frames. Every byte is checked before it is sent: staged bytes against the block checksums the
-upload recorded, stored frames against their CRCs (storage/app/reader.py)."""
+upload recorded, stored frames against their CRCs (storage/app/reader.py), hot copies against the file's SHA-256 when
+they were written (storage/app/hotfiles.py)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
+from storage.app.hotfiles import HotCopy, HotFiles
 from storage.app.ports import Sessions
 from storage.app.reader import Reader
 from storage.app.views import ReadSource, read_source
+from storage.catalog.files import stored_among
 from storage.catalog.models import FileObject, FileState
 from storage.core.blocksums import CorruptStagedFile, block_span, checked_range
 from storage.core.errors import FileNotStored, IntegrityError, InvalidInput
@@ -18,10 +22,19 @@ from storage.objectstore import ObjectNotFound, ObjectStore
 
 
 class Reads:
-    def __init__(self, sessions: Sessions, store: ObjectStore, reader: Reader) -> None:
+    def __init__(self, sessions: Sessions, store: ObjectStore, reader: Reader, hot: HotFiles | None = None) -> None:
         self._session = sessions
         self._store = store
         self._reader = reader
+        self.hot = hot or HotFiles(Path(), 0)
+        if self.hot.enabled:
+            self.hot.retain(self._stored_among)
+
+    def hot_copy(self, source: ReadSource) -> HotCopy | None:
+        """The verified local copy of a stored file, open, if the hot-file cache holds one."""
+        if not source.stored or source.staging_key is not None or not self.hot.enabled:
+            return None
+        return self.hot.open(source.sha256, source.size)
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Bytes [start, end) of a file, streamed, from staging or rebuilt from stored frames."""
@@ -52,7 +65,19 @@ class Reads:
                 if not self._is_stored(sha256):
                     raise
                 return self._reader.read_file(sha256, start, end)
-        return self._reader.read_head(source.head, start, end)
+        if not source.stored:
+            return self._reader.read_head(source.head, start, end)
+        copy = self.hot_copy(source)
+        if copy is not None:
+            return copy.chunks(start, end)
+        chunks = self._reader.read_head(source.head, start, end)
+        if (start, end) == (0, size) and self.hot.counts_whole_read(sha256, size):
+            return self.hot.keep(sha256, size, chunks, retain=self._stored_among)
+        return chunks
+
+    def _stored_among(self, sha256s: list[str]) -> set[str]:
+        with self._session() as s:
+            return stored_among(s, sha256s)
 
     def _read_staged(
         self, sha256: str, key: str, size: int, sums: bytes | None, start: int, end: int

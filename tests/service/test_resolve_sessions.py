@@ -5,15 +5,17 @@ whole or by range. A range read of a file never read whole has its plan built fo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi
 from sqlalchemy import event
 
 from tests.models import make_weights, to_safetensors
-from tests.service.conftest import WRITE_TOKEN, RunningService
+from tests.service.conftest import TEST_OPTIONS, WRITE_TOKEN, RunningService, start_service
 
 PATH = "model.safetensors"
 
@@ -30,9 +32,14 @@ class CatalogUse:
         return sum(f"FROM {table}" in s for s in self.statements)
 
 
-@pytest.fixture
-def stored(ingesting_service: RunningService) -> Iterator[tuple[RunningService, bytes, CatalogUse]]:
-    service = ingesting_service
+@pytest.fixture(params=["rebuilt", "hot"])
+def stored(
+    request: pytest.FixtureRequest, tmp_path: Path, hf_client_env: Path
+) -> Iterator[tuple[RunningService, bytes, CatalogUse]]:
+    """A stored file on a service whose hot-file cache is off (every read rebuilt), or on."""
+    hot = request.param == "hot"
+    runner = start_service(tmp_path, TEST_OPTIONS, ingest=True, settings={"hot_cache_bytes": (64 << 20) * hot})
+    service = next(runner)
     api = HfApi(endpoint=service.url, token=WRITE_TOKEN)
     data = to_safetensors(make_weights(seed=5), metadata={"format": "pt"})
     api.create_repo("alice/m")
@@ -51,12 +58,26 @@ def stored(ingesting_service: RunningService) -> Iterator[tuple[RunningService, 
 
     event.listen(service.hub.sessions, "after_begin", begun)
     event.listen(service.hub.engine, "before_cursor_execute", executed)
+    if hot:  # read whole twice: the second read leaves the verified copy
+        for _ in range(2):
+            assert service.http.get(URL).content == data
+        wait_until(lambda: sha in service.hub.reads.hot)
+    use.reset()
     yield service, data, use
     event.remove(service.hub.sessions, "after_begin", begun)
     event.remove(service.hub.engine, "before_cursor_execute", executed)
+    next(runner, None)
 
 
 URL = f"/alice/m/resolve/main/{PATH}"
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    """The copy is kept once the body's iterator ends, which may be just after the client has it all."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def test_a_download_opens_one_session_and_finds_the_repository_once(
@@ -76,6 +97,7 @@ def test_a_download_opens_one_session_and_finds_the_repository_once(
         assert use.sessions == 1, (method, headers, use.statements)
         assert use.touching("repositories") == 1, use.statements
         assert use.touching("file_segments") == 0, use.statements
+        assert use.touching("frames") == 0, use.statements
 
 
 def test_a_missing_path_answers_with_its_commit_in_one_session(
@@ -92,6 +114,8 @@ def test_ranges_of_a_file_never_read_whole_come_from_its_cached_plan(
     stored: tuple[RunningService, bytes, CatalogUse],
 ) -> None:
     service, data, use = stored
+    if service.hub.reads.hot.enabled:
+        pytest.skip("ranges of a hot file come from its copy")
     reader = service.hub.reader
     first = service.http.get(URL, headers={"Range": "bytes=10-99"})
     assert first.status_code == 206 and first.content == data[10:100]
