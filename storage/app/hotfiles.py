@@ -1,17 +1,19 @@
 """Hot files: verified whole copies of often-read stored files on the API process's local disk, so their
 reads, whole or by range, are served from one file instead of decoded again.
 
-Filling: a stored file read whole `reads_to_keep` times (DELTAHUB_HOT_CACHE_READS) has its next whole
-reconstruction written, as it streams to the client, into a temporary file (mode 0600) of the cache
-directory while it is hashed; only when it is exactly the file's size and its SHA-256 is the file's id is
-it renamed into place (atomic), so the cache holds no byte that was not proven. Least recently used copies
-are deleted to keep the total within `max_bytes` (DELTAHUB_HOT_CACHE_BYTES, 0: no cache).
+Filling: the `reads_to_keep`-th whole read of a stored file (DELTAHUB_HOT_CACHE_READS, default 2: a
+file downloaded once costs no disk) is written, as it streams to the client, into a temporary file (mode
+0600) of the cache directory while it is hashed; only when it is exactly the file's size and its SHA-256
+is the file's id is it renamed into place (atomic), so the cache holds no byte that was not proven.
+Least recently used copies are deleted to keep the total within `max_bytes` (DELTAHUB_HOT_CACHE_BYTES,
+0: no cache).
 
 Serving: a copy is opened only after the catalog named the file (a download finds its entry first), and
-opening checks its size; a copy found on disk at start, or changed on disk since it was verified (size
-or mtime), is hashed again before its first use. A copy that fails either check is deleted and the read
-falls back to reconstruction, which writes it again. Files the catalog no longer stores (GC, deletion)
-lose their copies when the cache sweeps (`retain`, after every copy it adds and at start).
+opening checks its size. A copy found on disk at start, changed on disk since it was verified (size or
+mtime), or last hashed more than REVERIFY_SECONDS ago is hashed again before it is used. A copy failing
+a check is deleted and the read falls back to reconstruction, which writes it again. GC deletes the
+copies of the files it drops (`drop`); the cache also sweeps out copies of files the catalog no longer
+stores (`retain`, at start and after every copy it adds).
 
 The index is per process: two processes sharing a directory each keep their own budget.
 """
@@ -24,6 +26,7 @@ import logging
 import os
 import re
 import threading
+import time
 import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -39,11 +42,18 @@ CHUNK_BYTES = 1 << 20
 MAX_COUNTED = 100_000
 
 
+# A copy is hashed again when its last check is older than this, even if nothing about it changed: damage
+# that keeps size and mtime (a bad disk block) is served for at most this long. Hashing runs at ~600 MB/s
+# on the reference machine, so a hot 1 GB file costs ~2 s of one core an hour.
+REVERIFY_SECONDS = 3600.0
+
+
 @dataclass(slots=True)
 class _Copy:
     size: int
     # (st_size, st_mtime_ns) when its bytes were last hashed; None: not hashed by this process yet.
     verified: tuple[int, int] | None
+    verified_at: float = 0.0
 
 
 class HotCopy:
@@ -134,7 +144,9 @@ class HotFiles:
             return None
         st = os.fstat(fd)
         stamp = (st.st_size, st.st_mtime_ns)
-        if st.st_size != size or copy.size != size or (copy.verified != stamp and not _hashes_to(fd, sha256)):
+        now = time.monotonic()
+        recheck = copy.verified != stamp or now - copy.verified_at > REVERIFY_SECONDS
+        if st.st_size != size or copy.size != size or (recheck and not _hashes_to(fd, sha256)):
             os.close(fd)
             log.warning("hot copy of %s is damaged (%d bytes on disk, %d expected): rebuilding it",
                         sha256, st.st_size, size)
@@ -142,7 +154,8 @@ class HotFiles:
             with self._lock:
                 self._reads[sha256] = self.reads_to_keep
             return None
-        copy.verified = stamp
+        if recheck:
+            copy.verified, copy.verified_at = stamp, now
         return HotCopy(sha256, size, fd)
 
     def counts_whole_read(self, sha256: str, size: int) -> bool:
@@ -214,7 +227,7 @@ class HotFiles:
             st = os.stat(self._path(sha256))
             old = self._copies.pop(sha256, None)
             self._bytes += size - (old.size if old else 0)
-            self._copies[sha256] = _Copy(size, (st.st_size, st.st_mtime_ns))
+            self._copies[sha256] = _Copy(size, (st.st_size, st.st_mtime_ns), time.monotonic())
             self._reads.pop(sha256, None)
 
     def _evict(self, room: int) -> None:
@@ -225,12 +238,16 @@ class HotFiles:
             _unlink(self._path(sha256))
 
     def drop(self, sha256: str) -> None:
-        """Forget and delete the file's copy (the file was deleted, or its copy is damaged)."""
+        """Forget and delete the file's copy (the file was deleted, or its copy is damaged), whether this
+        process indexed it or another one sharing the directory wrote it."""
+        if not self.enabled or not _NAME.match(sha256):
+            return
         with self._lock:
             copy = self._copies.pop(sha256, None)
             if copy is not None:
                 self._bytes -= copy.size
-                _unlink(self._path(sha256))
+            self._reads.pop(sha256, None)
+            _unlink(self._path(sha256))
 
     def retain(self, stored: Callable[[list[str]], set[str]]) -> None:
         """Drop the copies of files that `stored` (given the cached ids) does not report as stored."""

@@ -376,6 +376,11 @@ class Hub:
     def hot_copy(self, source: ReadSource) -> HotCopy | None:
         return self.reads.hot_copy(source)
 
+    def forget_files(self, sha256s: Iterable[str]) -> None:
+        """Delete the hot copies of files the catalog dropped (GC, through JobContext)."""
+        for sha256 in sha256s:
+            self.reads.hot.drop(sha256)
+
     # Operations
 
     def stats(self) -> dict[str, object]:
