@@ -16,7 +16,8 @@ from huggingface_hub import HfApi
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.models import make_weights, to_safetensors
+from service.routes.resolve import SMALL_BODY
+from tests.models import LAYOUT, make_weights, to_safetensors
 from tests.service.conftest import TEST_OPTIONS, WRITE_TOKEN, RunningService, start_service
 from workers.jobs.gc import collect_garbage
 
@@ -25,12 +26,17 @@ URL = "/alice/m/resolve/main/model.safetensors"
 PER_RESPONSE = {"date", "server", "x-request-id"}
 
 
-@pytest.fixture
-def hot(tmp_path: Path, hf_client_env: Path) -> Iterator[tuple[RunningService, bytes, str]]:
+@pytest.fixture(params=["small", "large"])
+def hot(
+    request: pytest.FixtureRequest, tmp_path: Path, hf_client_env: Path
+) -> Iterator[tuple[RunningService, bytes, str]]:
+    """A stored file read whole in one message (small) or streamed (large: over resolve.SMALL_BODY)."""
     runner = start_service(tmp_path, TEST_OPTIONS, ingest=True, settings={"hot_cache_bytes": 64 << 20})
     service = next(runner)
     api = HfApi(endpoint=service.url, token=WRITE_TOKEN)
-    data = to_safetensors(make_weights(seed=11), metadata={"format": "pt"})
+    layout = {**LAYOUT, "big.weight": (1280, 256)} if request.param == "large" else LAYOUT
+    data = to_safetensors(make_weights(seed=11, layout=layout), metadata={"format": "pt"})
+    assert (len(data) > SMALL_BODY) == (request.param == "large")
     api.create_repo("alice/m")
     api.upload_file(path_or_fileobj=data, path_in_repo="model.safetensors", repo_id="alice/m")
     service.hub.queue.wait(timeout=120)
