@@ -6,6 +6,7 @@ they were written (storage/app/hotfiles.py)."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +17,11 @@ from storage.app.views import ReadSource, read_source
 from storage.catalog.files import stored_among
 from storage.catalog.models import FileObject, FileState
 from storage.core.blocksums import CorruptStagedFile, block_span, checked_range
-from storage.core.errors import FileNotStored, IntegrityError, InvalidInput
+from storage.core.errors import DeltahubError, FileNotStored, IntegrityError, InvalidInput
 from storage.core.names import check_sha256
 from storage.objectstore import ObjectNotFound, ObjectStore
+
+log = logging.getLogger(__name__)
 
 
 class Reads:
@@ -28,7 +31,10 @@ class Reads:
         self._reader = reader
         self.hot = hot or HotFiles(Path(), 0)
         if self.hot.enabled:
-            self.hot.retain(self._stored_among)
+            try:
+                self.hot.retain(self._stored_among)
+            except DeltahubError:  # a catalog not migrated or not reachable yet: the next copy sweeps
+                log.warning("could not sweep the hot-file cache at start", exc_info=True)
 
     def hot_copy(self, source: ReadSource) -> HotCopy | None:
         """The verified local copy of a stored file, open, if the hot-file cache holds one."""
