@@ -43,18 +43,22 @@ class Reads:
         return self.hot.open(source.sha256, source.size)
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Bytes [start, end) of a file, streamed, from staging or rebuilt from stored frames."""
+        """Bytes [start, end) of a file, streamed, from staging or rebuilt from stored frames: never from
+        a hot copy, so what jobs read (verify, ingest, repair) is what the store holds."""
         with self._session() as s:
             file = s.get(FileObject, check_sha256(sha256))
             if file is None:
                 raise FileNotStored(sha256=sha256)
             source = read_source(file)
-        return self.read_from(source, start, end)
+        return self._read(source, start, end, hot=False)
 
     def read_from(self, source: ReadSource, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Bytes [start, end) of the file `source` names, as a catalog look just found it (a download
-        finds it with its repository and commit, storage/app/repositories.py `locate`): with the file's
-        plan cached, no further catalog session."""
+        """Bytes [start, end) of the file `source` names, for a download that just found it in the
+        catalog (storage/app/repositories.py `locate`): from its hot copy if it has one (and counted
+        towards one if not), else with the file's plan cached, no further catalog session."""
+        return self._read(source, start, end, hot=True)
+
+    def _read(self, source: ReadSource, start: int, end: int | None, *, hot: bool) -> Iterator[bytes]:
         sha256, size = source.sha256, source.size
         if start < 0 or (end is not None and end < start):
             raise InvalidInput(detail=f"invalid byte range [{start}, {end})")
@@ -71,7 +75,7 @@ class Reads:
                 if not self._is_stored(sha256):
                     raise
                 return self._reader.read_file(sha256, start, end)
-        if not source.stored:
+        if not source.stored or not hot:
             return self._reader.read_head(source.head, start, end)
         copy = self.hot_copy(source)
         if copy is not None:
