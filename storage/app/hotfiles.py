@@ -168,10 +168,7 @@ class HotFiles:
             if len(self._reads) >= MAX_COUNTED:
                 self._reads.clear()
             self._reads[sha256] += 1
-            if self._reads[sha256] < self.reads_to_keep:
-                return False
-            self._writing.add(sha256)
-            return True
+            return self._reads[sha256] >= self.reads_to_keep
 
     def keep(
         self, sha256: str, size: int, chunks: Iterator[bytes], *, retain: Callable[[list[str]], set[str]] | None = None
@@ -179,6 +176,15 @@ class HotFiles:
         """`chunks` (the whole file's reconstruction) passed through, and kept as the file's copy if they
         are all of it and hash to its id. A failure to write only stops the copy, never the read.
         `retain` (the catalog's "which of these are still stored") sweeps the cache after a copy is added."""
+        # Claimed here, when the body starts, not when the read was counted: a body never iterated (the
+        # client left first) runs none of this, so it must not hold the claim.
+        with self._lock:
+            claimed = sha256 not in self._writing and sha256 not in self._copies
+            if claimed:
+                self._writing.add(sha256)
+        if not claimed:  # another read is writing the copy, or wrote it
+            yield from chunks
+            return
         temp = self.directory / f".{sha256}.{uuid.uuid4().hex}.tmp"
         fd: int | None = None
         digest, written, complete = hashlib.sha256(), 0, False

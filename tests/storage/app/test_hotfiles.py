@@ -176,3 +176,23 @@ def test_ranges_of_a_copy_are_byte_exact(tmp_path_factory: pytest.TempPathFactor
     hot = HotFiles(tmp_path_factory.mktemp("hot"), 8 << 20, reads_to_keep=1)
     kept(hot, sha, content, pieces(content, 65536))
     assert served(hot, sha, size, start, end) == content[start:end]
+
+
+def test_a_body_never_started_does_not_stop_a_later_read_from_keeping_the_copy(tmp_path: Path) -> None:
+    hot = HotFiles(tmp_path, 1 << 20, reads_to_keep=1)
+    sha, data = blob(3000)
+    assert hot.counts_whole_read(sha, len(data))
+    abandoned = hot.keep(sha, len(data), pieces(data))  # the client left before the body started
+    del abandoned
+    assert kept(hot, sha, data) == data and sha in hot
+
+
+def test_two_reads_keeping_the_same_file_write_one_copy(tmp_path: Path) -> None:
+    hot = HotFiles(tmp_path, 1 << 20, reads_to_keep=1)
+    sha, data = blob(3000)
+    assert hot.counts_whole_read(sha, len(data)) and hot.counts_whole_read(sha, len(data))
+    first, second = hot.keep(sha, len(data), pieces(data)), hot.keep(sha, len(data), pieces(data))
+    head = next(first)
+    assert b"".join(second) == data  # passes through: the first holds the claim
+    assert head + b"".join(first) == data
+    assert sha in hot and os.listdir(tmp_path) == [sha] and hot.total_bytes == len(data)
