@@ -13,7 +13,10 @@ temporary config) on the same files and times curl against each, interleaved, me
 - warm (one server, each file read once before timing): full read MB/s of the 10-tensor file, and time
   to the first body byte (http.client) of a whole-file GET at 10 / 2,370 / 100,000 tensors;
 - a 100-byte range at a random offset of the 100,000-tensor file, and a 1 MiB range at a random offset
-  of the ≥ 1 GB file (a new offset each run; cold: nothing of that range decoded before).
+  of the ≥ 1 GB file (a new offset each run; cold: nothing of that range decoded before);
+- hot (a server with the hot-file cache on, which the rows above run without): the ≥ 1 GB file read
+  whole three times first, then full reads of it and 1 MiB ranges at random offsets, served from its
+  verified copy (with main's code, which has no such cache: rebuilt).
 
 --code CHECKOUT runs another checkout's server (e.g. /work/main) on the same data: the before numbers.
 Every body is checked byte-exact once per server before timing.
@@ -159,9 +162,14 @@ class Servers:
             self.stop_all()  # a deltahub that does not start must not leave the static servers running
             raise
 
-    def start_deltahub(self) -> None:
+    def start_deltahub(self, *, hot: bool = False) -> None:
+        """Without `hot`, the hot-file cache is off: every read is rebuilt from frames (the cold and warm
+        rows); with it, the cache starts empty in a fresh directory."""
         port = free_port()
-        env = {**os.environ, "PYTHONPATH": str(self.code), "DELTAHUB_INGEST_WORKERS": "1"}
+        env = {**os.environ, "PYTHONPATH": str(self.code), "DELTAHUB_INGEST_WORKERS": "1",
+               "DELTAHUB_HOT_CACHE_BYTES": str(4 << 30 if hot else 0)}
+        if hot:
+            env["DELTAHUB_HOT_CACHE_DIR"] = tempfile.mkdtemp(prefix="hot-", dir=self.tmp)
         self.processes["deltahub"] = subprocess.Popen(
             [sys.executable, "-m", "bench.transfer_server", "--data-dir", str(self.data),
              "--static-dir", str(self.static), "--port", str(port), "--token", TOKEN], cwd=self.code, env=env,
@@ -169,9 +177,9 @@ class Servers:
         self.urls["deltahub"] = f"http://127.0.0.1:{port}/bench/{{name}}/resolve/main/model.safetensors"
         wait_up(f"http://127.0.0.1:{port}/api/v1/health", self.processes["deltahub"])
 
-    def restart_deltahub(self) -> None:
+    def restart_deltahub(self, *, hot: bool = False) -> None:
         self.stop("deltahub")
-        self.start_deltahub()
+        self.start_deltahub(hot=hot)
 
     def stop(self, name: str) -> None:
         process = self.processes.pop(name)
@@ -270,6 +278,23 @@ def measure(servers: Servers, static: Path, runs: int, seed: int) -> dict[str, d
                 _, total, got = curl(servers.urls[name].format(name=stem), (start, start + length))
                 assert got == length
                 add(name, label, total * 1e3)
+    # hot: a server with the hot-file cache on, the big file read whole 3 times first (its 2nd whole read
+    # leaves the verified copy); then whole reads and 1 MiB ranges of it (main's code: still rebuilt).
+    servers.restart_deltahub(hot=True)
+    for _ in range(3):
+        curl(servers.urls["deltahub"].format(name="big"))
+    check_exact(servers.urls["deltahub"].format(name="big"), static / "big.safetensors", (12345, 12345 + (1 << 20)))
+    big = f"{size['big'] / 1e9:.2f} GB"
+    for _ in range(runs):
+        for name in RANGES & set(names):
+            _, total, got = curl(servers.urls[name].format(name="big"))
+            assert got == size["big"]
+            add(name, f"hot MB/s, {big}", size["big"] / total / MB)
+        start = rng.randrange(0, size["big"] - (1 << 20))
+        for name in RANGES & set(names):
+            _, total, got = curl(servers.urls[name].format(name="big"), (start, start + (1 << 20)))
+            assert got == 1 << 20
+            add(name, f"1 MiB range, hot {big}", total * 1e3)
     return {n: {what: statistics.median(v) for what, v in per.items()} for n, per in samples.items()}
 
 

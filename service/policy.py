@@ -27,7 +27,7 @@ from typing import TypeVar
 from service.auth import TokenInfo
 from service.errors import Forbidden, Unauthorized
 from storage.app.hub import HubApi
-from storage.app.views import RepoInfo
+from storage.app.views import LocatedFile, RepoInfo
 from storage.core.errors import RepoNotFound
 from storage.core.names import split_repo_id
 
@@ -143,6 +143,18 @@ class Policy:
         if not self.may_read(caller, repo.repo_id, private=repo.private):
             raise RepoNotFound(repo_id=repo_id)
         return repo
+
+    def readable_file(
+        self, hub: HubApi, repo_id: str, revision: str, path: str, caller: TokenInfo | None, *,
+        repo_type: str = "model",
+    ) -> LocatedFile:
+        """A download's repository, commit and file, found in one catalog session, under the same
+        decision as `readable_repo` (taken on the repository as found, before its revision is looked at)."""
+        self.let_in(caller)
+        return hub.locate(
+            repo_id, revision, path, repo_type=repo_type,
+            may_read=lambda repo: self.may_read(caller, repo.repo_id, private=repo.private),
+        )
 
     def writable_repo(
         self, hub: HubApi, repo_id: str, caller: TokenInfo | None, *, repo_type: str = "model",

@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     # An object is collected only if unreferenced for this long: longer than an ingest job takes from
     # writing its first object to committing its catalog rows, so GC never races a running ingest.
     gc_grace_seconds: int = Field(default=3600, ge=0)
+    # Hot files (storage/app/hotfiles.py): whole verified copies of often-read stored files on the API
+    # process's disk, served without decoding (a 1 MiB range of a 1 GB file: README "Reads against static
+    # servers"). The budget is the most the copies may take; 0 switches the cache off. A file is copied on
+    # its `hot_cache_reads`-th whole read, so a file read once (one download) costs no disk.
+    hot_cache_bytes: int = Field(default=2 * GiB, ge=0)
+    hot_cache_reads: int = Field(default=2, gt=0)
+    # None: data_dir/hot. Local to each API process, whatever the object store (local or S3).
+    hot_cache_dir: Path | None = None
     # The reference machines have 2 cores; ingest is CPU-bound (hashing, coding), one worker per core.
     ingest_workers: int = Field(default=2, gt=0)
 
@@ -142,6 +150,10 @@ class Settings(BaseSettings):
     @property
     def resolved_store_dir(self) -> Path:
         return self.store_dir if self.store_dir is not None else self.data_dir / "objects"
+
+    @property
+    def resolved_hot_cache_dir(self) -> Path:
+        return self.hot_cache_dir if self.hot_cache_dir is not None else self.data_dir / "hot"
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

@@ -20,6 +20,7 @@ from storage.app.git_http import GitHttp
 from storage.app.git_objects import GitObjects
 from storage.app.git_push import GitPush
 from storage.app.grants import FileHolders, Grants
+from storage.app.hotfiles import HotCopy, HotFiles
 from storage.app.mirror import Mirror, MirrorStatus
 from storage.app.ports import IngestQueue
 from storage.app.quotas import Quotas
@@ -28,7 +29,17 @@ from storage.app.reads import Reads
 from storage.app.refs import Refs
 from storage.app.repositories import RepoQuery, Repositories
 from storage.app.uploads import Uploads
-from storage.app.views import CommitInfo, FileAddition, FileInfo, RefInfo, RepoInfo, RepoListing, TreeEntry
+from storage.app.views import (
+    CommitInfo,
+    FileAddition,
+    FileInfo,
+    LocatedFile,
+    ReadSource,
+    RefInfo,
+    RepoInfo,
+    RepoListing,
+    TreeEntry,
+)
 from storage.app.xet_uploads import XetUploads
 from storage.catalog.accounting import storage_report
 from storage.catalog.db import make_engine, session_factory, session_scope, upgrade
@@ -87,6 +98,10 @@ class HubApi(Protocol):
         self, repo_id: str, commit_oid: str, paths: Sequence[str], *, repo_type: str = "model"
     ) -> dict[str, CommitInfo]: ...
     def get_entry(self, repo_id: str, commit_oid: str, path: str, *, repo_type: str = "model") -> TreeEntry: ...
+    def locate(
+        self, repo_id: str, revision: str, path: str, *, repo_type: str = "model",
+        may_read: Callable[[RepoInfo], bool],
+    ) -> LocatedFile: ...
 
     # Branches and tags (storage/app/refs.py)
     def list_refs(self, repo_id: str, *, repo_type: str = "model") -> list[RefInfo]: ...
@@ -127,6 +142,8 @@ class HubApi(Protocol):
     # Reads (storage/app/reads.py)
     def file_info(self, sha256: str) -> FileInfo: ...
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
+    def read_from(self, source: ReadSource, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
+    def hot_copy(self, source: ReadSource) -> HotCopy | None: ...
 
     # Xet uploads (storage/app/xet_uploads.py): xorbs and shards in, files staged as by an LFS upload
     @property
@@ -168,7 +185,8 @@ class Hub:
         self.uploads = Uploads(settings, self.session, self.store, self._enqueue)
         self.repositories = Repositories(self.session, self.uploads, self._enqueue)
         self.refs = Refs(self.session)
-        self.reads = Reads(self.session, self.store, self.reader)
+        hot = HotFiles(settings.resolved_hot_cache_dir, settings.hot_cache_bytes, settings.hot_cache_reads)
+        self.reads = Reads(self.session, self.store, self.reader, hot)
         self.commits = Commits(self.session, self.uploads, self.reads.read, self._enqueue)
         # The Xet protocol's front door to the same uploads (storage/app/xet_uploads.py).
         self.xet = XetUploads(self.store, self.session, self, max_file_bytes=settings.max_upload_bytes)
@@ -263,6 +281,12 @@ class Hub:
     def get_entry(self, repo_id: str, commit_oid: str, path: str, *, repo_type: str = "model") -> TreeEntry:
         return self.repositories.get_entry(repo_id, commit_oid, path, repo_type=repo_type)
 
+    def locate(
+        self, repo_id: str, revision: str, path: str, *, repo_type: str = "model",
+        may_read: Callable[[RepoInfo], bool],
+    ) -> LocatedFile:
+        return self.repositories.locate(repo_id, revision, path, repo_type=repo_type, may_read=may_read)
+
     # Branches and tags
 
     def list_refs(self, repo_id: str, *, repo_type: str = "model") -> list[RefInfo]:
@@ -345,6 +369,17 @@ class Hub:
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         return self.reads.read(sha256, start, end)
+
+    def read_from(self, source: ReadSource, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        return self.reads.read_from(source, start, end)
+
+    def hot_copy(self, source: ReadSource) -> HotCopy | None:
+        return self.reads.hot_copy(source)
+
+    def forget_files(self, sha256s: Iterable[str]) -> None:
+        """Delete the hot copies of files the catalog dropped (GC, through JobContext)."""
+        for sha256 in sha256s:
+            self.reads.hot.drop(sha256)
 
     # Operations
 

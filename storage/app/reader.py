@@ -6,7 +6,8 @@ Memory is bounded by the frames in flight and the caches, never by the file size
 
 Plans: a whole-file read builds the file's plan once and caches it (storage/app/plancache.py, keyed so
 a re-encode is never read through a stale plan); a range read uses the cached plan, or loads only the
-segments it touches. Segments and frames are found by bisection.
+segments it touches and has the whole plan built in the background for the ranges after it. Segments
+and frames are found by bisection.
 
 Integrity: every frame is checked on decode (its header CRC, then the CRC-32 of its decoded bytes
 against both the frame's header and the catalog), and the pieces of a read must tile the range asked
@@ -17,9 +18,10 @@ A whole-file read is not hashed again: the file's SHA-256 was proven at ingest, 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, cast
 
@@ -36,6 +38,8 @@ from storage.objectstore import ObjectStore
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 # Frames decoded ahead of the one being streamed: enough to overlap a GET with a decode on 2 cores
 # while holding at most (READ_AHEAD + 1) × max(frame_bytes, GROUP_BYTES) of decoded data per reader.
@@ -93,6 +97,10 @@ class Reader:
         self.cache = FrameCache(cache_bytes)
         self.plans = PlanCache(plan_entries, plan_bytes)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deltahub-read")
+        # One thread: plans built for range reads queue behind each other, never beside the decodes.
+        self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deltahub-plan")
+        self._planning: set[Hashable] = set()
+        self._planning_lock = threading.Lock()
 
     def plan(self, sha256: str) -> plans.FilePlan:
         """The whole file's plan: from the cache when its key is current, else built and cached."""
@@ -106,15 +114,50 @@ class Reader:
         """Bytes [start, end) of a stored file, every frame checked on decode."""
         with session_scope(self.sessions) as s:
             head = plans.file_head(s, sha256)
-            if head is None:
-                raise FileNotStored(sha256=sha256)
-            end = head.size if end is None else min(end, head.size)
-            start = min(max(start, 0), end)
-            plan = self.plans.get(head.plan_key)
-            if plan is None:
-                whole = start == 0 and end == head.size
-                plan = self._whole_plan(s, head) if whole else plans.range_plan(s, head, start, end)
+        if head is None:
+            raise FileNotStored(sha256=sha256)
+        return self.read_head(head, start, end)
+
+    def read_head(self, head: plans.FileHead, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Bytes [start, end) of the file `head` names (read in the caller's catalog session): with its
+        plan cached, no catalog query at all. Without one, a whole read builds and caches the plan; a
+        range read loads only its own segments and has the whole plan built in the background, so the
+        ranges after it come from the cache (building a 100,000-tensor plan takes seconds: the first
+        range must not wait for it)."""
+        end = head.size if end is None else min(end, head.size)
+        start = min(max(start, 0), end)
+        plan = self.plans.get(head.plan_key)
+        if plan is None:
+            with session_scope(self.sessions) as s:
+                if start == 0 and end == head.size:
+                    plan = self._whole_plan(s, head)
+                else:
+                    plan = plans.range_plan(s, head, start, end)
+                    self._plan_later(head)
         return self._ordered(self._groups(plan, start, end))
+
+    def _plan_later(self, head: plans.FileHead) -> None:
+        """Build and cache the whole plan of `head` on the planner thread, once at a time per file."""
+        with self._planning_lock:
+            if head.plan_key in self._planning:
+                return
+            self._planning.add(head.plan_key)
+
+        def build() -> None:
+            try:
+                with session_scope(self.sessions) as s:
+                    self._whole_plan(s, head)
+            except Exception:  # a range read that needs it will build it again, or fail itself
+                log.warning("building the read plan of %s failed", head.sha256, exc_info=True)
+            finally:
+                with self._planning_lock:
+                    self._planning.discard(head.plan_key)
+
+        self._planner.submit(build)
+
+    def wait_for_plans(self) -> None:
+        """Block until the plans queued by range reads so far are built (tests, benchmarks)."""
+        self._planner.submit(lambda: None).result()
 
     def _whole_plan(self, s: Session, head: plans.FileHead) -> plans.FilePlan:
         cached = self.plans.get(head.plan_key)

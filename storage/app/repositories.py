@@ -16,16 +16,18 @@ from storage.app.ports import Sessions
 from storage.app.uploads import Uploads
 from storage.app.views import (
     CommitInfo,
+    LocatedFile,
     RepoInfo,
     RepoListing,
     TreeEntry,
     commit_info,
+    read_source,
     repo_info,
     tree_entry,
 )
 from storage.catalog import jobs, repos
 from storage.catalog.models import RepoType
-from storage.core.errors import InvalidInput, RepoExists
+from storage.core.errors import EntryNotFound, InvalidInput, RepoExists, RepoNotFound
 from storage.core.gitobjects import GitBlob, blob_id
 
 INITIAL_COMMIT_MESSAGE = "initial commit"
@@ -164,6 +166,27 @@ class Repositories:
         with self._session() as s:
             head = repos.resolve(s, repos.find_repo(s, repo_id, repo_type), repo_id, commit_oid)
             return {path: commit_info(c) for path, c in repos.last_changes(s, head, paths).items()}
+
+    def locate(
+        self, repo_id: str, revision: str, path: str, *, repo_type: str = RepoType.MODEL,
+        may_read: Callable[[RepoInfo], bool],
+    ) -> LocatedFile:
+        """A download's repository, commit and file, in one session and one repository lookup. `may_read`
+        is the caller's access decision, taken on the repository as found: refused, the answer is
+        RepoNotFound, exactly as for a repository that does not exist, before the revision is looked at.
+        RevisionNotFound for a revision the repository lacks; a path its commit lacks is answered with
+        the commit and no entry (the client caches "absent at this commit")."""
+        with self._session() as s:
+            repo = repos.find_repo(s, repo_id, repo_type)
+            info = repo_info(repo)
+            if not may_read(info):
+                raise RepoNotFound(repo_id=repo_id)
+            commit = repos.resolve(s, repo, repo_id, revision)
+            try:
+                row, file = repos.entry(s, repo, repo_id, commit.oid, path)
+            except EntryNotFound:
+                return LocatedFile(info, commit_info(commit), None, None)
+            return LocatedFile(info, commit_info(commit), tree_entry(row, file), read_source(file))
 
     def get_entry(self, repo_id: str, commit_oid: str, path: str, *, repo_type: str = RepoType.MODEL) -> TreeEntry:
         """One file of the commit (EntryNotFound otherwise)."""

@@ -12,6 +12,7 @@ from typing import Literal
 
 from storage.catalog.models import Commit, FileObject, Ref, Repository
 from storage.catalog.models import TreeEntry as TreeRow
+from storage.catalog.plans import FileHead
 
 FileStateName = Literal["staged", "stored", "failed"]
 RepoTypeName = Literal["model", "dataset"]
@@ -84,6 +85,37 @@ class TreeEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadSource:
+    """Where a file's bytes come from, as one catalog look found them: its staged copy while it has one
+    (waiting for ingest, or pushed again to repair it), else its stored frames through the plan `head`
+    keys (storage/app/reader.py)."""
+
+    head: FileHead
+    staging_key: str | None
+    staging_sums: bytes | None
+    stored: bool
+
+    @property
+    def sha256(self) -> str:
+        return self.head.sha256
+
+    @property
+    def size(self) -> int:
+        return self.head.size
+
+
+@dataclass(frozen=True, slots=True)
+class LocatedFile:
+    """What a download needs, found in one catalog session: the repository, the revision's commit and
+    the file at the path (entry and source None when the commit has no such path)."""
+
+    repo: RepoInfo
+    commit: CommitInfo
+    entry: TreeEntry | None
+    source: ReadSource | None
+
+
+@dataclass(frozen=True, slots=True)
 class FileAddition:
     """A file a commit adds. `lfs` says whether git holds it as an LFS pointer (True: the client sent it
     as an lfsFile, False: inline); None leaves it to size (storage/app/commits.py INLINE_MAX_BYTES)."""
@@ -113,3 +145,8 @@ def tree_entry(row: TreeRow, file: FileObject) -> TreeEntry:
 def file_info(file: FileObject, *, ingest: str | None = None) -> FileInfo:
     state: FileStateName = "stored" if file.state == "stored" else "failed" if file.state == "failed" else "staged"
     return FileInfo(file.sha256, file.size, str(file.kind), state, file.error, ingest)
+
+
+def read_source(file: FileObject) -> ReadSource:
+    head = FileHead(file.sha256, file.size, file.stored_at, file.plan_version)
+    return ReadSource(head, file.staging_key, file.staging_sums, file.state == "stored")

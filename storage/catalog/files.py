@@ -266,3 +266,14 @@ def set_file_base(session: Session, sha256: str, base_sha256: str | None) -> Non
     file = session.get(FileObject, sha256)
     if file is not None:
         file.base_sha256 = base_sha256
+
+
+def stored_among(session: Session, sha256s: Sequence[str]) -> set[str]:
+    """Which of `sha256s` are stored files (the hot-file cache keeps copies of those only)."""
+    found: set[str] = set()
+    for chunk in batches(sorted(set(sha256s))):
+        rows = session.scalars(
+            select(FileObject.sha256).where(FileObject.sha256.in_(chunk), FileObject.state == FileState.STORED)
+        )
+        found.update(rows)
+    return found

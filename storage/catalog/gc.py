@@ -26,8 +26,8 @@ from storage.catalog.models import (
 )
 
 
-def drop_unreferenced_files(session: Session, cutoff: datetime) -> tuple[int, list[str]]:
-    """Files no tree names, older than `cutoff`, with no unfinished job: (how many, their staging keys)."""
+def drop_unreferenced_files(session: Session, cutoff: datetime) -> tuple[list[str], list[str]]:
+    """Files no tree names, older than `cutoff`, with no unfinished job: (their ids, their staging keys)."""
     rows = session.execute(
         select(FileObject.sha256, FileObject.staging_key).where(
             func.coalesce(FileObject.claimed_at, FileObject.created_at) < cutoff,
@@ -45,7 +45,7 @@ def drop_unreferenced_files(session: Session, cutoff: datetime) -> tuple[int, li
         session.execute(delete(FileSegment).where(FileSegment.file_sha256.in_(chunk)))
         session.execute(delete(IngestJob).where(IngestJob.file_sha256.in_(chunk)))
         session.execute(delete(FileObject).where(FileObject.sha256.in_(chunk)))
-    return len(shas), [r[1] for r in rows if r[1]]
+    return shas, [r[1] for r in rows if r[1]]
 
 
 def drop_unreferenced_tensors(session: Session) -> int:

@@ -180,3 +180,17 @@ def test_production_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("DELTAHUB_ENVIRONMENT", "production")
     with pytest.raises(InvalidSettings, match="PostgreSQL"):
         load_settings()
+
+
+def test_the_hot_file_cache_is_on_by_default_under_the_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(data_dir=Path("/srv/dh"))
+    assert settings.hot_cache_bytes == 2 << 30 and settings.hot_cache_reads == 2
+    assert settings.resolved_hot_cache_dir == Path("/srv/dh/hot")
+    monkeypatch.setenv("DELTAHUB_HOT_CACHE_BYTES", "0")
+    monkeypatch.setenv("DELTAHUB_HOT_CACHE_DIR", "/fast/hot")
+    off = load_settings()
+    assert off.hot_cache_bytes == 0 and off.resolved_hot_cache_dir == Path("/fast/hot")
+    with pytest.raises(InvalidSettings):
+        load_settings(hot_cache_bytes=-1)
+    with pytest.raises(InvalidSettings):
+        load_settings(hot_cache_reads=0)

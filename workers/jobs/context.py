@@ -7,7 +7,7 @@ can hand a job any object that has these four things.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
@@ -30,4 +30,8 @@ class JobContext(Protocol):
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Bytes [start, end) of a file, from staging or rebuilt from its frames (verify reads both)."""
+        ...
+
+    def forget_files(self, sha256s: Iterable[str]) -> None:
+        """Files GC deleted from the catalog: their hot copies (storage/app/hotfiles.py) are deleted."""
         ...

@@ -41,7 +41,8 @@ def collect_garbage(ctx: JobContext, *, dry_run: bool = False, grace_seconds: fl
     cutoff = datetime.now(UTC) - timedelta(seconds=grace)
     report = GcReport()
     with ctx.session() as s:
-        report.files, staging_keys = catalog_gc.drop_unreferenced_files(s, cutoff)
+        dropped, staging_keys = catalog_gc.drop_unreferenced_files(s, cutoff)
+        report.files = len(dropped)
         report.tensors = catalog_gc.drop_unreferenced_tensors(s)
         crash_point("gc.mid_catalog_deletes")
         if dry_run:
@@ -55,6 +56,11 @@ def collect_garbage(ctx: JobContext, *, dry_run: bool = False, grace_seconds: fl
         with ctx.session() as s:
             object_keys = catalog_gc.drop_unreferenced_objects(s, cutoff)
     crash_point("gc.after_catalog_deletes")
+    if not dry_run:
+        # Their hot copies go too (storage/app/hotfiles.py): after the catalog no longer names the files,
+        # so no read finds a file whose copy is being deleted. Copies in another process's directory go
+        # at that cache's next sweep; none is ever served for a file the catalog lacks.
+        ctx.forget_files(dropped)
     doomed = list(staging_keys) + list(object_keys)
     with ctx.session() as s:
         known = catalog_gc.known_keys(s)
