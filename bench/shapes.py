@@ -22,6 +22,8 @@ uploads are saved:
   default one needs onnxscript) through a wrapper whose `forward(ids)` returns the last hidden state
   (transformers 5's forward does not trace directly); its MatMul initializers are the Linear weights
   transposed, under the exporter's own names (`onnx::MatMul_NNN`);
+- `onnx-external`: the same export saved by onnx's `save_model(save_as_external_data=True)` (as every
+  model past protobuf's 2 GB limit is): a small `model.onnx` and its weights in `model.onnx_data`;
 - `gguf-q4_0`, then `gguf-q4_0-mixed`: two quantized releases (gguf's own quantizer), the second pushed
   after the first: it shares every tensor its mix leaves in Q4_0 bit for bit.
 
@@ -35,8 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 SHAPES = ("base-shape", "task-head", "token-head", "added-tokens", "resharded", "prefix-renamed", "torch-bin",
-          "safetensors-f16", "gguf-f32", "gguf-f16", "onnx")
-WEIGHT_SUFFIXES = (".safetensors", ".index.json", ".bin", ".gguf", ".onnx")
+          "safetensors-f16", "gguf-f32", "gguf-f16", "onnx", "onnx-external")
+WEIGHT_SUFFIXES = (".safetensors", ".index.json", ".bin", ".gguf", ".onnx", ".onnx_data")
 
 
 def fine_tune(base_dir: Path, *, steps: int = 3, seed: int = 0, labels: int = 3):  # type: ignore[no-untyped-def]
@@ -88,6 +90,7 @@ def build_shapes(base_dir: Path, out: Path, *, steps: int = 3, added_tokens: int
     for name, dtype in (("gguf-f32", "F32"), ("gguf-f16", "F16")):
         write_gguf(backbone, dirs[name] / "model.gguf", blocks=blocks, types=lambda _, d=dtype: d)
     export_onnx(tuned.bert, dirs["onnx"] / "model.onnx")
+    external_onnx(dirs["onnx"] / "model.onnx", dirs["onnx-external"] / "model.onnx")
     for name, types in QUANTIZED.items():
         write_gguf(backbone, out / name / "model.gguf", blocks=blocks, types=types)
         dirs[name] = out / name
@@ -116,6 +119,15 @@ def export_onnx(model, path: Path) -> None:  # type: ignore[no-untyped-def]
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(Wrapper(), (torch.randint(0, 1000, (1, 16)),), str(path), dynamo=False)
+
+
+def external_onnx(source: Path, path: Path) -> None:
+    """The model at `source` saved again with every initializer in one external data file beside `path`."""
+    import onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(onnx.load(str(source)), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="model.onnx_data", size_threshold=0)  # fmt: skip
 
 
 def _mixed(name: str) -> str:
