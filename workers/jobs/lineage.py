@@ -82,8 +82,11 @@ def choose_base(
     best: tuple[int, bool, float, Measured] | None = None
     candidates = candidate_models(ctx, sha256, tensors, declared=declared, me=me, stored_after=stored_after,
                                   nearest=closest)  # fmt: skip
-    for shas in candidates:
-        if adoptees.intersection(shas):
+    # Files the sketch ranked below `closest` need no measuring (the other candidate queries are for
+    # files without a comparable sketch); the declared base's models, first, are measured whatever.
+    ranked = set(near.at).difference(closest) if near else set()
+    for k, shas in enumerate(candidates):
+        if adoptees.intersection(shas) or (ranked.issuperset(shas) and not (declared and k == 0)):
             continue
         measured = measure(ctx, tensors, read, load_model(ctx, shas))
         log.info("base candidate %s for %s costs %s", shas, sha256, f"{measured.cost:.3f}" if measured else "-")

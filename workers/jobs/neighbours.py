@@ -31,6 +31,10 @@ NEAREST_POOL = 16
 KIN = 24.0
 # The family's centre is the elementwise median of at most this many kin (spread over all distances).
 CENTRE_SAMPLE = 255
+# Below this many stored kin a median is no common ancestor (of a parent, child and grandchild it is
+# the child): no centre, and a relative is adopted only by a newcomer that sits between it and its base
+# (nearer to both than they are to each other, by ADOPT_MARGIN).
+MIN_CENTRE = 8
 # A relative is *upstream* of another (nearer the family's centre, so the parent side of an edge) when
 # nearer to the centre by this much: on the synthetic lineage generations sit 1.7, 3.2 and 4.5 from the
 # centre (the root's values), ±0.2 within a generation.
@@ -105,7 +109,7 @@ def neighbours(ctx: JobContext, sha256: str, sketch: Sketch, *, stored_after: da
     kin = np.flatnonzero(apart < KIN)
     central = np.full(len(rows), np.inf)
     me_central = np.inf
-    if len(kin):
+    if len(kin) >= MIN_CENTRE:
         sample = kin[np.linspace(0, len(kin) - 1, min(len(kin), CENTRE_SAMPLE)).astype(np.intp)]
         centre = members.centre(np.unique(sample), extra=values)
         central[kin] = members.to(centre)[kin]
@@ -149,14 +153,30 @@ def adoptable(near: Neighbours, sha256: str, *, base: str | None) -> list[str]:
     """Kin that would likely code smaller against the new file `sha256` than against their current base
     (see ADOPT_MARGIN), most distance saved first, at most REBASE_BUDGET; never the new file's own base
     nor a relative its base's chain passes through (that would be a cycle)."""
+    above = _chain(near, base)
+    if not np.isfinite(near.me_central):
+        return [sha for sha in _between(near, sha256) if sha not in above][:REBASE_BUDGET]
     kin = np.flatnonzero(np.isfinite(near.central))
     kin = kin[[near.rows[i][2] != sha256 for i in kin]] if len(kin) else kin
     if not len(kin):
         return []
     gains = _gains(near, kin, near.apart[kin], np.full(len(kin), near.me_central))
-    above = _chain(near, base)
     out = [near.rows[kin[j]][0] for j in np.argsort(-gains, kind="stable") if gains[j] > 0]
     return [sha for sha in out if sha not in above][:REBASE_BUDGET]
+
+
+def _between(near: Neighbours, sha256: str) -> list[str]:
+    """Without a centre: the relatives the new file sits between, nearest first (it is nearer to both
+    them and their base than those are to each other: their parent, not a closer child)."""
+    out: list[str] = []
+    for (sha, _, current), to_new in zip(near.rows[:NEAREST_POOL], near.apart[:NEAREST_POOL], strict=True):
+        if current is None or current == sha256 or current not in near.at:
+            continue
+        i, b = np.array([near.at[sha]], dtype=np.intp), np.array([near.at[current]], dtype=np.intp)
+        to_base = float(near.members.between(i, b)[0])
+        if max(to_new, near.apart[b[0]]) < ADOPT_MARGIN * to_base:
+            out.append(sha)
+    return out
 
 
 def repairs(near: Neighbours, sha256: str, *, base: str | None, budget: int) -> list[tuple[str, str]]:
