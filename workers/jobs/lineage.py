@@ -8,6 +8,7 @@ measurably help (unrelated runs).
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -32,6 +33,7 @@ from workers.jobs.encoding import (
 )
 from workers.jobs.neighbours import (
     REBASE_BUDGET,
+    REPAIR_BUDGET,
     Neighbours,
     Sketch,
     adoptable,
@@ -201,27 +203,29 @@ def adopt_relatives(ctx: JobContext, sha256: str, near: Neighbours, *, base: str
     relatives from arriving since."""
     adoptees = adoptable(near, sha256, base=base)
     adopted = [sha for sha in adoptees if _rebase_once(ctx, sha, sha256)]
-    budget = REBASE_BUDGET - len(adoptees)
+    budget = min(REPAIR_BUDGET, REBASE_BUDGET - len(adoptees))
     for sha, onto in repairs(near, sha256, base=base, budget=budget):
         if sha not in adopted:
             _rebase_once(ctx, sha, onto)
     return adopted
 
 
-# (file, base) rebases tried in this process that swapped nothing: a repair chosen by sketch that the
-# measured bytes (or the chain depth) refuse is not tried again at every ingest of the family.
-_REFUSED: dict[tuple[str, str], None] = {}
+# Per hub (job context), the (file, base) rebases tried in this process that swapped nothing: a repair
+# chosen by sketch that the measured bytes (or the chain depth) refuse is not tried again at every
+# ingest of the family.
+_REFUSED: weakref.WeakKeyDictionary[JobContext, dict[tuple[str, str], None]] = weakref.WeakKeyDictionary()
 _REFUSED_MAX = 4096
 
 
 def _rebase_once(ctx: JobContext, sha256: str, onto: str) -> bool:
-    if (sha256, onto) in _REFUSED:
+    refused = _REFUSED.setdefault(ctx, {})
+    if (sha256, onto) in refused:
         return False
     if rebase_file(ctx, sha256, onto):
         return True
-    if len(_REFUSED) >= _REFUSED_MAX:
-        _REFUSED.pop(next(iter(_REFUSED)))
-    _REFUSED[sha256, onto] = None
+    if len(refused) >= _REFUSED_MAX:
+        refused.pop(next(iter(refused)))
+    refused[sha256, onto] = None
     return False
 
 

@@ -1,8 +1,11 @@
-"""A new file's relatives by sketch (storage/core/sketches.py): the nearest, to measure as bases, and
-those it sits between (their parent, pushed after them), to adopt once it is stored.
+"""A new file's relatives by sketch (storage/core/sketches.py): the nearest, to measure as bases; the
+family's centre (the median of its kin), which orients every edge (the relative nearer the centre is
+the parent's side); and the stored kin to rebase once the new file is stored: those it is a better
+base for (its children, pushed before it), then, within a per-ingest budget, kin coded against a worse
+base than another stored kin.
 
-One catalog query and one vectorised pass per ingest, whatever the family's size: the sketches of a
-layout are read once (6 KiB each) and every decision below is taken from those distances.
+One catalog query and a few vectorised passes per ingest, whatever the family's size: the sketches of
+a layout are read once (6 KiB each) and every decision below is taken from those distances.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ NEAREST_POOL = 16
 # every element a few BF16 ulps (~16-20).
 KIN = 24.0
 # The family's centre is the elementwise median of at most this many kin (spread over all distances).
-CENTRE_SAMPLE = 255
+CENTRE_SAMPLE = 63
 # Below this many stored kin a median is no common ancestor (of a parent, child and grandchild it is
 # the child): no centre, and a relative is adopted only by a newcomer that sits between it and its base
 # (nearer to both than they are to each other, by ADOPT_MARGIN).
@@ -47,10 +50,12 @@ UPSTREAM = 0.5
 # upstream kin. Measured bytes still decide each tensor (`rebase_file`).
 ADOPT_MARGIN = 0.8
 REORIENT_SLACK = 1.05
-# Rebases per ingest (adoptions first, then repairs), the most sketch distance saved first: each costs
+# Rebases per ingest (adoptions first, then repairs), the most worth first (`_gains`): each costs
 # about one ingest of that file, so ingest time per file does not grow with the family; what is left is
 # picked up by later ingests of the family.
 REBASE_BUDGET = 4
+# Of which repairs at most (adoptions are the new file's own children; repairs are owed by the family).
+REPAIR_BUDGET = 4
 # Repairs look at every kin's base against the newcomer's most central kin (hubs) and the kin nearest
 # to the newcomer against each other.
 HUBS = 2
@@ -133,8 +138,9 @@ def nearest(ctx: JobContext, near: Neighbours, *, exclude: Sequence[str] = ()) -
 
 def _gains(near: Neighbours, members: npt.NDArray[np.intp], to_new: npt.NDArray[np.float64],
            new_central: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:  # fmt: skip
-    """For each stored relative in `members`, the sketch distance saved by re-basing it onto a candidate
-    at `to_new` from it and `new_central` from the centre (0: not worth it): see ADOPT_MARGIN."""
+    """For each stored relative in `members`, how much re-basing it onto a candidate at `to_new` from it
+    and `new_central` from the centre is worth (0: not worth it, see ADOPT_MARGIN; more the smaller the
+    distance to the candidate is against that to its current base)."""
     bases = np.array([near.at.get(near.rows[i][2] or "", -1) for i in members], dtype=np.intp)
     plain = np.array([near.rows[i][2] is None for i in members], dtype=bool)
     known = bases >= 0
@@ -146,12 +152,15 @@ def _gains(near: Neighbours, members: npt.NDArray[np.intp], to_new: npt.NDArray[
     nearer = to_new < ADOPT_MARGIN * to_base
     reorient = ~base_up & known & (to_new <= REORIENT_SLACK * to_base)
     worth = upstream & (to_new < KIN) & (plain | nearer | reorient)
-    return np.where(worth, np.where(plain, KIN, to_base - to_new) + 1.0, 0.0)
+    # Nearest relative to the current base first: a child coded against a sibling (1.7 vs 3.2) before
+    # a cousin whose base is farther still.
+    ratio = to_new / np.where(plain, KIN, np.maximum(to_base, 1e-9))
+    return np.where(worth, 2.0 - ratio, 0.0)
 
 
 def adoptable(near: Neighbours, sha256: str, *, base: str | None) -> list[str]:
     """Kin that would likely code smaller against the new file `sha256` than against their current base
-    (see ADOPT_MARGIN), most distance saved first, at most REBASE_BUDGET; never the new file's own base
+    (see ADOPT_MARGIN), most worth first (`_gains`), at most REBASE_BUDGET; never the new file's own base
     nor a relative its base's chain passes through (that would be a cycle)."""
     above = _chain(near, base)
     if not np.isfinite(near.me_central):
@@ -182,7 +191,7 @@ def _between(near: Neighbours, sha256: str) -> list[str]:
 def repairs(near: Neighbours, sha256: str, *, base: str | None, budget: int) -> list[tuple[str, str]]:
     """(relative, new base) pairs among stored kin that would likely code smaller against another
     stored kin than against their current base: every kin against the most central kin (hubs), and the
-    kin nearest to the new file against each other; most distance saved first, one per relative, at
+    kin nearest to the new file against each other; most worth first (`_gains`), one per relative, at
     most `budget`, never closing a cycle (the chains are followed through the recorded bases)."""
     kin = np.flatnonzero(np.isfinite(near.central))
     if budget <= 0 or len(kin) < 2:
