@@ -128,8 +128,52 @@ def distances(sketch: bytes, others: Sequence[bytes]) -> npt.NDArray[np.float64]
     a family of 1,000 members costs a few milliseconds."""
     if not others:
         return np.zeros(0)
-    mine = _ordered(np.frombuffer(sketch, "<f4"))
-    stacked = _ordered(np.frombuffer(b"".join(others), "<f4").reshape(len(others), -1))
+    return SketchSet(others).to(sketch)
+
+
+def _log_mean(apart: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
     # float32 is plenty for a ranking and halves the pass over a 1,000-member family.
-    apart = np.abs(stacked - mine).astype(np.float32)
-    return np.asarray(np.log2(apart + np.float32(1)).mean(axis=1, dtype=np.float64), dtype=np.float64)
+    return np.asarray(np.log2(np.abs(apart).astype(np.float32) + np.float32(1)).mean(axis=-1, dtype=np.float64),
+                      dtype=np.float64)  # fmt: skip
+
+
+class SketchSet:
+    """Sketches of one layout held as one matrix, for many distance queries among them (a family's
+    members to the newcomer, to their bases, to its centre) without converting each sketch again."""
+
+    def __init__(self, sketches: Sequence[bytes]) -> None:
+        values = np.frombuffer(b"".join(sketches), "<f4")
+        self._rows = _ordered(values.reshape(len(sketches), -1) if sketches else values.reshape(0, 0))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def to(self, sketch: bytes) -> npt.NDArray[np.float64]:
+        """Distance from `sketch` to each member."""
+        if not len(self._rows):
+            return np.zeros(0)
+        return _log_mean(self._rows - _ordered(np.frombuffer(sketch, "<f4")))
+
+    def between(self, a: npt.NDArray[np.intp], b: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
+        """Distance from member a[k] to member b[k], for each k."""
+        if not len(a):
+            return np.zeros(0)
+        return _log_mean(self._rows[a] - self._rows[b])
+
+    def centre(self, members: npt.NDArray[np.intp], extra: bytes | None = None) -> bytes:
+        """The elementwise (lower) median of the members' sketches and `extra`: for a lineage, the values
+        most members share, i.e. those of the model they descend from, whether or not it is stored (the
+        element moves of each fine-tune are its own, so a median of its descendants undoes them)."""
+        stacked = self._rows[members]
+        if extra is not None:
+            stacked = np.vstack([stacked, _ordered(np.frombuffer(extra, "<f4"))[None, :]])
+        if not len(stacked):
+            raise ValueError("the centre of no sketches")
+        middle = np.partition(stacked, (len(stacked) - 1) // 2, axis=0)[(len(stacked) - 1) // 2]
+        return _unordered(middle).tobytes()
+
+
+def _unordered(ordered: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+    """Inverse of `_ordered`: little-endian float32 values."""
+    bits = np.where(ordered < 0, (-ordered) | 0x80000000, ordered).astype(np.uint32)
+    return bits.view("<f4")

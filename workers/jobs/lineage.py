@@ -8,6 +8,7 @@ measurably help (unrelated runs).
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -30,7 +31,17 @@ from workers.jobs.encoding import (
     encode_windows,
     shared_prefix,
 )
-from workers.jobs.neighbours import Neighbours, Sketch, adoptable, nearest, neighbours, take_sketch
+from workers.jobs.neighbours import (
+    REBASE_BUDGET,
+    REPAIR_BUDGET,
+    Neighbours,
+    Sketch,
+    adoptable,
+    nearest,
+    neighbours,
+    repairs,
+    take_sketch,
+)
 from workers.jobs.relatives import Measured, candidate_models, load_model, measure, nearest_same_shape
 
 if TYPE_CHECKING:
@@ -54,52 +65,58 @@ def choose_base(
 
     A candidate whose chains are already `max_chain_depth` deep would hand our tensors over to its own
     bases, so the measured bytes would not be what we get: any open candidate that helps ranks first.
-    Relatives we are much nearer to than to their own bases (our children, pushed before us) are adopted
-    after we are stored (`adopt_relatives`), so they are not our base: we take the best other candidate,
-    or, when that is clearly worse than an adoptee and would already sit in a chain, are stored plain
-    (re-rooted: the family's chains restart from us, instead of growing through our children)."""
+    Candidates nearer the family's centre than we are (by sketch: our parent's side) rank before those
+    neither nearer nor farther (siblings), and those before farther ones (our children, pushed before
+    us), so chains run towards the centre; when only farther ones help we are stored plain (re-rooted:
+    the family's chains restart from us, instead of growing through our children). Relatives we are
+    much nearer to than their own bases are adopted after we are stored (`adopt_relatives`), so they
+    are not our base."""
     tensors = layout.tensors or ()
     if near is None:
         sketch = take_sketch(tensors, read)
-        near = neighbours(ctx, sha256, sketch, stored_after=stored_after) if sketch else None
+        near = neighbours(ctx, sha256, sketch) if sketch else None
     with ctx.session() as s:
         me = files.repo_name(s, repo_id)
         declared = files.snapshot(s, sha256).declared_base if stored_after is None else None
     adoptees = set(adoptable(near, sha256, base=None)) if near and stored_after is None else set()
     closest = nearest(ctx, near, exclude=tuple(adoptees)) if near else []
     max_depth = ctx.settings.max_chain_depth
-    best: tuple[bool, float, Measured] | None = None
-    best_adoptee: Measured | None = None
+    best: tuple[int, bool, float, Measured] | None = None
     candidates = candidate_models(ctx, sha256, tensors, declared=declared, me=me, stored_after=stored_after,
                                   nearest=closest)  # fmt: skip
-    for shas in candidates:
+    # Files the sketch ranked below `closest` need no measuring (the other candidate queries are for
+    # files without a comparable sketch); the declared base's models, first, are measured whatever.
+    ranked = set(near.at).difference(closest) if near else set()
+    for k, shas in enumerate(candidates):
+        if adoptees.intersection(shas) or (ranked.issuperset(shas) and not (declared and k == 0)):
+            continue
         measured = measure(ctx, tensors, read, load_model(ctx, shas))
         log.info("base candidate %s for %s costs %s", shas, sha256, f"{measured.cost:.3f}" if measured else "-")
         if measured is None:
             continue
-        if measured.base.sha256 in adoptees:
-            if best_adoptee is None or measured.cost < best_adoptee.cost:
-                best_adoptee = measured
-            continue
         # Near-equal bytes go to the shallower base: chains stay open for the relatives still to come.
         cost = measured.cost * (1 + DEPTH_PENALTY * chain_depth(measured.base))
-        rank = (full_chains(measured.base, max_depth), cost, measured)
-        if best is None or rank[:2] < best[:2]:
+        rank = (_side(near, measured.base.sha256), full_chains(measured.base, max_depth), cost, measured)
+        if best is None or rank[:3] < best[:3]:
             best = rank
-    reroot = best_adoptee is not None and (best is None or best[1] > REROOT_COST * best_adoptee.cost)
-    if reroot and (best is None or chain_depth(best[2].base) >= 1):
+    # Only files farther from the centre help: we are their parent's side (the family's root, pushed
+    # after its descendants), stored plain, and they are adopted.
+    if best is None or best[0] == 2:
         return None
-    return best[2].base if best else None
+    return best[3].base
+
+
+def _side(near: Neighbours | None, sha: str) -> int:
+    """0: nearer the family's centre than the new file, 2: farther, 1: neither or not known."""
+    if near is None:
+        return 1
+    return 0 if near.upstream(sha) else 2 if near.downstream(sha) else 1
 
 
 # Per level of the base's chain, what a base may cost more and still be preferred to a deeper one: a
 # parent and a child of a file code alike (measured within ~2% of each other on the synthetic lineage),
 # a grandparent or sibling ~45% worse.
 DEPTH_PENALTY = 0.03
-# A newcomer is re-rooted when its best base costs this much more than coding against one of its
-# adoptees would (a parent arriving after its children finds its own relatives 2 generations away:
-# ~1.45x on the synthetic lineage; its own parent, 1 generation away, ~1.0x).
-REROOT_COST = 1.2
 
 
 def chain_depth(base: BaseTensors) -> int:
@@ -178,10 +195,38 @@ def rebase_dependents(ctx: JobContext, sha256: str, *, repo_id: int | None) -> l
 
 
 def adopt_relatives(ctx: JobContext, sha256: str, near: Neighbours, *, base: str | None) -> list[str]:
-    """Re-encode stored relatives against the new file where it sits between them and their bases (its
-    children pushed before it); each tensor is swapped only where it codes smaller (`rebase_file`).
-    `near` is from before the commit: the family's lease kept other relatives from arriving since."""
-    return [sha for sha in adoptable(near, sha256, base=base) if rebase_file(ctx, sha, sha256)]
+    """Re-encode stored kin against the new file where it sits between them and the family's centre
+    (its children pushed before it, coded against a sibling or a grandparent); then, with what is left
+    of the per-ingest budget (REBASE_BUDGET), repair kin coded against a worse base than another stored
+    kin (those the family's earlier ingests had no budget left for). Each tensor is swapped only where it
+    codes smaller (`rebase_file`). `near` is from before the commit: the family's lease kept other
+    relatives from arriving since."""
+    adoptees = adoptable(near, sha256, base=base)
+    adopted = [sha for sha in adoptees if _rebase_once(ctx, sha, sha256)]
+    budget = min(REPAIR_BUDGET, REBASE_BUDGET - len(adoptees))
+    for sha, onto in repairs(near, sha256, base=base, budget=budget):
+        if sha not in adopted:
+            _rebase_once(ctx, sha, onto)
+    return adopted
+
+
+# Per hub (job context), the (file, base) rebases tried in this process that swapped nothing: a repair
+# chosen by sketch that the measured bytes (or the chain depth) refuse is not tried again at every
+# ingest of the family.
+_REFUSED: weakref.WeakKeyDictionary[JobContext, dict[tuple[str, str], None]] = weakref.WeakKeyDictionary()
+_REFUSED_MAX = 4096
+
+
+def _rebase_once(ctx: JobContext, sha256: str, onto: str) -> bool:
+    refused = _REFUSED.setdefault(ctx, {})
+    if (sha256, onto) in refused:
+        return False
+    if rebase_file(ctx, sha256, onto):
+        return True
+    if len(refused) >= _REFUSED_MAX:
+        refused.pop(next(iter(refused)))
+    refused[sha256, onto] = None
+    return False
 
 
 def rebase_file(ctx: JobContext, sha256: str, onto: str) -> bool:

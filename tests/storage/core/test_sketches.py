@@ -14,6 +14,7 @@ from storage.core.sketches import (
     SKETCH_RUNS,
     SKETCH_TENSORS,
     SketchPlan,
+    SketchSet,
     distances,
     plan_sketch,
     sketch_values,
@@ -138,3 +139,36 @@ def test_value_distances_rank_a_tensors_own_f32_base_nearest_among_its_shape() -
     assert far[17] < 0.7 * np.median(far)
     assert widenable("BF16") and not widenable("I8")
 
+
+
+def _moved(values: np.ndarray, seed: int) -> np.ndarray:
+    """A generation as bench/scale_lineage.py models one: 10% of the elements moved 1-3 BF16 ulps."""
+    rng = np.random.default_rng(seed)
+    bits = values.view(np.int32).copy()
+    pick = np.flatnonzero(rng.random(bits.size) < 0.1)
+    bits[pick] += rng.choice([-3, -2, -1, 1, 2, 3], pick.size).astype(np.int32) << 16
+    return bits.view(np.float32)
+
+
+def test_the_centre_of_a_lineage_is_its_root_though_the_root_is_not_among_them() -> None:
+    root = (np.random.default_rng(7).standard_normal(1536) * 0.05).astype("<f4")
+    children = [_moved(root, 100 + k) for k in range(12)]
+    lineage = children + [_moved(children[k % 3], 200 + k) for k in range(12)]
+    members = SketchSet([v.tobytes() for v in lineage])
+    centre = members.centre(np.arange(len(lineage), dtype=np.intp))
+    assert distances(centre, [root.tobytes()])[0] < 0.3, "the root's values, elementwise"
+    apart = members.to(centre)
+    assert apart[:12].max() + 0.5 < apart[12:].min(), "children sit nearer the centre than grandchildren"
+    one = distances(lineage[12].tobytes(), [children[0].tobytes()])
+    assert list(members.between(np.array([12]), np.array([0]))) == list(one)
+
+
+@given(st.lists(st.floats(width=32, allow_nan=True, allow_subnormal=True), min_size=3, max_size=3))
+def test_a_centre_is_made_of_the_members_own_values(values: list[float]) -> None:
+    """Each element of the centre is one member's (NaN payloads, denormals and -0.0 included; -0.0 and
+    0.0 are one point of the ordering, so either may stand for both)."""
+    rows = [np.array([v, -v, 0.0], "<f4").tobytes() for v in values]
+    centre = np.frombuffer(SketchSet(rows).centre(np.arange(3, dtype=np.intp)), "<u4")
+    for k, bits in enumerate(centre.tolist()):
+        options = {int(np.frombuffer(r, "<u4")[k]) for r in rows}
+        assert bits in options or (bits & 0x7FFFFFFF == 0 and any(o & 0x7FFFFFFF == 0 for o in options))

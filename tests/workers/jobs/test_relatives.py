@@ -76,14 +76,15 @@ def test_a_full_chain_hands_newcomers_to_the_nearest_open_relative(tmp_path: Pat
         assert sketches.chain_depths(s, [sha(great)])[sha(great)] <= 2
 
 
-def moved(weights: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
-    """A generation as bench/scale.py models one: 10% of the elements moved by 1-3 ulps."""
+def moved(weights: dict[str, np.ndarray], seed: int, ulp: int = 1) -> dict[str, np.ndarray]:
+    """A generation as bench/scale.py models one: 10% of the elements moved by 1-3 ulps (of BF16 with
+    `ulp` 1 << 16)."""
     rng = np.random.default_rng(seed)
     out = {}
     for name, w in weights.items():
         bits = w.astype(np.float32).view(np.int32).copy().reshape(-1)
         pick = np.flatnonzero(rng.random(bits.size) < 0.1)
-        bits[pick] += rng.choice([-3, -2, -1, 1, 2, 3], pick.size).astype(np.int32)
+        bits[pick] += rng.choice([-3, -2, -1, 1, 2, 3], pick.size).astype(np.int32) * ulp
         out[name] = bits.view(np.float32).reshape(w.shape)
     return out
 
@@ -111,4 +112,25 @@ def test_a_sibling_is_not_adopted_and_a_late_root_adopts_the_children_coded_agai
     assert base_of(hub, second) == sha(root)
     assert base_of(hub, third) == sha(root)
     for data in (first, second, third, root):
+        assert read_all(hub, sha(data)) == data
+
+
+BF16_ULP = 1 << 16
+
+
+def test_in_random_order_chains_run_towards_the_familys_centre(hub: Hub) -> None:
+    """Children and grandchildren pushed before their root: each is coded against a sibling or a
+    grandparent at first; the root, stored plain (only its descendants help), adopts what its budget
+    allows, and the later pushes of the family repair the rest onto their true parents."""
+    root_w = make_weights(6)
+    children_w = [moved(root_w, 600 + k, BF16_ULP) for k in range(8)]
+    grand_w = [moved(children_w[k], 700 + k, BF16_ULP) for k in range(8)]
+    grand = [ingest(hub, f"org/grand-{k}", grand_w[k]) for k in range(4)]
+    children = [ingest(hub, f"org/child-{k}", w) for k, w in enumerate(children_w)]
+    root = ingest(hub, "org/root", root_w)
+    assert base_of(hub, root) is None
+    grand += [ingest(hub, f"org/grand-{k}", grand_w[k]) for k in range(4, 8)]
+    assert [k for k, child in enumerate(children) if base_of(hub, child) != sha(root)] == []
+    assert [k for k, g in enumerate(grand) if base_of(hub, g) != sha(children[k])] == []
+    for data in [root, *children, *grand]:
         assert read_all(hub, sha(data)) == data
