@@ -68,6 +68,30 @@ static void release(Py_buffer *view)
         PyBuffer_Release(view);
 }
 
+/* Where a kernel writes its `size` output bytes (`*dst`): a new bytes object when `out_obj` is None, else
+   the caller's writable buffer of exactly that size, held in `view` (released by the caller). `*result` is
+   what the kernel returns (a new reference). */
+static int output_buffer(PyObject *out_obj, Py_ssize_t size, Py_buffer *view, PyObject **result, uint8_t **dst)
+{
+    if (out_obj == Py_None) {
+        *result = PyBytes_FromStringAndSize(NULL, size);
+        if (!*result)
+            return -1;
+        *dst = (uint8_t *)PyBytes_AS_STRING(*result);
+        return 0;
+    }
+    if (PyObject_GetBuffer(out_obj, view, PyBUF_WRITABLE) < 0)
+        return -1;
+    if (view->len != size) {
+        PyErr_Format(PyExc_ValueError, "output has %zd bytes, the data %zd", view->len, size);
+        return -1;
+    }
+    *dst = view->buf;
+    Py_INCREF(out_obj);
+    *result = out_obj;
+    return 0;
+}
+
 static void xor_tail(Shape sh, const uint8_t *src, const uint8_t *base, uint8_t *dst)
 {
     size_t whole = sh.count * (size_t)sh.word;
@@ -157,22 +181,8 @@ static PyObject *merge_common(PyObject *args, int diff)
     if (base_buffer(base_obj, raw_size, diff, &base) < 0)
         goto done;
     uint8_t *dst;
-    if (out_obj == Py_None) {
-        result = PyBytes_FromStringAndSize(NULL, raw_size);
-        if (!result)
-            goto done;
-        dst = (uint8_t *)PyBytes_AS_STRING(result);
-    } else {
-        if (PyObject_GetBuffer(out_obj, &out_view, PyBUF_WRITABLE) < 0)
-            goto done;
-        if (out_view.len != raw_size) {
-            PyErr_Format(PyExc_ValueError, "output has %zd bytes, the data %zd", out_view.len, raw_size);
-            goto done;
-        }
-        dst = out_view.buf;
-        Py_INCREF(out_obj);
-        result = out_obj;
-    }
+    if (output_buffer(out_obj, raw_size, &out_view, &result, &dst) < 0)
+        goto done;
     const uint8_t *b = base.obj ? base.buf : NULL;
     Py_BEGIN_ALLOW_THREADS
     if (sh.count && diff)
@@ -286,22 +296,8 @@ static PyObject *merge_packed(PyObject *self, PyObject *args)
         planes[held] = views[held].buf;
     }
     uint8_t *dst;
-    if (out_obj == Py_None) {
-        result = PyBytes_FromStringAndSize(NULL, raw_size);
-        if (!result)
-            goto done;
-        dst = (uint8_t *)PyBytes_AS_STRING(result);
-    } else {
-        if (PyObject_GetBuffer(out_obj, &out_view, PyBUF_WRITABLE) < 0)
-            goto done;
-        if (out_view.len != raw_size) {
-            PyErr_Format(PyExc_ValueError, "output has %zd bytes, the data %zd", out_view.len, raw_size);
-            goto done;
-        }
-        dst = out_view.buf;
-        Py_INCREF(out_obj);
-        result = out_obj;
-    }
+    if (output_buffer(out_obj, raw_size, &out_view, &result, &dst) < 0)
+        goto done;
     size_t scratch_size = sh.count ? packed_scratch(word, sh.count) : 0;
     uint8_t *scratch = scratch_size ? PyMem_RawMalloc(scratch_size) : NULL;
     if (scratch_size && !scratch) {
