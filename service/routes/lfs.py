@@ -222,5 +222,6 @@ def download_object(request: Request, state: StateDep, readable: ReadableRepoDep
         headers["Content-Range"] = wanted.content_range(size)
     headers["Content-Length"] = str(end - start)
     state.counters.add(download_requests=1, download_bytes=end - start)
-    return StreamingResponse(state.hub.read(oid, start, end), status_code=status, headers=headers,
+    # As /resolve: from the file's hot copy when it has one (its whole downloads count towards one).
+    return StreamingResponse(state.hub.download(oid, start, end), status_code=status, headers=headers,
                              media_type="application/octet-stream")

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.routes.resolve import SMALL_BODY
+from storage.core import keys
 from tests.models import LAYOUT, make_weights, to_safetensors
 from tests.service.conftest import TEST_OPTIONS, WRITE_TOKEN, RunningService, start_service
 from workers.jobs.gc import collect_garbage
@@ -159,3 +160,22 @@ def test_a_deleted_file_is_not_served_from_its_copy_and_gc_drops_the_copy(
     report = collect_garbage(service.hub, grace_seconds=0)
     assert report.files >= 1
     assert not path.exists() and sha not in service.hub.reads.hot
+
+
+def test_git_lfs_downloads_fill_and_read_the_hot_copy(hot: tuple[RunningService, bytes, str]) -> None:
+    """The LFS object route (what git-lfs fetches) counts whole downloads towards a copy as /resolve does,
+    and serves the copy once it is kept: whole and by range, with the frames gone from the store."""
+    service, data, sha = hot
+    url = f"/alice/m.git/info/lfs/objects/{sha}"
+    for _ in range(service.hub.settings.hot_cache_reads):
+        assert sha not in service.hub.reads.hot
+        assert service.http.get(url).content == data
+    wait_until(lambda: sha in service.hub.reads.hot)
+    store = service.hub.store
+    for prefix in keys.ALL_PREFIXES:  # only the copy can answer now
+        for info in list(store.list(prefix)):
+            store.delete(info.key)
+    service.hub.reader.cache._entries.clear()
+    assert service.http.get(url).content == data
+    r = service.http.get(url, headers={"Range": "bytes=100-1099"})
+    assert r.status_code == 206 and r.content == data[100:1100]
