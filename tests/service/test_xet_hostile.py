@@ -56,6 +56,9 @@ def held(xet_service: RunningService) -> Iterator[Held]:
     repo_id = new_repo(api)
     data = os.urandom(1 << 20)
     api.upload_file(path_or_fileobj=data, path_in_repo="held.bin", repo_id=repo_id)
+    # Stored before the test runs: a test that collects garbage with no grace period would otherwise
+    # delete the objects an ingest still in flight has written but not yet recorded.
+    xet_service.hub.queue.wait(timeout=120)
     grant = cas_token(xet_service, repo_id)
     before = xorbs_in_catalog(xet_service)
     yield Held(repo_id, data, grant["casUrl"], grant["accessToken"])
