@@ -7,14 +7,13 @@ The model is a small BERT built here from a config (nothing is downloaded), expo
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from bench.shapes import export_onnx
 from storage.app.hub import Hub
 from storage.app.reader import Reader
 from storage.catalog import plans
@@ -39,19 +38,8 @@ def small_bert(tmp_path: Path, seed: int = 0) -> tuple[bytes, bytes]:
     model = transformers.BertModel(config).eval()
     model.save_pretrained(tmp_path / "model")
 
-    class Wrapper(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.m = model
-
-        def forward(self, ids):  # type: ignore[no-untyped-def]
-            return self.m(input_ids=ids, return_dict=False)[0]
-
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Wrapper(), (torch.randint(0, 1000, (1, 8)),), buffer, dynamo=False)
-    return (tmp_path / "model/model.safetensors").read_bytes(), buffer.getvalue()
+    export_onnx(model, tmp_path / "model.onnx")
+    return (tmp_path / "model/model.safetensors").read_bytes(), (tmp_path / "model.onnx").read_bytes()
 
 
 def transposed_segments(plan: plans.FilePlan) -> list[plans.SegmentPlan]:
@@ -123,7 +111,6 @@ def test_the_dev_corpus_minilm_as_onnx_export_adds_under_two_percent(tmp_path: P
     base = Path(os.environ.get("DELTAHUB_CORPUS", "/nonexistent")) / "minilm-fp32/base"
     if not (base / "model.safetensors").exists():
         pytest.skip("set DELTAHUB_CORPUS to the dev corpus directory")
-    from bench.shapes import export_onnx
 
     export_onnx(transformers.BertModel.from_pretrained(base), tmp_path / "model.onnx")
     data = (tmp_path / "model.onnx").read_bytes()
