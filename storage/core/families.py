@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from storage.core import casts
@@ -159,9 +159,7 @@ def _prefixes(names: Sequence[str]) -> list[str]:
     return ["", *ranked]
 
 
-def _renamed(
-    targets: dict[str, TensorShape], bases: dict[str, TensorShape]
-) -> tuple[str, str, dict[str, str]]:
+def _renamed(targets: dict[str, TensorShape], bases: dict[str, TensorShape]) -> tuple[str, str, dict[str, str]]:
     """The prefix rule (strip `pt` from target names, put `pb` in front) matching the most tensors of a
     compatible shape, and the pairs it matches. Derived, not listed: whatever leading components the
     two models differ by (`bert.`, `model.`, `base_model.model.`, `transformer.`), either side."""
@@ -214,15 +212,9 @@ def match_tensors(
             shared = shared_bytes(t, b)
             matches.append(TensorMatch(name, other, "renamed" if shared == t.nbytes else "grown", shared))
             used.add(other)
-    by_shape: dict[tuple[int, ...], list[TensorShape]] = {}
-    for b in base_by.values():
-        if b.name not in used:
-            by_shape.setdefault(b.shape, []).append(b)
-    candidates: dict[str, list[str]] = {}
-    for name, t in sorted(left.items()):
-        same = [b.name for b in by_shape.get(t.shape, []) if shared_bytes(t, b) == t.nbytes]
-        if 0 < len(same) <= MAX_SHAPE_CANDIDATES:
-            candidates[name] = sorted(same)
+    unused = [b for b in base_by.values() if b.name not in used]
+    candidates = _shape_candidates(sorted(left.values(), key=lambda t: t.name), unused, lambda t: t.shape,
+                                   lambda t, b: shared_bytes(t, b) == t.nbytes)  # fmt: skip
     return matches, candidates
 
 
@@ -240,16 +232,29 @@ def transposed_candidates(
     well), to be measured like same-shape candidates: closeness decides, never the shape."""
     paired = {m.target for m in matches}
     used = {m.base for m in matches}
+    unused = [b for b in bases if b.name not in used and len(b.shape) == 2]
+    left = [t for t in targets if t.name not in paired and len(t.shape) == 2 and t.nbytes > 0 and t.dtype.byte_aligned]
+
+    def accept(t: TensorShape, b: TensorShape) -> bool:
+        return transposed_of(t.shape, b.shape) is not None and casts.can_predict(b.dtype, t.dtype)
+
+    return _shape_candidates(left, unused, lambda t: (t.shape[1], t.shape[0]), accept)
+
+
+def _shape_candidates(
+    targets: Sequence[TensorShape],
+    bases: Sequence[TensorShape],
+    wanted: Callable[[TensorShape], tuple[int, ...]],
+    accept: Callable[[TensorShape, TensorShape], bool],
+) -> dict[str, list[str]]:
+    """{target name: sorted names of the bases of shape `wanted(target)` that `accept` it}, for targets
+    with between 1 and MAX_SHAPE_CANDIDATES of them (more says nothing: the shape is too common)."""
     by_shape: dict[tuple[int, ...], list[TensorShape]] = {}
     for b in bases:
-        if b.name not in used and len(b.shape) == 2:
-            by_shape.setdefault(b.shape, []).append(b)
+        by_shape.setdefault(b.shape, []).append(b)
     out: dict[str, list[str]] = {}
     for t in targets:
-        if t.name in paired or len(t.shape) != 2 or t.nbytes == 0 or not t.dtype.byte_aligned:
-            continue
-        same = [b.name for b in by_shape.get((t.shape[1], t.shape[0]), [])
-                if transposed_of(t.shape, b.shape) and casts.can_predict(b.dtype, t.dtype)]  # fmt: skip
+        same = [b.name for b in by_shape.get(wanted(t), []) if accept(t, b)]
         if 0 < len(same) <= MAX_SHAPE_CANDIDATES:
             out[t.name] = sorted(same)
     return out
