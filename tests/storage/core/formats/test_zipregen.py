@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import tempfile
 import zipfile
@@ -88,6 +89,24 @@ def test_a_series_shares_its_recipe_shape_and_differs_in_a_few_hundred_bytes() -
     (shape_one, varying_one), (shape_two, varying_two) = zr.encode(one), zr.encode(two)
     assert shape_one == shape_two
     assert varying_one != varying_two and len(varying_two) < 200
+
+
+CORPUS = Path(os.environ.get("DELTAHUB_CORPUS", "/nonexistent"))
+
+
+@pytest.mark.skipif(not (CORPUS / "series/geatnet-atomprop").is_dir(), reason="set DELTAHUB_CORPUS")
+def test_the_dev_corpus_geatnet_epochs_regenerate_and_share_one_shape() -> None:
+    epochs = sorted((CORPUS / "series/geatnet-atomprop").glob("epoch_*/*.pth"))
+    assert epochs
+    shapes = {zr.encode(assert_regenerates(path.read_bytes()))[0] for path in epochs}
+    assert len(shapes) == 1
+
+
+def test_a_transformers_state_dict_regenerates() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32)  # fmt: skip
+    assert_regenerates(saved(transformers.BertModel(config).state_dict(), "pytorch_model"))
 
 
 def test_a_lying_crc_in_the_central_directory_gets_no_recipe_and_the_layout_still_rebuilds() -> None:
