@@ -30,7 +30,7 @@ from service.deps import (
     CallerDep,
     HubDep,
     PolicyDep,
-    ReadableRepoDep,
+    ReadableObjectDep,
     RepoIdDep,
     RepoTypeDep,
     StateDep,
@@ -207,10 +207,13 @@ def _download(
 @router.get("/{kind:repoprefix}/{namespace}/{name}.git/info/lfs/objects/{oid}", include_in_schema=False)
 @router.get("/{namespace}/{name}.git/info/lfs/objects/{oid}", summary="LFS download: one object, ranges supported")
 @policy(Rule.REPO_READ)
-def download_object(request: Request, state: StateDep, readable: ReadableRepoDep, oid: str) -> Response:
-    size = state.hub.git.lfs_object(readable.repo_id, readable.repo_type, oid) if is_sha256(oid) else None
-    if size is None:
+def download_object(request: Request, state: StateDep, located: ReadableObjectDep, oid: str) -> Response:
+    # One catalog session found the repository (and took the access decision on it) and the file; with
+    # the file's read plan cached, the body needs no other (as /resolve).
+    source = located.source
+    if source is None:
         return error_response(FileNotStored(sha256=oid))
+    size = source.size
     headers = {"ETag": f'"{oid}"', "Accept-Ranges": "bytes"}
     try:
         wanted = parse_range(request.headers.get("range"), size)
@@ -223,5 +226,5 @@ def download_object(request: Request, state: StateDep, readable: ReadableRepoDep
     headers["Content-Length"] = str(end - start)
     state.counters.add(download_requests=1, download_bytes=end - start)
     # As /resolve: from the file's hot copy when it has one (its whole downloads count towards one).
-    return StreamingResponse(state.hub.download(oid, start, end), status_code=status, headers=headers,
+    return StreamingResponse(state.hub.read_from(source, start, end), status_code=status, headers=headers,
                              media_type="application/octet-stream")

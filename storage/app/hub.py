@@ -34,6 +34,7 @@ from storage.app.views import (
     FileAddition,
     FileInfo,
     LocatedFile,
+    LocatedObject,
     ReadSource,
     RefInfo,
     RepoInfo,
@@ -102,6 +103,9 @@ class HubApi(Protocol):
         self, repo_id: str, revision: str, path: str, *, repo_type: str = "model",
         may_read: Callable[[RepoInfo], bool],
     ) -> LocatedFile: ...
+    def locate_object(
+        self, repo_id: str, sha256: str, *, repo_type: str = "model", may_read: Callable[[RepoInfo], bool]
+    ) -> LocatedObject: ...
 
     # Branches and tags (storage/app/refs.py)
     def list_refs(self, repo_id: str, *, repo_type: str = "model") -> list[RefInfo]: ...
@@ -287,6 +291,11 @@ class Hub:
         may_read: Callable[[RepoInfo], bool],
     ) -> LocatedFile:
         return self.repositories.locate(repo_id, revision, path, repo_type=repo_type, may_read=may_read)
+
+    def locate_object(
+        self, repo_id: str, sha256: str, *, repo_type: str = "model", may_read: Callable[[RepoInfo], bool]
+    ) -> LocatedObject:
+        return self.repositories.locate_object(repo_id, sha256, repo_type=repo_type, may_read=may_read)
 
     # Branches and tags
 

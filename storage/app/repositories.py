@@ -17,6 +17,7 @@ from storage.app.uploads import Uploads
 from storage.app.views import (
     CommitInfo,
     LocatedFile,
+    LocatedObject,
     RepoInfo,
     RepoListing,
     TreeEntry,
@@ -25,10 +26,12 @@ from storage.app.views import (
     repo_info,
     tree_entry,
 )
+from storage.catalog import git as catalog_git
 from storage.catalog import jobs, repos
 from storage.catalog.models import RepoType
 from storage.core.errors import EntryNotFound, InvalidInput, RepoExists, RepoNotFound
 from storage.core.gitobjects import GitBlob, blob_id
+from storage.core.names import is_sha256
 
 INITIAL_COMMIT_MESSAGE = "initial commit"
 MAX_LISTING_PAGE = 1000
@@ -187,6 +190,19 @@ class Repositories:
             except EntryNotFound:
                 return LocatedFile(info, commit_info(commit), None, None)
             return LocatedFile(info, commit_info(commit), tree_entry(row, file), read_source(file))
+
+    def locate_object(
+        self, repo_id: str, sha256: str, *, repo_type: str = RepoType.MODEL, may_read: Callable[[RepoInfo], bool]
+    ) -> LocatedObject:
+        """A git-lfs download's repository and file, in one session, under `locate`'s access decision
+        (RepoNotFound when refused); no source for content no commit of the repository names."""
+        with self._session() as s:
+            repo = repos.find_repo(s, repo_id, repo_type)
+            info = repo_info(repo)
+            if not may_read(info):
+                raise RepoNotFound(repo_id=repo_id)
+            file = catalog_git.repo_file(s, repo, sha256) if is_sha256(sha256) else None
+            return LocatedObject(info, read_source(file) if file is not None else None)
 
     def get_entry(self, repo_id: str, commit_oid: str, path: str, *, repo_type: str = RepoType.MODEL) -> TreeEntry:
         """One file of the commit (EntryNotFound otherwise)."""

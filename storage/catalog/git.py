@@ -58,6 +58,16 @@ def repo_holds_commit(session: Session, repo: Repository, oid: str) -> bool:
     return session.get(Commit, (repo.id, oid)) is not None
 
 
+def repo_file(session: Session, repo: Repository, sha256: str) -> FileObject | None:
+    """The file with this content if a commit of `repo` names it (an LFS download may be served)."""
+    return session.scalar(
+        select(FileObject)
+        .join(TreeEntry, TreeEntry.file_sha256 == FileObject.sha256)
+        .where(TreeEntry.repo_id == repo.id, FileObject.sha256 == sha256)
+        .limit(1)
+    )
+
+
 def repo_file_size(session: Session, repo: Repository, sha256: str) -> int | None:
     """The size of a file with this content if a commit of `repo` names one (an LFS download may be
     served), else None."""

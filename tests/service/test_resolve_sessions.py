@@ -124,3 +124,20 @@ def test_ranges_of_a_file_never_read_whole_come_from_its_cached_plan(
     later = service.http.get(URL, headers={"Range": "bytes=2000-2999"})
     assert later.status_code == 206 and later.content == data[2000:3000]
     assert use.sessions == 1 and use.touching("file_segments") == 0, use.statements
+
+
+def test_a_git_lfs_download_opens_one_session_as_resolve_does(
+    stored: tuple[RunningService, bytes, CatalogUse],
+) -> None:
+    service, data, use = stored
+    url = f"/alice/m.git/info/lfs/objects/{hashlib.sha256(data).hexdigest()}"
+    assert service.http.get(URL).content == data  # the plan is cached from here on
+    for headers, body in [({}, data), ({"Range": "bytes=100-4099"}, data[100:4100])]:
+        use.reset()
+        answer = service.http.get(url, headers=headers)
+        assert answer.status_code in (200, 206) and answer.content == body
+        assert use.sessions == 1, (headers, use.statements)
+        assert use.touching("repositories") == 1, use.statements
+    use.reset()
+    absent = service.http.get(f"/alice/m.git/info/lfs/objects/{'0' * 64}")
+    assert absent.status_code == 404 and use.sessions == 1
