@@ -71,9 +71,5 @@ def repo_file(session: Session, repo: Repository, sha256: str) -> FileObject | N
 def repo_file_size(session: Session, repo: Repository, sha256: str) -> int | None:
     """The size of a file with this content if a commit of `repo` names one (an LFS download may be
     served), else None."""
-    return session.scalar(
-        select(FileObject.size)
-        .join(TreeEntry, TreeEntry.file_sha256 == FileObject.sha256)
-        .where(TreeEntry.repo_id == repo.id, FileObject.sha256 == sha256)
-        .limit(1)
-    )
+    file = repo_file(session, repo, sha256)
+    return file.size if file is not None else None
