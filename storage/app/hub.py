@@ -147,7 +147,6 @@ class HubApi(Protocol):
     def file_info(self, sha256: str) -> FileInfo: ...
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
     def read_from(self, source: ReadSource, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
-    def download(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
     def hot_copy(self, source: ReadSource) -> HotCopy | None: ...
 
     # Xet uploads (storage/app/xet_uploads.py): xorbs and shards in, files staged as by an LFS upload
@@ -382,9 +381,6 @@ class Hub:
 
     def read_from(self, source: ReadSource, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         return self.reads.read_from(source, start, end)
-
-    def download(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        return self.reads.download(sha256, start, end)
 
     def hot_copy(self, source: ReadSource) -> HotCopy | None:
         return self.reads.hot_copy(source)

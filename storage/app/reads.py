@@ -45,20 +45,12 @@ class Reads:
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Bytes [start, end) of a file, streamed, from staging or rebuilt from stored frames: never from
         a hot copy, so what jobs read (verify, ingest, repair) is what the store holds."""
-        return self._read(self._source(sha256), start, end, hot=False)
-
-    def download(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Bytes [start, end) of a file for a client that named it by its sha256 (a git-lfs download,
-        after the caller's access to a repository holding it was checked): as `read_from`, hot copies
-        included."""
-        return self._read(self._source(sha256), start, end, hot=True)
-
-    def _source(self, sha256: str) -> ReadSource:
         with self._session() as s:
             file = s.get(FileObject, check_sha256(sha256))
             if file is None:
                 raise FileNotStored(sha256=sha256)
-            return read_source(file)
+            source = read_source(file)
+        return self._read(source, start, end, hot=False)
 
     def read_from(self, source: ReadSource, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Bytes [start, end) of the file `source` names, for a download that just found it in the
