@@ -27,7 +27,7 @@ from service.policy import Policy, require_writer
 from service.signing import UploadSigner
 from service.streams import UploadGate
 from storage.app.hub import HubApi
-from storage.app.views import LocatedFile, LocatedObject, RepoInfo
+from storage.app.views import LocatedFile, ReadSource, RepoInfo
 
 
 @dataclass
@@ -186,14 +186,15 @@ ReadableFileDep = Annotated[LocatedFile, Depends(get_readable_file)]
 def get_readable_object(
     request: Request, hub: HubDep, policy: PolicyDep, caller: CallerDep, repo_id: RepoIdDep, repo_type: RepoTypeDep,
     oid: str,
-) -> LocatedObject:
-    """A git-lfs download's repository and file if the caller may read the repository (RepoNotFound
-    otherwise, as `get_readable_repo`), found in one catalog session; mirrored first like it."""
+) -> ReadSource | None:
+    """A git-lfs download's file (None when no commit of the repository names it) if the caller may read
+    the repository (RepoNotFound otherwise, as `get_readable_repo`), found in one catalog session;
+    mirrored first like it."""
     pull_for_request(hub, request.scope, repo_id, repo_type, caller, policy)
     return policy.readable_object(hub, repo_id, oid, caller, repo_type=repo_type)
 
 
-ReadableObjectDep = Annotated[LocatedObject, Depends(get_readable_object)]
+ReadableObjectDep = Annotated[ReadSource | None, Depends(get_readable_object)]
 
 
 @dataclass(frozen=True, slots=True)

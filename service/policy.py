@@ -27,7 +27,7 @@ from typing import TypeVar
 from service.auth import TokenInfo
 from service.errors import Forbidden, Unauthorized
 from storage.app.hub import HubApi
-from storage.app.views import LocatedFile, LocatedObject, RepoInfo
+from storage.app.views import LocatedFile, ReadSource, RepoInfo
 from storage.core.errors import RepoNotFound
 from storage.core.names import split_repo_id
 
@@ -158,9 +158,9 @@ class Policy:
 
     def readable_object(
         self, hub: HubApi, repo_id: str, sha256: str, caller: TokenInfo | None, *, repo_type: str = "model"
-    ) -> LocatedObject:
-        """A git-lfs download's repository and file, found in one catalog session, under the same
-        decision as `readable_repo`."""
+    ) -> ReadSource | None:
+        """A git-lfs download's file (None when no commit names it), found with its repository in one
+        catalog session, under the same decision as `readable_repo`."""
         self.let_in(caller)
         return hub.locate_object(
             repo_id, sha256, repo_type=repo_type,

@@ -207,10 +207,9 @@ def _download(
 @router.get("/{kind:repoprefix}/{namespace}/{name}.git/info/lfs/objects/{oid}", include_in_schema=False)
 @router.get("/{namespace}/{name}.git/info/lfs/objects/{oid}", summary="LFS download: one object, ranges supported")
 @policy(Rule.REPO_READ)
-def download_object(request: Request, state: StateDep, located: ReadableObjectDep, oid: str) -> Response:
+def download_object(request: Request, state: StateDep, source: ReadableObjectDep, oid: str) -> Response:
     # One catalog session found the repository (and took the access decision on it) and the file; with
     # the file's read plan cached, the body needs no other (as /resolve).
-    source = located.source
     if source is None:
         return error_response(FileNotStored(sha256=oid))
     size = source.size

@@ -34,7 +34,6 @@ from storage.app.views import (
     FileAddition,
     FileInfo,
     LocatedFile,
-    LocatedObject,
     ReadSource,
     RefInfo,
     RepoInfo,
@@ -105,7 +104,7 @@ class HubApi(Protocol):
     ) -> LocatedFile: ...
     def locate_object(
         self, repo_id: str, sha256: str, *, repo_type: str = "model", may_read: Callable[[RepoInfo], bool]
-    ) -> LocatedObject: ...
+    ) -> ReadSource | None: ...
 
     # Branches and tags (storage/app/refs.py)
     def list_refs(self, repo_id: str, *, repo_type: str = "model") -> list[RefInfo]: ...
@@ -293,7 +292,7 @@ class Hub:
 
     def locate_object(
         self, repo_id: str, sha256: str, *, repo_type: str = "model", may_read: Callable[[RepoInfo], bool]
-    ) -> LocatedObject:
+    ) -> ReadSource | None:
         return self.repositories.locate_object(repo_id, sha256, repo_type=repo_type, may_read=may_read)
 
     # Branches and tags

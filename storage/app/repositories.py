@@ -17,7 +17,7 @@ from storage.app.uploads import Uploads
 from storage.app.views import (
     CommitInfo,
     LocatedFile,
-    LocatedObject,
+    ReadSource,
     RepoInfo,
     RepoListing,
     TreeEntry,
@@ -193,16 +193,16 @@ class Repositories:
 
     def locate_object(
         self, repo_id: str, sha256: str, *, repo_type: str = RepoType.MODEL, may_read: Callable[[RepoInfo], bool]
-    ) -> LocatedObject:
-        """A git-lfs download's repository and file, in one session, under `locate`'s access decision
-        (RepoNotFound when refused); no source for content no commit of the repository names."""
+    ) -> ReadSource | None:
+        """A git-lfs download's file, found with its repository in one session, under `locate`'s access
+        decision (RepoNotFound when refused); None for content no commit of the repository names."""
         with self._session() as s:
             repo = repos.find_repo(s, repo_id, repo_type)
             info = repo_info(repo)
             if not may_read(info):
                 raise RepoNotFound(repo_id=repo_id)
             file = catalog_git.repo_file(s, repo, sha256) if is_sha256(sha256) else None
-            return LocatedObject(info, read_source(file) if file is not None else None)
+            return read_source(file) if file is not None else None
 
     def get_entry(self, repo_id: str, commit_oid: str, path: str, *, repo_type: str = RepoType.MODEL) -> TreeEntry:
         """One file of the commit (EntryNotFound otherwise)."""

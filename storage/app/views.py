@@ -116,15 +116,6 @@ class LocatedFile:
 
 
 @dataclass(frozen=True, slots=True)
-class LocatedObject:
-    """What a git-lfs download needs, found in one catalog session: the repository and the file some
-    commit of it names (None when none names it)."""
-
-    repo: RepoInfo
-    source: ReadSource | None
-
-
-@dataclass(frozen=True, slots=True)
 class FileAddition:
     """A file a commit adds. `lfs` says whether git holds it as an LFS pointer (True: the client sent it
     as an lfsFile, False: inline); None leaves it to size (storage/app/commits.py INLINE_MAX_BYTES)."""
