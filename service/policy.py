@@ -19,7 +19,7 @@ every kind of caller).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import TypeVar
@@ -164,6 +164,18 @@ class Policy:
         self.let_in(caller)
         return hub.locate_object(
             repo_id, sha256, repo_type=repo_type,
+            may_read=lambda repo: self.may_read(caller, repo.repo_id, private=repo.private),
+        )
+
+    def readable_objects(
+        self, hub: HubApi, repo_id: str, sha256s: Sequence[str], caller: TokenInfo | None, *,
+        repo_type: str = "model",
+    ) -> tuple[RepoInfo, dict[str, int]]:
+        """A git-lfs download batch's repository and the sizes of the offered contents its commits name,
+        found in one catalog session, under the same decision as `readable_repo`."""
+        self.let_in(caller)
+        return hub.object_sizes(
+            repo_id, sha256s, repo_type=repo_type,
             may_read=lambda repo: self.may_read(caller, repo.repo_id, private=repo.private),
         )
 

@@ -178,7 +178,9 @@ def _download(
     """Where git-lfs downloads each object; an anonymous caller who may not read the repository is
     challenged (git-lfs then asks git for credentials), the same whether it is private or missing."""
     try:
-        repo = state.policy.readable_repo(state.hub, repo_id, caller, repo_type=repo_type)
+        repo, sizes = state.policy.readable_objects(
+            state.hub, repo_id, [o.oid for o in body.objects], caller, repo_type=repo_type
+        )
     except (RepoNotFound, Unauthorized) as err:
         if caller is None and not moved_in_sight(state, repo_id, repo_type):
             challenge = Unauthorized(detail="git-lfs needs a token: user name anything, the token as password")
@@ -189,7 +191,7 @@ def _download(
     answers = []
     for obj in body.objects:
         problem = _object_error(obj, state.options.max_upload_bytes)
-        size = None if problem else state.hub.git.lfs_object(repo.repo_id, repo.repo_type, obj.oid)
+        size = None if problem else sizes.get(obj.oid)
         if problem is not None:
             answers.append({"oid": obj.oid, "size": obj.size, "error": {"code": 422, "message": problem}})
             continue

@@ -66,10 +66,6 @@ class GitHttp:
         self._objects = objects
         self._push = push
 
-    def lfs_object(self, repo_id: str, repo_type: str, sha256: str) -> int | None:
-        """The size of an LFS download the repository may serve (a file one of its commits names)."""
-        return self._objects.lfs_object(repo_id, repo_type, sha256)
-
     def advertise(self, repo_id: str, repo_type: str, service: str) -> bytes:
         """The body of ``info/refs?service=…``: the service line, then the refs and capabilities."""
         repo = self._objects.repository(repo_id, repo_type)

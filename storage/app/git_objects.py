@@ -50,12 +50,6 @@ class GitObjects:
             out.refs.set_symbolic_ref(Ref(b"HEAD"), DEFAULT_BRANCH)
         return out
 
-    def lfs_object(self, repo_id: str, repo_type: str, sha256: str) -> int | None:
-        """The size of a file some commit of the repository names, None when none does."""
-        with self._session() as s:
-            repo = repos.find_repo(s, repo_id, repo_type)
-            return catalog_git.repo_file_size(s, repo, sha256)
-
     def _add_commit(self, out: MemoryRepo, commit: GitCommitRow, blobs: dict[str, bytes], repo_id: str) -> None:
         store = out.object_store
         for entry in commit.entries:

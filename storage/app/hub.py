@@ -105,6 +105,10 @@ class HubApi(Protocol):
     def locate_object(
         self, repo_id: str, sha256: str, *, repo_type: str = "model", may_read: Callable[[RepoInfo], bool]
     ) -> ReadSource | None: ...
+    def object_sizes(
+        self, repo_id: str, sha256s: Sequence[str], *, repo_type: str = "model",
+        may_read: Callable[[RepoInfo], bool],
+    ) -> tuple[RepoInfo, dict[str, int]]: ...
 
     # Branches and tags (storage/app/refs.py)
     def list_refs(self, repo_id: str, *, repo_type: str = "model") -> list[RefInfo]: ...
@@ -294,6 +298,12 @@ class Hub:
         self, repo_id: str, sha256: str, *, repo_type: str = "model", may_read: Callable[[RepoInfo], bool]
     ) -> ReadSource | None:
         return self.repositories.locate_object(repo_id, sha256, repo_type=repo_type, may_read=may_read)
+
+    def object_sizes(
+        self, repo_id: str, sha256s: Sequence[str], *, repo_type: str = "model",
+        may_read: Callable[[RepoInfo], bool],
+    ) -> tuple[RepoInfo, dict[str, int]]:
+        return self.repositories.object_sizes(repo_id, sha256s, repo_type=repo_type, may_read=may_read)
 
     # Branches and tags
 

@@ -204,6 +204,19 @@ class Repositories:
             file = catalog_git.repo_file(s, repo, sha256) if is_sha256(sha256) else None
             return read_source(file) if file is not None else None
 
+    def object_sizes(
+        self, repo_id: str, sha256s: Sequence[str], *, repo_type: str = RepoType.MODEL,
+        may_read: Callable[[RepoInfo], bool],
+    ) -> tuple[RepoInfo, dict[str, int]]:
+        """A git-lfs download batch: the repository and the size of each offered content some commit of
+        it names, in one session, under `locate`'s access decision (RepoNotFound when refused)."""
+        with self._session() as s:
+            repo = repos.find_repo(s, repo_id, repo_type)
+            info = repo_info(repo)
+            if not may_read(info):
+                raise RepoNotFound(repo_id=repo_id)
+            return info, catalog_git.repo_file_sizes(s, repo, [sha for sha in sha256s if is_sha256(sha)])
+
     def get_entry(self, repo_id: str, commit_oid: str, path: str, *, repo_type: str = RepoType.MODEL) -> TreeEntry:
         """One file of the commit (EntryNotFound otherwise)."""
         with self._session() as s:

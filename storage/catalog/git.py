@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -68,8 +69,22 @@ def repo_file(session: Session, repo: Repository, sha256: str) -> FileObject | N
     )
 
 
-def repo_file_size(session: Session, repo: Repository, sha256: str) -> int | None:
-    """The size of a file with this content if a commit of `repo` names one (an LFS download may be
-    served), else None."""
-    file = repo_file(session, repo, sha256)
-    return file.size if file is not None else None
+# Content ids per IN list: well inside SQLite's and PostgreSQL's bound on parameters per statement.
+_IDS_PER_QUERY = 500
+
+
+def repo_file_sizes(session: Session, repo: Repository, sha256s: Sequence[str]) -> dict[str, int]:
+    """The size of each of these contents that a commit of `repo` names (a git-lfs batch may offer their
+    downloads); contents no commit names are left out."""
+    wanted = sorted(set(sha256s))
+    sizes: dict[str, int] = {}
+    for start in range(0, len(wanted), _IDS_PER_QUERY):
+        ids = wanted[start:start + _IDS_PER_QUERY]
+        rows = session.execute(
+            select(FileObject.sha256, FileObject.size)
+            .where(FileObject.sha256.in_(ids))
+            .where(select(TreeEntry.path).where(TreeEntry.repo_id == repo.id,
+                                                TreeEntry.file_sha256 == FileObject.sha256).exists())
+        )
+        sizes.update((sha, size) for sha, size in rows)
+    return sizes

@@ -141,3 +141,24 @@ def test_a_git_lfs_download_opens_one_session_as_resolve_does(
     use.reset()
     absent = service.http.get(f"/alice/m.git/info/lfs/objects/{'0' * 64}")
     assert absent.status_code == 404 and use.sessions == 1
+
+
+def test_a_git_lfs_download_batch_opens_one_session_for_all_its_objects(
+    stored: tuple[RunningService, bytes, CatalogUse],
+) -> None:
+    service, data, use = stored
+    sha = hashlib.sha256(data).hexdigest()
+    unknown = [f"{n:064x}" for n in range(1, 600)]  # more than one IN list's worth
+    objects = [{"oid": sha, "size": len(data)}, {"oid": "not-a-sha", "size": 1}]
+    objects += [{"oid": oid, "size": 1} for oid in unknown]
+    use.reset()
+    answer = service.http.post(
+        "/alice/m.git/info/lfs/objects/batch", json={"operation": "download", "objects": objects},
+        headers={"Accept": "application/vnd.git-lfs+json"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert use.sessions == 1 and use.touching("repositories") == 1, use.statements
+    found, malformed, *missing = answer.json()["objects"]
+    assert found["size"] == len(data) and found["actions"]["download"]["href"].endswith(f"/objects/{sha}")
+    assert malformed["error"]["code"] == 422
+    assert [m["oid"] for m in missing] == unknown and {m["error"]["code"] for m in missing} == {404}
