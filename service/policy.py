@@ -207,19 +207,25 @@ class Policy:
         return writer
 
     def may_name_file(self, hub: HubApi, caller: TokenInfo | None, sha256: str) -> bool:
-        """Whether the caller may use a held file by its hash alone (commit it, be told "held" for it,
-        learn its state): they may read a repository that names it (public ones included), or its bytes
-        were uploaded for a repository they may write (the one committed to among them), or they are a
-        hub administrator (a fine-grained token of one: what its scopes let it read or write).
-        Knowing a SHA-256 is not possession: everyone else is answered as for a file never uploaded."""
+        """Whether the caller may use a held file by its hash alone (`nameable_files`)."""
+        return sha256 in self.nameable_files(hub, caller, [sha256])
+
+    def nameable_files(self, hub: HubApi, caller: TokenInfo | None, sha256s: Sequence[str]) -> set[str]:
+        """The files among `sha256s` the caller may use by hash alone (commit them, be told "held" for
+        them, learn their state), decided in one catalog session: they may read a repository that names
+        the file (public ones included), or its bytes were uploaded for a repository they may write (the
+        one committed to among them), or they are a hub administrator (a fine-grained token of one: what
+        its scopes let it read or write). Knowing a SHA-256 is not possession: everyone else is answered
+        as for a file never uploaded."""
         if caller is None:
-            return False
+            return set()
         if caller.hub_admin and caller.scopes is None:
-            return True
-        holders = hub.file_holders(sha256)
-        if any(self.may_read(caller, r.repo_id, private=r.private) for r in holders.naming):
-            return True
-        return any(self.may_write(caller, r.repo_id) for r in holders.granted)
+            return set(sha256s)
+        return {
+            sha256 for sha256, holders in hub.file_holders(sha256s).items()
+            if any(self.may_read(caller, r.repo_id, private=r.private) for r in holders.naming)
+            or any(self.may_write(caller, r.repo_id) for r in holders.granted)
+        }
 
     def require_hub_admin(self, caller: TokenInfo | None) -> TokenInfo:
         if caller is None:

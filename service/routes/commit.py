@@ -117,6 +117,7 @@ async def commit(
     header: CommitHeader | None = None
     additions: list[FileAddition] = []
     deletions: list[str] = []
+    by_hash: list[LfsFile] = []
     number = 0
     lines = ndjson_lines(request.stream(), max_line=options.max_commit_line_bytes, max_total=options.max_commit_bytes)
     async for line in lines:
@@ -125,12 +126,12 @@ async def commit(
         if isinstance(item, CommitHeader):
             header = item
         else:
-            await _apply(state, writer, item, additions, deletions)
+            await _apply(state, item, additions, deletions, by_hash)
     if header is None:
         raise InvalidInput(detail="empty commit payload: line 1 must be the header")
 
     namespace, name = split_repo_id(repo_id)
-    sizes = await run_in_threadpool(lambda: {a.sha256: hub.file_info(a.sha256).size for a in additions})
+    sizes = await _check_named(state, writer, by_hash, additions)
     await run_in_threadpool(hub.quotas.check, namespace, sizes, repo=name)
     crash_point("api.commit_parsed")
     created = await run_in_threadpool(
@@ -157,7 +158,7 @@ async def commit(
 
 
 async def _apply(
-    state: StateDep, writer: TokenInfo, op: Operation, additions: list[FileAddition], deletions: list[str]
+    state: StateDep, op: Operation, additions: list[FileAddition], deletions: list[str], by_hash: list[LfsFile]
 ) -> None:
     if isinstance(op, Deletion):
         deletions.append(op.path)
@@ -166,13 +167,24 @@ async def _apply(
         state.counters.add(inline_files=1, inline_bytes=len(op.content))
         additions.append(FileAddition(op.path, info.sha256, lfs=False))
     elif isinstance(op, LfsFile):
-        # A hash is not possession: a file the caller may not name (no repository they may read names it,
-        # it was not uploaded for one they may write) is refused as a file never uploaded, before its
-        # size is compared, so the answer says nothing about whether the hub holds it.
-        if not await run_in_threadpool(state.policy.may_name_file, state.hub, writer, op.sha256):
-            raise FileNotStored(sha256=op.sha256)
-        if op.size is not None:
-            info = await run_in_threadpool(state.hub.file_info, op.sha256)
-            if info.size != op.size:
-                raise UploadMismatch(detail=f"{op.path!r}: {op.sha256} has {info.size} bytes, not {op.size}")
+        by_hash.append(op)  # checked with the others once the payload is read (`_check_named`)
         additions.append(FileAddition(op.path, op.sha256, lfs=True))
+
+
+async def _check_named(
+    state: StateDep, writer: TokenInfo, by_hash: list[LfsFile], additions: list[FileAddition]
+) -> dict[str, int]:
+    """The size of every added file, after checking the files named by hash, in payload order, in two
+    catalog sessions whatever their number.
+
+    A hash is not possession: a file the caller may not name (no repository they may read names it, it
+    was not uploaded for one they may write) is refused as a file never uploaded, before its size is
+    compared, so the answer says nothing about whether the hub holds it."""
+    nameable = await run_in_threadpool(state.policy.nameable_files, state.hub, writer, [op.sha256 for op in by_hash])
+    sizes = await run_in_threadpool(state.hub.file_sizes, [a.sha256 for a in additions])
+    for op in by_hash:
+        if op.sha256 not in nameable or op.sha256 not in sizes:
+            raise FileNotStored(sha256=op.sha256)
+        if op.size is not None and sizes[op.sha256] != op.size:
+            raise UploadMismatch(detail=f"{op.path!r}: {op.sha256} has {sizes[op.sha256]} bytes, not {op.size}")
+    return sizes

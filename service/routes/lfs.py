@@ -105,12 +105,14 @@ def batch(
     verify_action: dict[str, Any] = {"href": f"{base_url}/api/v1/lfs/verify"}
     if (auth := request.headers.get("authorization")) is not None:
         verify_action["header"] = {"Authorization": auth}
+    # Held for this caller: a file they may name that the hub holds (claimed, as `has_file` claims it).
+    held = state.hub.claim_held(state.policy.nameable_files(state.hub, caller, list(offered)))
     answers = []
     for obj in body.objects:
         problem = _object_error(obj, state.options.max_upload_bytes)
         if problem is not None:
             answers.append({"oid": obj.oid, "size": obj.size, "error": {"code": 422, "message": problem}})
-        elif state.policy.may_name_file(state.hub, caller, obj.oid) and state.hub.has_file(obj.oid):
+        elif obj.oid in held:
             answers.append({"oid": obj.oid, "size": obj.size})
         else:
             expires, signature = state.signer.sign(obj.oid, obj.size, time.time(), repo=signed_for)
@@ -126,8 +128,8 @@ def batch(
                     },
                 }
             )
-    held = sum(1 for a in answers if "actions" not in a and "error" not in a)
-    state.counters.add(lfs_objects_offered=len(body.objects), lfs_objects_already_held=held)
+    already = sum(1 for a in answers if "actions" not in a and "error" not in a)
+    state.counters.add(lfs_objects_offered=len(body.objects), lfs_objects_already_held=already)
     return JSONResponse({"transfer": "basic", "objects": answers, "hash_algo": "sha256"}, media_type=LFS_MEDIA_TYPE)
 
 

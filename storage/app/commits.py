@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from storage.app.ports import Sessions
 from storage.app.uploads import Uploads
@@ -69,7 +69,8 @@ class Commits:
         if damaged:  # the upload was asked for (the file is not held) and did not come
             raise FileDamaged(sha256=min(damaged))
         declared_base = declared_base or self._declared_base(additions)
-        added_blobs = {a.path: self._git_blob(a) for a in additions}
+        sizes = self._uploads.file_sizes(a.sha256 for a in additions)  # one session for all
+        added_blobs = {a.path: self._git_blob(a, sizes) for a in additions}
         crash_point("commit.before_transaction")
         with self._session() as s:
             repo = repos.find_repo(s, repo_id, repo_type)
@@ -109,9 +110,12 @@ class Commits:
             self._enqueue(job_id)
         return info
 
-    def _git_blob(self, addition: FileAddition) -> GitBlob:
-        """How git holds an added file; an inline one is read once for its blob id (it is small)."""
-        size = self._uploads.file_info(check_sha256(addition.sha256)).size
+    def _git_blob(self, addition: FileAddition, sizes: Mapping[str, int]) -> GitBlob:
+        """How git holds an added file (`sizes`: of the added files the hub has); an inline one is read
+        once for its blob id (it is small)."""
+        size = sizes.get(addition.sha256)
+        if size is None:
+            raise FileNotStored(sha256=addition.sha256)
         inline = (not addition.lfs) if addition.lfs is not None else size <= INLINE_MAX_BYTES
         if not inline:
             return GitBlob.pointer(addition.sha256, size)

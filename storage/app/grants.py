@@ -30,13 +30,21 @@ class Grants:
     def __init__(self, sessions: Sessions) -> None:
         self._session = sessions
 
-    def holders(self, sha256: str) -> FileHolders:
-        check_sha256(sha256)
+    def holders(self, sha256s: Iterable[str]) -> dict[str, FileHolders]:
+        """Each file's holders (every file asked about is in the answer), in one session."""
+        wanted = list(dict.fromkeys(check_sha256(sha) for sha in sha256s))
+        if not wanted:
+            return {}
         with self._session() as s:
-            return FileHolders(
-                naming=tuple(repo_info(r) for r in grants.repos_naming(s, sha256)),
-                granted=tuple(repo_info(r) for r in grants.repos_granted(s, sha256)),
-            )
+            naming = grants.repos_naming(s, wanted)
+            granted = grants.repos_granted(s, wanted)
+            return {
+                sha: FileHolders(
+                    naming=tuple(repo_info(r) for r in naming.get(sha, ())),
+                    granted=tuple(repo_info(r) for r in granted.get(sha, ())),
+                )
+                for sha in wanted
+            }
 
     def grant(self, repo_id: str, sha256s: Iterable[str], *, repo_type: str = "model") -> None:
         """Record that these files' bytes were uploaded for the repository (and checked on the way);

@@ -124,6 +124,8 @@ class HubApi(Protocol):
 
     # Uploads and commits (storage/app/uploads.py, commits.py)
     def has_file(self, sha256: str) -> bool: ...
+    def claim_held(self, sha256s: Iterable[str]) -> set[str]: ...
+    def file_sizes(self, sha256s: Iterable[str]) -> dict[str, int]: ...
     def unheld(self, sha256s: Iterable[str]) -> set[str]: ...
     def upload(
         self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None
@@ -143,7 +145,7 @@ class HubApi(Protocol):
     ) -> CommitInfo: ...
 
     # Who holds a file by right (storage/app/grants.py): repositories naming it, uploads recorded for one
-    def file_holders(self, sha256: str) -> FileHolders: ...
+    def file_holders(self, sha256s: Iterable[str]) -> dict[str, FileHolders]: ...
     def grant_uploads(self, repo_id: str, sha256s: Iterable[str], *, repo_type: str = "model") -> None: ...
 
     # Reads (storage/app/reads.py)
@@ -346,6 +348,12 @@ class Hub:
     def has_file(self, sha256: str) -> bool:
         return self.uploads.has_file(sha256)
 
+    def claim_held(self, sha256s: Iterable[str]) -> set[str]:
+        return self.uploads.claim_held(sha256s)
+
+    def file_sizes(self, sha256s: Iterable[str]) -> dict[str, int]:
+        return self.uploads.file_sizes(sha256s)
+
     def unheld(self, sha256s: Iterable[str]) -> set[str]:
         return self.uploads.unheld(sha256s)
 
@@ -374,8 +382,8 @@ class Hub:
 
     # Who holds a file by right
 
-    def file_holders(self, sha256: str) -> FileHolders:
-        return self.grants.holders(sha256)
+    def file_holders(self, sha256s: Iterable[str]) -> dict[str, FileHolders]:
+        return self.grants.holders(sha256s)
 
     def grant_uploads(self, repo_id: str, sha256s: Iterable[str], *, repo_type: str = "model") -> None:
         self.grants.grant(repo_id, sha256s, repo_type=repo_type)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from storage.app.ports import Sessions
 from storage.app.staging import StagedUpload, read_staged_layout, sniff_staged_format, stage, verify_staged
 from storage.app.views import FileInfo, file_info
-from storage.catalog import damage, jobs
+from storage.catalog import damage, files, jobs
 from storage.catalog.db import unique_conflicts
 from storage.catalog.models import FileObject, FileState, utcnow
 from storage.core.errors import Conflict, FileNotStored, InvalidInput
@@ -48,12 +48,24 @@ class Uploads:
         A yes is a promise to the uploader, who will commit without sending the bytes: it restarts the
         file's GC grace period (claimed_at), so an unreferenced file outlives the commit that needs it.
         """
+        return sha256 in self.claim_held([sha256])
+
+    def claim_held(self, sha256s: Iterable[str]) -> set[str]:
+        """Those of the files whose bytes are held (`has_file`), each of them claimed as `has_file`
+        claims one, in one session."""
+        wanted = list(dict.fromkeys(check_sha256(sha) for sha in sha256s))
+        if not wanted:
+            return set()
         with self._session() as s:
-            file = s.get(FileObject, check_sha256(sha256))
-            if file is None or damage.unheld(s, [sha256]):
-                return False  # a damaged file is not held: an upload of its bytes repairs it
-            file.claimed_at = utcnow()
-            return True
+            # A damaged file is not held: an upload of its bytes repairs it.
+            held = files.existing(s, wanted) - damage.unheld(s, wanted)
+            files.claim(s, held, utcnow())
+            return held
+
+    def file_sizes(self, sha256s: Iterable[str]) -> dict[str, int]:
+        """The size of each of the files the hub has a record of (held or not), in one session."""
+        with self._session() as s:
+            return files.sizes(s, [check_sha256(sha) for sha in sha256s])
 
     def unheld(self, sha256s: Iterable[str]) -> set[str]:
         """Those of the files (named by a tree, say) whose bytes the hub cannot produce: found damaged by

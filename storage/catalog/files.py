@@ -277,3 +277,23 @@ def stored_among(session: Session, sha256s: Sequence[str]) -> set[str]:
         )
         found.update(rows)
     return found
+
+
+def sizes(session: Session, sha256s: Sequence[str]) -> dict[str, int]:
+    """The size of each of `sha256s` the catalog has a file row for (in any state)."""
+    found: dict[str, int] = {}
+    for chunk in batches(sorted(set(sha256s))):
+        rows = session.execute(select(FileObject.sha256, FileObject.size).where(FileObject.sha256.in_(chunk)))
+        found.update((sha, size) for sha, size in rows)
+    return found
+
+
+def existing(session: Session, sha256s: Sequence[str]) -> set[str]:
+    """Which of `sha256s` the catalog has a file row for (in any state)."""
+    return set(sizes(session, sha256s))
+
+
+def claim(session: Session, sha256s: Iterable[str], at: datetime) -> None:
+    """Restart the GC grace period of these files (an uploader was told they are held)."""
+    for chunk in batches(sorted(set(sha256s))):
+        session.execute(update(FileObject).where(FileObject.sha256.in_(chunk)).values(claimed_at=at))

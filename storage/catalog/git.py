@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage.catalog.db import batches
 from storage.catalog.models import Commit, FileObject, Ref, Repository, TreeEntry
 
 
@@ -69,17 +70,11 @@ def repo_file(session: Session, repo: Repository, sha256: str) -> FileObject | N
     )
 
 
-# Content ids per IN list: well inside SQLite's and PostgreSQL's bound on parameters per statement.
-_IDS_PER_QUERY = 500
-
-
 def repo_file_sizes(session: Session, repo: Repository, sha256s: Sequence[str]) -> dict[str, int]:
     """The size of each of these contents that a commit of `repo` names (a git-lfs batch may offer their
     downloads); contents no commit names are left out."""
-    wanted = sorted(set(sha256s))
     sizes: dict[str, int] = {}
-    for start in range(0, len(wanted), _IDS_PER_QUERY):
-        ids = wanted[start:start + _IDS_PER_QUERY]
+    for ids in batches(sorted(set(sha256s))):
         rows = session.execute(
             select(FileObject.sha256, FileObject.size)
             .where(FileObject.sha256.in_(ids))

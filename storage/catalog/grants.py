@@ -3,29 +3,46 @@ file, and those its bytes were uploaded for (upload grants)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.catalog.db import unique_conflicts
+from storage.catalog.db import batches, unique_conflicts
 from storage.catalog.models import FileObject, Repository, TreeEntry, UploadGrant
 from storage.core.errors import Conflict
 
 
-def repos_naming(session: Session, sha256: str) -> list[Repository]:
-    """Repositories with a commit whose tree holds the file (any commit: old revisions stay readable)."""
-    named = (
-        exists()
-        .where(TreeEntry.file_sha256 == sha256, TreeEntry.repo_id == Repository.id)
-    )
-    return list(session.scalars(select(Repository).where(named).order_by(Repository.id)))
+def repos_naming(session: Session, sha256s: Sequence[str]) -> dict[str, list[Repository]]:
+    """For each file, the repositories with a commit whose tree holds it (any commit: old revisions stay
+    readable), in id order; a file no tree names is left out."""
+    naming: dict[str, list[Repository]] = {}
+    for chunk in batches(sorted(set(sha256s))):
+        pairs = (
+            select(TreeEntry.file_sha256, TreeEntry.repo_id).distinct()
+            .where(TreeEntry.file_sha256.in_(chunk)).subquery("naming")
+        )
+        rows = session.execute(
+            select(pairs.c.file_sha256, Repository).join(pairs, pairs.c.repo_id == Repository.id)
+            .order_by(pairs.c.file_sha256, Repository.id)
+        )
+        for sha256, repo in rows:
+            naming.setdefault(sha256, []).append(repo)
+    return naming
 
 
-def repos_granted(session: Session, sha256: str) -> list[Repository]:
-    """Repositories the file's bytes were uploaded for."""
-    query = select(Repository).join(UploadGrant, UploadGrant.repo_id == Repository.id)
-    return list(session.scalars(query.where(UploadGrant.file_sha256 == sha256).order_by(Repository.id)))
+def repos_granted(session: Session, sha256s: Sequence[str]) -> dict[str, list[Repository]]:
+    """For each file, the repositories its bytes were uploaded for, in id order; a file with no grant is
+    left out."""
+    granted: dict[str, list[Repository]] = {}
+    for chunk in batches(sorted(set(sha256s))):
+        rows = session.execute(
+            select(UploadGrant.file_sha256, Repository).join(UploadGrant, UploadGrant.repo_id == Repository.id)
+            .where(UploadGrant.file_sha256.in_(chunk)).order_by(UploadGrant.file_sha256, Repository.id)
+        )
+        for sha256, repo in rows:
+            granted.setdefault(sha256, []).append(repo)
+    return granted
 
 
 def add_grants(session: Session, repo: Repository, sha256s: Iterable[str]) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import struct
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from storage.app.hub import Hub
 from storage.app.views import FileAddition
-from storage.catalog import jobs
+from storage.catalog import damage, jobs
+from storage.catalog.models import FileObject
 from storage.core.formats.safetensors import HeaderNotJson, TooManyTensors
 from storage.objectstore import ObjectStore
 from tests.hubs import ingest_all, make_hub, read_all
@@ -70,3 +72,20 @@ def test_a_header_at_the_limit_is_stored_as_tensors(hub: Hub) -> None:
     ingest_all(hub, unfinished(hub))
     assert hub.file_info(info.sha256).kind == "safetensors"
     assert read_all(hub, info.sha256) == data
+
+
+def test_claiming_held_files_restarts_their_grace_and_leaves_out_damaged_and_unknown_ones(hub: Hub) -> None:
+    # A "held" answer is a promise to the uploader, who commits without sending the bytes.
+    infos = [hub.upload([f"file {n}".encode()]) for n in range(3)]
+    kept, damaged, unknown = infos[0].sha256, infos[1].sha256, "0" * 64
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    with hub.session() as s:
+        for info in infos:
+            s.get(FileObject, info.sha256).claimed_at = long_ago
+        damage.record_file(s, damaged, "verify: frame 0 does not match its CRC-32")
+    assert hub.claim_held([kept, damaged, unknown, kept]) == {kept}
+    with hub.session() as s:
+        claimed = {i.sha256: s.get(FileObject, i.sha256).claimed_at for i in infos}
+    assert claimed[kept] is not None and claimed[kept] > long_ago
+    assert claimed[damaged] == long_ago and claimed[infos[2].sha256] == long_ago
+    assert hub.file_sizes([kept, unknown]) == {kept: len(b"file 0")}
