@@ -129,7 +129,7 @@ async def receive_pack(request: Request, state: StateDep, repo_id: RepoIdDep, re
     limit = state.options.git_max_pack_bytes
     body = await _body(request, limit, lambda: GitPackTooLarge(limit=limit))
     target = PushTarget(repo_id, repo_type, caller.name,
-                        lambda sha256: state.policy.may_name_file(state.hub, caller, sha256))
+                        lambda sha256s: state.policy.nameable_files(state.hub, caller, sha256s))
     content = await run_in_threadpool(
         partial(state.hub.git.receive_pack, max_unpacked=state.options.git_max_unpacked_bytes), target, body
     )

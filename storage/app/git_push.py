@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dulwich.object_store import BaseObjectStore
@@ -46,9 +46,9 @@ class PushTarget:
     repo_id: str
     repo_type: str
     author: str  # the pushing user: the catalog's author column (the git lines keep the client's)
-    # Whether the pusher may name a held file by its SHA-256 (service/policy.py may_name_file): an LFS
+    # Which of these held files the pusher may name by SHA-256 (service/policy.py nameable_files): an LFS
     # pointer proves nothing, so another tenant's private file is "not uploaded" to them.
-    may_name: Callable[[str], bool]
+    nameable: Callable[[Sequence[str]], set[str]]
 
 
 @dataclass
@@ -61,6 +61,7 @@ class _NewCommit:
     message: str = ""
     regular: dict[str, bytes] = field(default_factory=dict)  # sha256 → bytes of the files not in LFS
     sizes: dict[str, int] = field(default_factory=dict)  # sha256 → size of every file
+    pointers: dict[str, tuple[str, int]] = field(default_factory=dict)  # path → (sha256, size) of LFS files
 
 
 class GitPush:
@@ -102,7 +103,8 @@ class GitPush:
             base, chain = _new_commits(lambda oid: catalog_git.repo_holds_commit(s, repo, oid), store, new, ref)
         if head is not None and base != head:
             raise GitNonFastForward(ref=ref, new=new, head=head)
-        commits = [self._prepare(c, store, ref, target.may_name) for c in chain]
+        commits = [self._prepare(c, store, ref) for c in chain]
+        self._check_pointers(target, commits, ref)
         self._check_quota(target, commits)  # before any byte is staged
         for commit in commits:
             for sha256, content in commit.regular.items():
@@ -136,7 +138,7 @@ class GitPush:
             self._enqueue(job_id)
 
     def _prepare(
-        self, commit: Commit, store: BaseObjectStore, ref: str, may_name: Callable[[str], bool]
+        self, commit: Commit, store: BaseObjectStore, ref: str
     ) -> _NewCommit:
         """The catalog form of a pushed commit; refused if it would not rebuild byte for byte."""
         out = _NewCommit(commit.id.decode())
@@ -167,10 +169,7 @@ class GitPush:
             pointer = parse_pointer(content)
             if pointer is not None:
                 sha256, size = pointer
-                if (not may_name(sha256) or not self._uploads.has_file(sha256)
-                        or self._uploads.file_info(sha256).size != size):
-                    raise GitPushRefused(ref=ref, detail=f"the LFS object of {path!r} ({sha256}) was not uploaded: "
-                                                         "install git-lfs and push again")
+                out.pointers[path] = pointer  # checked with every other commit's (`_check_pointers`)
                 out.files[path], out.blobs[path], out.sizes[sha256] = sha256, GitBlob(True, oid), size
             else:
                 sha256 = hashlib.sha256(content).hexdigest()
@@ -178,6 +177,19 @@ class GitPush:
                 out.regular[sha256] = content
         check_tree(out.files)
         return out
+
+    def _check_pointers(self, target: PushTarget, commits: list[_NewCommit], ref: str) -> None:
+        """Every LFS pointer of the pushed commits names a held file the pusher may name, of the size it
+        says (each held file is claimed, as an LFS batch's "held" answer claims it): refused at the first
+        one that does not, in commit and tree order. Three catalog sessions, whatever the push holds."""
+        named = list(dict.fromkeys(sha for c in commits for sha, _ in c.pointers.values()))
+        held = self._uploads.claim_held(target.nameable(named)) if named else set()
+        sizes = self._uploads.file_sizes(held) if held else {}
+        for commit in commits:
+            for path, (sha256, size) in commit.pointers.items():
+                if sha256 not in held or sizes.get(sha256) != size:
+                    raise GitPushRefused(ref=ref, detail=f"the LFS object of {path!r} ({sha256}) was not uploaded: "
+                                                         "install git-lfs and push again")
 
     def _check_quota(self, target: PushTarget, commits: list[_NewCommit]) -> None:
         sizes = {sha: size for c in commits for sha, size in c.sizes.items()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,7 @@ def test_a_pushed_history_rebuilds_with_the_clients_ids(hub: Hub, history: list)
         made.append(parent)
 
     push = GitPush(hub.session, hub.uploads, hub.quotas, lambda job: None)
-    target = PushTarget(repo_id, "model", "alice", lambda sha256: True)
+    target = PushTarget(repo_id, "model", "alice", set)
     assert push.update_ref(target, "refs/heads/main", head, parent, sent.object_store) is None
 
     assert [c.oid for c in hub.list_commits(repo_id, "main")][: len(made)] == made[::-1]
@@ -106,8 +107,44 @@ def test_a_second_push_of_the_same_tip_changes_nothing(hub: Hub) -> None:
     hub.create_repo("org/same")
     head = hub.resolve("org/same", "main").oid
     push = GitPush(hub.session, hub.uploads, hub.quotas, lambda job: None)
-    target = PushTarget("org/same", "model", "alice", lambda sha256: True)
+    target = PushTarget("org/same", "model", "alice", set)
     assert push.update_ref(target, "refs/heads/main", head, head, MemoryRepo().object_store) is None
     assert hub.resolve("org/same", "main").oid == head
     refused = push.update_ref(target, "refs/heads/main", ZERO, head, MemoryRepo().object_store)
     assert refused is not None and "fetch first" in refused
+
+
+def _commit(sent: MemoryRepo, files: dict[str, tuple[bytes, bool]], hub: Hub, parent: str) -> str:
+    commit = Commit()
+    commit.tree = _tree(sent, files, hub)
+    commit.parents = [ObjectID(parent.encode())]
+    commit.author = commit.committer = b"Ada <a@x>"
+    commit.author_time = commit.commit_time = 1_700_000_000
+    commit.author_timezone = commit.commit_timezone = 0
+    commit.message = b"more"
+    sent.object_store.add_object(commit)
+    return commit.id.decode()
+
+
+def test_every_lfs_pointer_of_a_push_is_checked_in_one_question_and_an_unnamed_one_is_refused(hub: Hub) -> None:
+    hub.create_repo("org/many")
+    head = tip = hub.resolve("org/many", "main").oid
+    sent = MemoryRepo()
+    for n in range(3):  # 3 commits of 20 LFS files each, every one new
+        tip = _commit(sent, {f"c{n}/f{i}.bin": (f"{n}:{i}".encode() * 9, True) for i in range(20)}, hub, tip)
+    asked: list[list[str]] = []
+    refused_sha = hashlib.sha256(b"1:7" * 9).hexdigest()
+
+    def all_but_one(sha256s: Sequence[str]) -> set[str]:
+        asked.append(list(sha256s))
+        return set(sha256s) - {refused_sha}
+
+    push = GitPush(hub.session, hub.uploads, hub.quotas, lambda job: None)
+    refused = push.update_ref(PushTarget("org/many", "model", "alice", all_but_one), "refs/heads/main", head, tip,
+                              sent.object_store)
+    assert len(asked) == 1 and len(asked[0]) == 60
+    assert refused is not None and "'c1/f7.bin'" in refused and "was not uploaded" in refused
+    assert hub.resolve("org/many", "main").oid == head  # nothing of the push was committed
+    assert push.update_ref(PushTarget("org/many", "model", "alice", set), "refs/heads/main", head, tip,
+                           sent.object_store) is None
+    assert hub.resolve("org/many", "main").oid == tip
