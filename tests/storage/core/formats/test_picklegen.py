@@ -102,6 +102,18 @@ def test_ints_at_every_width_boundary_regenerate() -> None:
     assert set(edges) <= set(recipe.values)
 
 
+def test_wide_memo_indices_parameters_and_a_transformers_state_dict_regenerate() -> None:
+    # Past 256 memo entries the pickler writes LONG_BINPUT and LONG_BINGET.
+    many = assert_regenerates(data_pkl({f"layer.{i}.weight": torch.zeros(2) for i in range(300)}))
+    assert len(many.ops) > 2000
+    params = list(torch.nn.Linear(3, 2).parameters())  # nn.Parameter: _rebuild_parameter
+    assert_regenerates(data_pkl(params))
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32)  # fmt: skip
+    assert_regenerates(data_pkl(transformers.BertModel(config).state_dict()))
+
+
 def training_run(steps: int) -> list[dict[str, object]]:
     """Checkpoints of a small model trained with Adam: model and optimizer state dicts, epoch and loss."""
     torch.manual_seed(0)
