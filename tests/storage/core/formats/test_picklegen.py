@@ -190,6 +190,9 @@ def test_hand_edited_pickles_get_no_recipe() -> None:
         data + b"N",  # bytes after STOP
         data[:-1] + b"\x93.",  # STACK_GLOBAL: not an opcode torch's loader admits at protocol 2
         b"",
+        b"\x80\x02\x8a",  # a LONG1 cut before its length
+        b"\x80\x02X\x05\x00\x00\x00ab",  # a string cut short
+        b"\x80\x02ctorch\nFloatStorage",  # a GLOBAL with no end of line
     ]
     for edited in edits:
         assert edited != data
@@ -244,8 +247,13 @@ def test_a_damaged_recipe_raises_one_error_per_rule() -> None:
 
 
 @functools.cache
+def checkpoint_pickle() -> bytes:
+    return data_pkl(training_run(1)[0])
+
+
+@functools.cache
 def checkpoint_recipe() -> tuple[bytes, bytes]:
-    return pg.encode(assert_regenerates(data_pkl(training_run(1)[0])))
+    return pg.encode(assert_regenerates(checkpoint_pickle()))
 
 
 @settings(max_examples=300, deadline=None)
@@ -270,3 +278,22 @@ def test_any_damage_decodes_to_a_recipe_or_raises_recipe_decode_error(data: st.D
     except pg.RecipeDecodeError:
         return
     pg.rebuild(recipe)  # whatever decodes, rebuilds
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_derive_on_any_damaged_pickle_returns_none_or_a_recipe_that_rebuilds_it(data: st.DataObject) -> None:
+    pkl = bytearray(checkpoint_pickle())
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(pkl) - 1))
+        kind = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if kind == "flip":
+            pkl[at] = data.draw(st.integers(0, 255))
+        elif kind == "cut":
+            del pkl[at : at + data.draw(st.integers(1, 8))]
+        else:
+            pkl[at:at] = data.draw(st.binary(min_size=1, max_size=3))
+        if not pkl:
+            break
+    recipe = pg.derive(bytes(pkl))
+    assert recipe is None or pg.rebuild(recipe) == pkl
